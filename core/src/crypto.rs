@@ -66,9 +66,13 @@ impl EcdsaSigner {
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, CryptoError> {
         let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| CryptoError::Key(e.to_string()))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_pkcs8_der())
-            .map_err(|e| CryptoError::Key(e.to_string()))?;
-        Ok(Self { pair, rng: SystemRandom::new() })
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.secret_pkcs8_der())
+                .map_err(|e| CryptoError::Key(e.to_string()))?;
+        Ok(Self {
+            pair,
+            rng: SystemRandom::new(),
+        })
     }
 
     /// Signs `message`; the result is a DER-encoded ECDSA signature.
@@ -104,7 +108,9 @@ impl SignatureVerifier {
             .and_then(|p| p.as_oid().ok())
             .map(|oid| oid.to_id_string());
         if curve.as_deref() != Some(P256_OID) {
-            return Err(CryptoError::Certificate("its key is not an ECDSA P-256 key".into()));
+            return Err(CryptoError::Certificate(
+                "its key is not an ECDSA P-256 key".into(),
+            ));
         }
         let validity = cert.validity();
         let time = |t: x509_parser::time::ASN1Time| {
@@ -173,21 +179,31 @@ fn params_valid_for(years: i32, names: Vec<String>) -> Result<CertificateParams,
 pub fn generate_signing_certificate(common_name: &str) -> Result<CertifiedKey, CryptoError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generation_error)?;
     let mut params = params_valid_for(10, Vec::new())?;
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let cert = params.self_signed(&key).map_err(generation_error)?;
-    Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertifiedKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// A private certificate authority for TLS bootstrap: devices and simulators trust its cert.
 pub fn generate_ca(common_name: &str) -> Result<CertifiedKey, CryptoError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generation_error)?;
     let mut params = params_valid_for(20, Vec::new())?;
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let cert = params.self_signed(&key).map_err(generation_error)?;
-    Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertifiedKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// A TLS server certificate for `hostnames` (DNS names or IP addresses) issued by `ca`.
@@ -200,13 +216,18 @@ pub fn issue_server_certificate(
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generation_error)?;
     let mut params = params_valid_for(5, hostnames.to_vec())?;
     if let Some(first) = hostnames.first() {
-        params.distinguished_name.push(DnType::CommonName, first.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, first.as_str());
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&key, &issuer).map_err(generation_error)?;
-    Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertifiedKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// A fresh P-256 key pair: (PKCS#8 private key PEM, SubjectPublicKeyInfo PEM).
@@ -222,7 +243,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// A random alphanumeric token (nonces, client secrets).
 pub fn random_alphanumeric(len: usize) -> String {
-    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,11 +261,17 @@ mod tests {
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
         let sig = signer.sign(b"hello").unwrap();
         verifier.verify(b"hello", &sig, Utc::now()).unwrap();
-        assert!(matches!(verifier.verify(b"hellO", &sig, Utc::now()), Err(CryptoError::BadSignature)));
+        assert!(matches!(
+            verifier.verify(b"hellO", &sig, Utc::now()),
+            Err(CryptoError::BadSignature)
+        ));
 
         let other = generate_signing_certificate("another key").unwrap();
         let other = SignatureVerifier::from_certificate_pem(&other.cert_pem).unwrap();
-        assert!(matches!(other.verify(b"hello", &sig, Utc::now()), Err(CryptoError::BadSignature)));
+        assert!(matches!(
+            other.verify(b"hello", &sig, Utc::now()),
+            Err(CryptoError::BadSignature)
+        ));
     }
 
     #[test]
@@ -248,7 +279,10 @@ mod tests {
         let pair = generate_signing_certificate("x").unwrap();
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
         let far_future = Utc::now() + chrono::Duration::days(365 * 30);
-        let sig = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap().sign(b"m").unwrap();
+        let sig = EcdsaSigner::from_pkcs8_pem(&pair.key_pem)
+            .unwrap()
+            .sign(b"m")
+            .unwrap();
         assert!(matches!(
             verifier.verify(b"m", &sig, far_future),
             Err(CryptoError::CertificateNotValid { .. })
@@ -260,7 +294,8 @@ mod tests {
     #[test]
     fn issues_server_certificates_from_a_ca() {
         let ca = generate_ca("Outpost test CA").unwrap();
-        let leaf = issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let leaf =
+            issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()]).unwrap();
         assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
     }
 }

@@ -119,7 +119,8 @@ impl DeviceRequest {
                 InvalidRequest(format!("{path}: {inner}"))
             }
         })?;
-        de.end().map_err(|e| InvalidRequest(format!("trailing data after the request: {e}")))?;
+        de.end()
+            .map_err(|e| InvalidRequest(format!("trailing data after the request: {e}")))?;
         request.validate()?;
         Ok(request)
     }
@@ -127,7 +128,9 @@ impl DeviceRequest {
     /// The `usage_report` an offline RUM file amounts to, for the device named in it.
     pub fn from_offline_file(file: OfflineRumFile) -> Result<Self, InvalidRequest> {
         let sudi = file.device().ok_or_else(|| {
-            InvalidRequest("the RUM file names no device (no system info and no readable report)".into())
+            InvalidRequest(
+                "the RUM file names no device (no system info and no readable report)".into(),
+            )
         })?;
         let info = file.system_info.unwrap_or_default();
         let request = DeviceRequest {
@@ -151,25 +154,37 @@ impl DeviceRequest {
     pub fn validate(&self) -> Result<(), InvalidRequest> {
         let d = &self.data;
         let too_long = |field: &str, value: &Option<String>, max: usize| match value {
-            Some(v) if v.chars().count() > max => {
-                Err(InvalidRequest(format!("data.{field} is longer than {max} characters")))
-            }
-            Some(v) if v.contains('\0') => {
-                Err(InvalidRequest(format!("data.{field} contains a NUL character")))
-            }
+            Some(v) if v.chars().count() > max => Err(InvalidRequest(format!(
+                "data.{field} is longer than {max} characters"
+            ))),
+            Some(v) if v.contains('\0') => Err(InvalidRequest(format!(
+                "data.{field} contains a NUL character"
+            ))),
             _ => Ok(()),
         };
         too_long("nonce", &d.nonce, MAX_NONCE_LEN)?;
         too_long("hostname", &d.hostname, MAX_HOSTNAME_LEN)?;
         too_long("software_version", &d.software_version, MAX_FIELD_LEN)?;
-        too_long("software_tag_identifier", &d.software_tag_identifier, MAX_FIELD_LEN)?;
-        too_long("product_instance_identifier", &d.product_instance_identifier, MAX_FIELD_LEN)?;
+        too_long(
+            "software_tag_identifier",
+            &d.software_tag_identifier,
+            MAX_FIELD_LEN,
+        )?;
+        too_long(
+            "product_instance_identifier",
+            &d.product_instance_identifier,
+            MAX_FIELD_LEN,
+        )?;
         too_long("poll_id", &d.poll_id, MAX_FIELD_LEN)?;
         if let Some(sudi) = &d.sudi {
-            sudi.validate().map_err(|e| InvalidRequest(format!("data.sudi: {e}")))?;
+            sudi.validate()
+                .map_err(|e| InvalidRequest(format!("data.sudi: {e}")))?;
         }
         for (i, member) in d.ha_udi.iter().enumerate() {
-            member.sudi.validate().map_err(|e| InvalidRequest(format!("data.ha_udi[{i}].sudi: {e}")))?;
+            member
+                .sudi
+                .validate()
+                .map_err(|e| InvalidRequest(format!("data.ha_udi[{i}].sudi: {e}")))?;
         }
         Ok(())
     }
@@ -321,13 +336,26 @@ mod tests {
     fn error_names_the_field() {
         let body = br#"{"message_type":"usage_report","data":{"sudi":{"udi_pid":"A"}}}"#;
         let err = DeviceRequest::from_json(body).unwrap_err();
-        assert!(err.0.starts_with("data.sudi: missing field `udi_serial_number`"), "{}", err.0);
+        assert!(
+            err.0
+                .starts_with("data.sudi: missing field `udi_serial_number`"),
+            "{}",
+            err.0
+        );
 
         let err = DeviceRequest::from_json(br#"{"message_type":"bogus","data":{}}"#).unwrap_err();
-        assert!(err.0.starts_with("message_type: unknown variant `bogus`"), "{}", err.0);
+        assert!(
+            err.0.starts_with("message_type: unknown variant `bogus`"),
+            "{}",
+            err.0
+        );
 
         let err = DeviceRequest::from_json(b"{").unwrap_err();
-        assert!(err.0.starts_with("body is not a valid request"), "{}", err.0);
+        assert!(
+            err.0.starts_with("body is not a valid request"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

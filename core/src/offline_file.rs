@@ -62,7 +62,10 @@ impl OfflineRumFile {
         if let Some(sudi) = self.system_info.as_ref().and_then(|info| info.sudi.clone()) {
             return Some(sudi);
         }
-        self.reports.first().and_then(|r| r.facts().ok()).map(|facts| facts.instance)
+        self.reports
+            .first()
+            .and_then(|r| r.facts().ok())
+            .map(|facts| facts.instance)
     }
 }
 
@@ -79,7 +82,9 @@ pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
         }
     };
     if report_elements.is_empty() {
-        return Err(OfflineFileError::Structure("the file holds no <RUMReport>".into()));
+        return Err(OfflineFileError::Structure(
+            "the file holds no <RUMReport>".into(),
+        ));
     }
 
     let system_info = match root.child("smartLicenseSystemInfo") {
@@ -87,7 +92,9 @@ pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
         Some(info) => {
             let data = info.child("data").map(|d| d.text.trim()).unwrap_or("");
             let parsed = serde_json::from_str(data).map_err(|e| {
-                OfflineFileError::Structure(format!("smartLicenseSystemInfo data is not valid: {e}"))
+                OfflineFileError::Structure(format!(
+                    "smartLicenseSystemInfo data is not valid: {e}"
+                ))
             })?;
             Some(parsed)
         }
@@ -98,16 +105,25 @@ pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
         .enumerate()
         .map(|(i, element)| {
             let index = i + 1;
-            let envelope: RumEnvelope = serde_json::from_str(element.text.trim())
-                .map_err(|e| OfflineFileError::Report { index, message: e.to_string() })?;
-            envelope.facts().map_err(|e: RumError| OfflineFileError::Report {
-                index,
-                message: e.to_string(),
+            let envelope: RumEnvelope = serde_json::from_str(element.text.trim()).map_err(|e| {
+                OfflineFileError::Report {
+                    index,
+                    message: e.to_string(),
+                }
             })?;
+            envelope
+                .facts()
+                .map_err(|e: RumError| OfflineFileError::Report {
+                    index,
+                    message: e.to_string(),
+                })?;
             Ok(envelope)
         })
         .collect::<Result<Vec<_>, OfflineFileError>>()?;
-    Ok(OfflineRumFile { system_info, reports })
+    Ok(OfflineRumFile {
+        system_info,
+        reports,
+    })
 }
 
 /// Writes an offline RUM file; payloads keep their exact text.
@@ -151,7 +167,11 @@ mod tests {
 
     #[test]
     fn round_trips_a_written_file() {
-        let info = SystemInfo { sudi: Some(Sudi::new("C9300-24UX", "FCW1")), hostname: Some("sw1".into()), ..Default::default() };
+        let info = SystemInfo {
+            sudi: Some(Sudi::new("C9300-24UX", "FCW1")),
+            hostname: Some("sw1".into()),
+            ..Default::default()
+        };
         let reports = vec![envelope(1), envelope(2)];
         let text = write(Some(&info), &reports);
         let parsed = parse(&text).unwrap();
@@ -170,16 +190,32 @@ mod tests {
         assert_eq!(facts.report_id, 1671840750);
         assert_eq!(file.device(), Some(Sudi::new("C9800-CL-K9", "9NTUEA8FIIH")));
         // The payload is the exact decoded string of the file, starting as the device wrote it.
-        assert!(file.reports[0].payload.starts_with("{\"version\":\"2.0\",\"asset_identification\""));
+        assert!(
+            file.reports[0]
+                .payload
+                .starts_with("{\"version\":\"2.0\",\"asset_identification\"")
+        );
     }
 
     #[test]
     fn says_which_report_is_bad() {
-        let text = format!("<smartLicense><RUMReport>{}</RUMReport><RUMReport>{{}}</RUMReport></smartLicense>",
-            xml::cdata(&serde_json::to_string(&envelope(1)).unwrap()));
+        let text = format!(
+            "<smartLicense><RUMReport>{}</RUMReport><RUMReport>{{}}</RUMReport></smartLicense>",
+            xml::cdata(&serde_json::to_string(&envelope(1)).unwrap())
+        );
         let err = parse(&text).unwrap_err();
-        assert!(err.to_string().starts_with("RUMReport 2: missing field `payload`"), "{err}");
-        assert!(matches!(parse("<smartLicense/>"), Err(OfflineFileError::Structure(_))));
-        assert!(matches!(parse("<html/>"), Err(OfflineFileError::Structure(_))));
+        assert!(
+            err.to_string()
+                .starts_with("RUMReport 2: missing field `payload`"),
+            "{err}"
+        );
+        assert!(matches!(
+            parse("<smartLicense/>"),
+            Err(OfflineFileError::Structure(_))
+        ));
+        assert!(matches!(
+            parse("<html/>"),
+            Err(OfflineFileError::Structure(_))
+        ));
     }
 }

@@ -121,7 +121,10 @@ pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
         }
     };
     if report_id < 0 {
-        return Err(RumError::Field { field: "report_id", problem: "is negative" });
+        return Err(RumError::Field {
+            field: "report_id",
+            problem: "is negative",
+        });
     }
 
     let instance_value = &asset_id["instance"]["sudi"];
@@ -131,12 +134,11 @@ pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
             problem: "is missing",
         });
     }
-    let instance: Sudi = serde_json::from_value(instance_value.clone()).map_err(|_| {
-        RumError::Field {
+    let instance: Sudi =
+        serde_json::from_value(instance_value.clone()).map_err(|_| RumError::Field {
             field: "asset_identification.instance.sudi",
             problem: "is not a sudi object",
-        }
-    })?;
+        })?;
     instance.validate().map_err(|_| RumError::Field {
         field: "asset_identification.instance.sudi",
         problem: "has an unusable PID or serial number",
@@ -144,8 +146,16 @@ pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
 
     let measurements = match &doc["measurements"] {
         Value::Null => Vec::new(),
-        Value::Array(items) => items.iter().filter_map(measurement).collect::<Result<_, _>>()?,
-        _ => return Err(RumError::Field { field: "measurements", problem: "is not an array" }),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(measurement)
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(RumError::Field {
+                field: "measurements",
+                problem: "is not an array",
+            });
+        }
     };
 
     Ok(RumFacts {
@@ -173,7 +183,10 @@ fn integer(v: &Value, field: &'static str) -> Result<i64, RumError> {
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
     };
-    parsed.ok_or(RumError::Field { field, problem: "is not an integer in range" })
+    parsed.ok_or(RumError::Field {
+        field,
+        problem: "is not an integer in range",
+    })
 }
 
 /// Entitlement COUNT measurements only; other metric kinds are kept in the payload but not read.
@@ -198,10 +211,15 @@ fn ha_members(v: &Value) -> Result<Vec<HaMember>, RumError> {
     items
         .iter()
         .map(|item| {
-            let sudi: Sudi = serde_json::from_value(item["sudi"].clone()).map_err(|_| {
-                RumError::Field { field: "meta.ha_udi[].sudi", problem: "is not a sudi object" }
-            })?;
-            Ok(HaMember { role: parse_role(item["role"].as_str().unwrap_or("")), sudi })
+            let sudi: Sudi =
+                serde_json::from_value(item["sudi"].clone()).map_err(|_| RumError::Field {
+                    field: "meta.ha_udi[].sudi",
+                    problem: "is not a sudi object",
+                })?;
+            Ok(HaMember {
+                role: parse_role(item["role"].as_str().unwrap_or("")),
+                sudi,
+            })
         })
         .collect()
 }
@@ -245,7 +263,10 @@ mod tests {
     #[test]
     fn names_the_missing_field() {
         let err = parse_payload(r#"{"asset_identification":{}}"#).unwrap_err();
-        assert_eq!(err.to_string(), "payload field asset_identification.report_id is missing");
+        assert_eq!(
+            err.to_string(),
+            "payload field asset_identification.report_id is missing"
+        );
         let err = parse_payload("not json").unwrap_err();
         assert!(err.to_string().starts_with("payload is not valid JSON"));
     }

@@ -38,7 +38,12 @@ impl Schedule {
         let time_zone: Tz = time_zone
             .parse()
             .map_err(|_| format!("time_zone '{time_zone}' is not an IANA time zone"))?;
-        Ok(Self { every_days, hour, minute, time_zone })
+        Ok(Self {
+            every_days,
+            hour,
+            minute,
+            time_zone,
+        })
     }
 
     /// `HH:MM` on `date` in the schedule's zone; a time skipped by a DST change runs an hour
@@ -52,7 +57,9 @@ impl Schedule {
             .from_local_datetime(&local)
             .earliest()
             .or_else(|| {
-                self.time_zone.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest()
+                self.time_zone
+                    .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                    .earliest()
             });
         match resolved {
             Some(t) => t.with_timezone(&Utc),
@@ -65,7 +72,11 @@ impl Schedule {
     pub fn first_run_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let today = now.with_timezone(&self.time_zone).date_naive();
         let candidate = self.at(today);
-        if candidate > now { candidate } else { self.at(today + Days::new(1)) }
+        if candidate > now {
+            candidate
+        } else {
+            self.at(today + Days::new(1))
+        }
     }
 
     /// The run after one that was due at `previous`: `every_days` later at `HH:MM`, skipping
@@ -95,8 +106,14 @@ mod tests {
     fn first_run_is_today_or_tomorrow_in_local_time() {
         let s = Schedule::new(1, 2, 30, "Europe/Paris").unwrap();
         // 00:00 UTC is 01:00 in Paris (winter): 02:30 Paris is still ahead today.
-        assert_eq!(s.first_run_after(utc("2026-01-10T00:00:00Z")), utc("2026-01-10T01:30:00Z"));
-        assert_eq!(s.first_run_after(utc("2026-01-10T01:30:00Z")), utc("2026-01-11T01:30:00Z"));
+        assert_eq!(
+            s.first_run_after(utc("2026-01-10T00:00:00Z")),
+            utc("2026-01-10T01:30:00Z")
+        );
+        assert_eq!(
+            s.first_run_after(utc("2026-01-10T01:30:00Z")),
+            utc("2026-01-11T01:30:00Z")
+        );
     }
 
     #[test]
@@ -105,22 +122,40 @@ mod tests {
         let prev = utc("2026-01-30T06:00:00Z");
         assert_eq!(s.next_run_after(prev, prev), utc("2026-02-02T06:00:00Z"));
         // Down for ten days: the next run is the first one still ahead, not a backlog.
-        assert_eq!(s.next_run_after(prev, utc("2026-02-09T12:00:00Z")), utc("2026-02-11T06:00:00Z"));
+        assert_eq!(
+            s.next_run_after(prev, utc("2026-02-09T12:00:00Z")),
+            utc("2026-02-11T06:00:00Z")
+        );
     }
 
     #[test]
     fn dst_gap_runs_an_hour_later() {
         // 2026-03-29 02:30 does not exist in Paris.
         let s = Schedule::new(1, 2, 30, "Europe/Paris").unwrap();
-        assert_eq!(s.first_run_after(utc("2026-03-28T23:00:00Z")), utc("2026-03-29T01:30:00Z"));
+        assert_eq!(
+            s.first_run_after(utc("2026-03-28T23:00:00Z")),
+            utc("2026-03-29T01:30:00Z")
+        );
     }
 
     #[test]
     fn refuses_bad_fields() {
-        assert!(Schedule::new(0, 1, 1, "UTC").unwrap_err().contains("every_days"));
+        assert!(
+            Schedule::new(0, 1, 1, "UTC")
+                .unwrap_err()
+                .contains("every_days")
+        );
         assert!(Schedule::new(1, 24, 1, "UTC").unwrap_err().contains("hour"));
-        assert!(Schedule::new(1, 1, 60, "UTC").unwrap_err().contains("minute"));
-        assert!(Schedule::new(1, 1, 1, "Mars/Olympus").unwrap_err().contains("time_zone"));
+        assert!(
+            Schedule::new(1, 1, 60, "UTC")
+                .unwrap_err()
+                .contains("minute")
+        );
+        assert!(
+            Schedule::new(1, 1, 1, "Mars/Olympus")
+                .unwrap_err()
+                .contains("time_zone")
+        );
     }
 
     proptest! {

@@ -35,7 +35,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(unset)" } else { "Secret([redacted])" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(unset)"
+        } else {
+            "Secret([redacted])"
+        })
     }
 }
 
@@ -236,19 +240,30 @@ impl Default for Settings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
     }
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: Secret::default(), pool_size: 16, connect_timeout_secs: 5, acquire_timeout_ms: 2000 }
+        Self {
+            url: Secret::default(),
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            acquire_timeout_ms: 2000,
+        }
     }
 }
 
 impl Default for EmbeddedPostgresSettings {
     fn default() -> Self {
-        Self { bin_dir: String::new(), run_as_user: "postgres".into() }
+        Self {
+            bin_dir: String::new(),
+            run_as_user: "postgres".into(),
+        }
     }
 }
 
@@ -267,19 +282,29 @@ impl Default for DeviceSettings {
 
 impl Default for AdminSettings {
     fn default() -> Self {
-        Self { https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)) }
+        Self {
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+        }
     }
 }
 
 impl Default for TlsSettings {
     fn default() -> Self {
-        Self { cert_file: String::new(), key_file: String::new(), hostnames: vec!["localhost".into(), "127.0.0.1".into()] }
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
+        }
     }
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { jwt_secret: Secret::default(), token_lifetime_secs: 900, initial_admin_password: Secret::default() }
+        Self {
+            jwt_secret: Secret::default(),
+            token_lifetime_secs: 900,
+            initial_admin_password: Secret::default(),
+        }
     }
 }
 
@@ -375,7 +400,10 @@ impl Settings {
     /// Checks values the types alone cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key: &'static str, message: &str| {
-            Err(SettingsError::Invalid { key, message: message.to_owned() })
+            Err(SettingsError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
         };
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
@@ -396,10 +424,16 @@ impl Settings {
             return invalid("device.http_listen", "must differ from device.https_listen");
         }
         if self.cert_file_pair_incomplete() {
-            return invalid("tls.key_file", "tls.cert_file and tls.key_file are set together or not at all");
+            return invalid(
+                "tls.key_file",
+                "tls.cert_file and tls.key_file are set together or not at all",
+            );
         }
         if self.tls.cert_file.is_empty() && self.tls.hostnames.is_empty() {
-            return invalid("tls.hostnames", "needs at least one name for the generated certificate");
+            return invalid(
+                "tls.hostnames",
+                "needs at least one name for the generated certificate",
+            );
         }
         if !is_http_url(&self.cssm.api_url) {
             return invalid("cssm.api_url", "must start with https:// or http://");
@@ -409,12 +443,18 @@ impl Settings {
         }
         for (key, path) in [
             ("cssm.ca_file", &self.cssm.ca_file),
-            ("cssm.signing_certificate_file", &self.cssm.signing_certificate_file),
+            (
+                "cssm.signing_certificate_file",
+                &self.cssm.signing_certificate_file,
+            ),
             ("tls.cert_file", &self.tls.cert_file),
             ("tls.key_file", &self.tls.key_file),
         ] {
             if !path.is_empty() && !Path::new(path).is_file() {
-                return Err(SettingsError::Invalid { key, message: format!("file {path} does not exist") });
+                return Err(SettingsError::Invalid {
+                    key,
+                    message: format!("file {path} does not exist"),
+                });
             }
         }
         if self.cssm.batch_size == 0 {
@@ -447,7 +487,12 @@ impl Settings {
         if !self.public_url.is_empty() {
             return self.public_url.trim_end_matches('/').to_owned();
         }
-        let host = self.tls.hostnames.first().map(String::as_str).unwrap_or("localhost");
+        let host = self
+            .tls
+            .hostnames
+            .first()
+            .map(String::as_str)
+            .unwrap_or("localhost");
         match self.device.https_listen.port() {
             443 => format!("https://{host}"),
             port => format!("https://{host}:{port}"),
@@ -456,7 +501,9 @@ impl Settings {
 }
 
 fn is_http_url(url: &str) -> bool {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
     matches!(rest, Some(host) if !host.is_empty() && !host.starts_with('/'))
 }
 
@@ -468,7 +515,10 @@ fn parse_error(error: figment::Error) -> SettingsError {
         Some(m) => match &m.source {
             Some(source) => format!(" (from {source})"),
             None if m.name.contains("environment") => {
-                let var = m.interpolate(&profile, &error.path).replace('.', "__").to_uppercase();
+                let var = m
+                    .interpolate(&profile, &error.path)
+                    .replace('.', "__")
+                    .to_uppercase();
                 format!(" (from environment variable OUTPOST_{var})")
             }
             None => format!(" (from {})", m.name),
@@ -498,7 +548,10 @@ mod optional_addr {
         if text.trim().is_empty() {
             return Ok(None);
         }
-        text.trim().parse().map(Some).map_err(serde::de::Error::custom)
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -513,7 +566,10 @@ mod tests {
     fn example_config_is_in_step_with_defaults() {
         let example: toml::Value = toml::from_str(EXAMPLE).unwrap();
         let defaults = toml::Value::try_from(Settings::default()).unwrap();
-        assert_eq!(example, defaults, "deploy/config.example.toml differs from Settings::default()");
+        assert_eq!(
+            example, defaults,
+            "deploy/config.example.toml differs from Settings::default()"
+        );
         assert_eq!(Settings::from_toml(EXAMPLE).unwrap(), Settings::default());
     }
 
@@ -522,26 +578,42 @@ mod tests {
         let err = Settings::from_toml("[device]\nhttps_lisen = \"0.0.0.0:1\"").unwrap_err();
         assert!(err.to_string().contains("https_lisen"), "{err}");
         let err = Settings::from_toml("[device]\nhttps_listen = \"nowhere\"").unwrap_err();
-        assert!(err.to_string().starts_with("settings key `device.https_listen`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("settings key `device.https_listen`"),
+            "{err}"
+        );
         let err = Settings::from_toml("[database]\npool_size = 0").unwrap_err();
-        assert_eq!(err.to_string(), "settings key `database.pool_size`: must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "settings key `database.pool_size`: must be at least 1"
+        );
     }
 
     #[test]
     fn environment_overrides_file_and_names_its_source() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("outpost.toml", "[device]\nhttps_listen = \"127.0.0.1:9443\"\n")?;
+            jail.create_file(
+                "outpost.toml",
+                "[device]\nhttps_listen = \"127.0.0.1:9443\"\n",
+            )?;
             jail.set_env("OUTPOST_DEVICE__HTTP_LISTEN", "127.0.0.1:9080");
             jail.set_env("OUTPOST_WORKER__CONCURRENCY", "2");
             jail.set_env("OUTPOST_TEST_DATABASE_URL", "ignored");
             let s = Settings::load(Some(Path::new("outpost.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.device.https_listen, "127.0.0.1:9443".parse().unwrap());
-            assert_eq!(s.device.http_listen, Some("127.0.0.1:9080".parse().unwrap()));
+            assert_eq!(
+                s.device.http_listen,
+                Some("127.0.0.1:9080".parse().unwrap())
+            );
             assert_eq!(s.worker.concurrency, 2);
 
             jail.set_env("OUTPOST_WORKER__CONCURRENCY", "many");
             let err = Settings::load(None).unwrap_err().to_string();
-            assert!(err.starts_with("settings key `worker.concurrency`"), "{err}");
+            assert!(
+                err.starts_with("settings key `worker.concurrency`"),
+                "{err}"
+            );
             assert!(err.contains("OUTPOST_WORKER__CONCURRENCY"), "{err}");
             Ok(())
         });

@@ -106,13 +106,25 @@ impl PolicyData {
     /// Cisco's default policy: perpetual 365/0/90, subscription 90/90/90, enforced and
     /// export-controlled 0/0/0, ACK required.
     pub fn cisco_default() -> Self {
-        let zero = PolicyTerms { first_report: 0, ongoing: 0, on_change: 0 };
+        let zero = PolicyTerms {
+            first_report: 0,
+            ongoing: 0,
+            on_change: 0,
+        };
         Self {
             name: "Cisco default".into(),
             kind: "cisco-default".into(),
             ack_required: true,
-            perpetual: PolicyTerms { first_report: 365, ongoing: 0, on_change: 90 },
-            subscription: PolicyTerms { first_report: 90, ongoing: 90, on_change: 90 },
+            perpetual: PolicyTerms {
+                first_report: 365,
+                ongoing: 0,
+                on_change: 90,
+            },
+            subscription: PolicyTerms {
+                first_report: 90,
+                ongoing: 90,
+                on_change: 90,
+            },
             enforced: zero,
             export: zero,
         }
@@ -135,7 +147,9 @@ fn signed_section<T: Serialize>(
 ) -> Result<String, SignedFileError> {
     let json = serde_json::to_string(data)
         .map_err(|e| SignedFileError::Signing(CryptoError::Generate(e.to_string())))?;
-    let signature = signer.sign(json.as_bytes()).map_err(SignedFileError::Signing)?;
+    let signature = signer
+        .sign(json.as_bytes())
+        .map_err(SignedFileError::Signing)?;
     Ok(format!(
         "<{element}><data>{}</data><signature>{}</signature></{element}>",
         xml::escape(&json),
@@ -170,16 +184,30 @@ fn verify_section<T: for<'de> Deserialize<'de>>(
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> Result<T, SignedFileError> {
-    let data = section.child("data").ok_or(SignedFileError::Missing("data"))?;
-    let signature = section.child("signature").ok_or(SignedFileError::Missing("signature"))?;
-    let signature: String = signature.text.chars().filter(|c| !c.is_whitespace()).collect();
-    let signature =
-        STANDARD.decode(signature).map_err(|_| SignedFileError::SignatureEncoding(name))?;
+    let data = section
+        .child("data")
+        .ok_or(SignedFileError::Missing("data"))?;
+    let signature = section
+        .child("signature")
+        .ok_or(SignedFileError::Missing("signature"))?;
+    let signature: String = signature
+        .text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let signature = STANDARD
+        .decode(signature)
+        .map_err(|_| SignedFileError::SignatureEncoding(name))?;
     verifier
         .verify(data.text.as_bytes(), &signature, now)
-        .map_err(|source| SignedFileError::Signature { section: name, source })?;
-    serde_json::from_str(&data.text)
-        .map_err(|e| SignedFileError::Data { section: name, message: e.to_string() })
+        .map_err(|source| SignedFileError::Signature {
+            section: name,
+            source,
+        })?;
+    serde_json::from_str(&data.text).map_err(|e| SignedFileError::Data {
+        section: name,
+        message: e.to_string(),
+    })
 }
 
 /// Checks every signature of an ACK file and returns its content.
@@ -192,7 +220,9 @@ pub fn verify_ack(
     if root.name != ROOT {
         return Err(SignedFileError::Missing(ROOT));
     }
-    let ack_section = root.child(ACK_SECTION).ok_or(SignedFileError::Missing(ACK_SECTION))?;
+    let ack_section = root
+        .child(ACK_SECTION)
+        .ok_or(SignedFileError::Missing(ACK_SECTION))?;
     let ack = verify_section(ack_section, ACK_SECTION, verifier, now)?;
     let policy = match root.child(POLICY_SECTION) {
         Some(section) => Some(verify_section(section, POLICY_SECTION, verifier, now)?),
@@ -237,11 +267,20 @@ mod tests {
         let file = build_ack(&sample_ack(), None, &signer).unwrap();
         let tampered = file.replace("[1,2,3]", "[1,2,3,4]");
         let err = verify_ack(&tampered, &verifier, Utc::now()).unwrap_err();
-        assert_eq!(err.to_string(), "<smartLicenseRumAck> signature check failed: signature does not verify");
+        assert_eq!(
+            err.to_string(),
+            "<smartLicenseRumAck> signature check failed: signature does not verify"
+        );
 
         let other = generate_signing_certificate("other").unwrap();
         let other = SignatureVerifier::from_certificate_pem(&other.cert_pem).unwrap();
-        assert!(matches!(verify_ack(&file, &other, Utc::now()), Err(SignedFileError::Signature { .. })));
-        assert!(matches!(verify_ack("<smartLicense/>", &verifier, Utc::now()), Err(SignedFileError::Missing(ACK_SECTION))));
+        assert!(matches!(
+            verify_ack(&file, &other, Utc::now()),
+            Err(SignedFileError::Signature { .. })
+        ));
+        assert!(matches!(
+            verify_ack("<smartLicense/>", &verifier, Utc::now()),
+            Err(SignedFileError::Missing(ACK_SECTION))
+        ));
     }
 }

@@ -48,9 +48,14 @@ pub fn validate_account_name(name: &str) -> Result<(), String> {
         return Err("name starts or ends with white space".into());
     }
     if name.chars().count() > MAX_ACCOUNT_NAME_LEN {
-        return Err(format!("name is longer than {MAX_ACCOUNT_NAME_LEN} characters"));
+        return Err(format!(
+            "name is longer than {MAX_ACCOUNT_NAME_LEN} characters"
+        ));
     }
-    if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
+    {
         return Err("name contains a control character or a slash".into());
     }
     Ok(())

@@ -31,9 +31,15 @@ pub fn provider() -> Arc<CryptoProvider> {
 fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem { what, message: e.to_string() })?;
+        .map_err(|e| TlsError::Pem {
+            what,
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { what, message: "no certificate found".into() });
+        return Err(TlsError::Pem {
+            what,
+            message: "no certificate found".into(),
+        });
     }
     Ok(certs)
 }
@@ -41,8 +47,10 @@ fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'sta
 /// A server configuration from a certificate chain and its private key (PEM).
 pub fn server_config(cert_chain_pem: &str, key_pem: &str) -> Result<ServerConfig, TlsError> {
     let chain = certificates(cert_chain_pem, "server certificate")?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| TlsError::Pem { what: "server private key", message: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Pem {
+        what: "server private key",
+        message: e.to_string(),
+    })?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -51,7 +59,10 @@ pub fn server_config(cert_chain_pem: &str, key_pem: &str) -> Result<ServerConfig
 }
 
 /// A client configuration trusting `extra_roots_pem` and, when asked, the system's roots.
-pub fn client_config(extra_roots_pem: &[String], system_roots: bool) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    extra_roots_pem: &[String],
+    system_roots: bool,
+) -> Result<ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     if system_roots {
         // Unreadable system certificates are skipped; the extra roots still apply.

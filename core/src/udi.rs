@@ -38,7 +38,11 @@ pub enum UdiError {
 impl Sudi {
     /// A UDI with no optional keys.
     pub fn new(pid: impl Into<String>, serial: impl Into<String>) -> Self {
-        Self { udi_pid: pid.into(), udi_serial_number: serial.into(), extra: Map::new() }
+        Self {
+            udi_pid: pid.into(),
+            udi_serial_number: serial.into(),
+            extra: Map::new(),
+        }
     }
 
     /// Checks both parts are usable as a key; devices never send anything this refuses.
@@ -60,7 +64,10 @@ fn check_part(name: &'static str, value: &str) -> Result<(), UdiError> {
     if value.chars().count() > MAX_PART_LEN {
         return Err(UdiError::TooLong(name));
     }
-    if value.chars().any(|c| c.is_control() || c == ',' || c == ':') {
+    if value
+        .chars()
+        .any(|c| c.is_control() || c == ',' || c == ':')
+    {
         return Err(UdiError::BadCharacter(name));
     }
     Ok(())
@@ -120,9 +127,18 @@ mod tests {
 
     #[test]
     fn refuses_unusable_parts() {
-        assert_eq!(Sudi::new("", "X").validate(), Err(UdiError::Empty("udi_pid")));
-        assert_eq!(Sudi::new("A", "a,b").validate(), Err(UdiError::BadCharacter("udi_serial_number")));
-        assert_eq!(Sudi::new("A".repeat(65), "X").validate(), Err(UdiError::TooLong("udi_pid")));
+        assert_eq!(
+            Sudi::new("", "X").validate(),
+            Err(UdiError::Empty("udi_pid"))
+        );
+        assert_eq!(
+            Sudi::new("A", "a,b").validate(),
+            Err(UdiError::BadCharacter("udi_serial_number"))
+        );
+        assert_eq!(
+            Sudi::new("A".repeat(65), "X").validate(),
+            Err(UdiError::TooLong("udi_pid"))
+        );
         assert!(Sudi::new("C9800-CL-K9", "9NTUEA8FIIH").validate().is_ok());
     }
 }

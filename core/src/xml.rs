@@ -65,9 +65,10 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     loop {
         let position = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|e| XmlError::Syntax { position, message: e.to_string() })?;
+        let event = reader.read_event().map_err(|e| XmlError::Syntax {
+            position,
+            message: e.to_string(),
+        })?;
         match event {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Start(start) => {
@@ -77,10 +78,16 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 if root.is_some() && stack.is_empty() {
                     return Err(XmlError::Structure("more than one root element".into()));
                 }
-                stack.push(Element { name: local_name(start.local_name().as_ref()), ..Default::default() });
+                stack.push(Element {
+                    name: local_name(start.local_name().as_ref()),
+                    ..Default::default()
+                });
             }
             Event::Empty(start) => {
-                let element = Element { name: local_name(start.local_name().as_ref()), ..Default::default() };
+                let element = Element {
+                    name: local_name(start.local_name().as_ref()),
+                    ..Default::default()
+                };
                 attach(&mut stack, &mut root, element)?;
             }
             Event::End(_) => {
@@ -171,7 +178,8 @@ mod tests {
 
     #[test]
     fn reads_text_cdata_and_entities() {
-        let root = parse("<?xml version=\"1.0\"?><a>x &amp; &#65;<b><![CDATA[<raw>]]></b></a>").unwrap();
+        let root =
+            parse("<?xml version=\"1.0\"?><a>x &amp; &#65;<b><![CDATA[<raw>]]></b></a>").unwrap();
         assert_eq!(root.name, "a");
         assert_eq!(root.text, "x & A");
         assert_eq!(root.child("b").unwrap().text, "<raw>");
@@ -181,7 +189,10 @@ mod tests {
     fn refuses_doctype_and_unknown_entities() {
         let doctype = "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY x \"boom\">]><a>&x;</a>";
         assert_eq!(parse(doctype), Err(XmlError::Doctype));
-        assert_eq!(parse("<a>&x;</a>"), Err(XmlError::UnknownEntity("x".into())));
+        assert_eq!(
+            parse("<a>&x;</a>"),
+            Err(XmlError::UnknownEntity("x".into()))
+        );
     }
 
     #[test]

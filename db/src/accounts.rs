@@ -1,0 +1,237 @@
+//! Local accounts (tenants) and their local virtual accounts.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::enums::AccountStatus;
+use crate::ids::{AccountId, LvaId};
+use crate::pool::DbError;
+use crate::schema::{local_accounts, local_virtual_accounts};
+
+/// A local account row. Holds CSSM client credentials: never serialise it as is.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = local_accounts, check_for_backend(diesel::pg::Pg))]
+pub struct LocalAccount {
+    /// Id.
+    pub id: AccountId,
+    /// Unique name; part of every tenant id.
+    pub name: String,
+    /// Smart Account it rolls up to.
+    pub smart_account: String,
+    /// Virtual Account it rolls up to.
+    pub virtual_account: String,
+    /// Notification address.
+    pub email: String,
+    /// Lifecycle state.
+    pub status: AccountStatus,
+    /// Why it was deactivated, if it was.
+    pub status_reason: Option<String>,
+    /// Time zone of its schedules.
+    pub time_zone: String,
+    /// CSSM's id of its registration.
+    pub cssm_registration_id: Option<String>,
+    /// OAuth client id from registration.
+    pub cssm_client_id: Option<String>,
+    /// OAuth client secret from registration.
+    pub cssm_client_secret: Option<String>,
+    /// Smart Account id in CSSM.
+    pub cssm_smart_account_id: Option<String>,
+    /// Virtual Account id in CSSM.
+    pub cssm_virtual_account_id: Option<String>,
+    /// When registration completed.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new local account.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = local_accounts)]
+pub struct NewLocalAccount {
+    /// Id.
+    pub id: AccountId,
+    /// Unique name.
+    pub name: String,
+    /// Smart Account.
+    pub smart_account: String,
+    /// Virtual Account.
+    pub virtual_account: String,
+    /// Notification address.
+    pub email: String,
+    /// Initial state.
+    pub status: AccountStatus,
+    /// Time zone of its schedules.
+    pub time_zone: String,
+}
+
+/// What CSSM returned when the account registered.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = local_accounts)]
+pub struct Registration {
+    /// CSSM's registration id.
+    pub cssm_registration_id: Option<String>,
+    /// OAuth client id.
+    pub cssm_client_id: Option<String>,
+    /// OAuth client secret.
+    pub cssm_client_secret: Option<String>,
+    /// Smart Account id.
+    pub cssm_smart_account_id: Option<String>,
+    /// Virtual Account id.
+    pub cssm_virtual_account_id: Option<String>,
+    /// When.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// Becomes active.
+    pub status: AccountStatus,
+    /// Stamp.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A local virtual account row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = local_virtual_accounts, check_for_backend(diesel::pg::Pg))]
+pub struct LocalVirtualAccount {
+    /// Id.
+    pub id: LvaId,
+    /// Owning account.
+    pub account_id: AccountId,
+    /// Number within the account; 1 is the default.
+    pub number: i32,
+    /// Display name.
+    pub name: String,
+    /// Last segment of the transport URL.
+    pub tenant_id: String,
+    /// SA its usage goes to, when not the account's.
+    pub smart_account: Option<String>,
+    /// VA its usage goes to, when not the account's.
+    pub virtual_account: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new local virtual account.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = local_virtual_accounts)]
+pub struct NewLocalVirtualAccount {
+    /// Id.
+    pub id: LvaId,
+    /// Owning account.
+    pub account_id: AccountId,
+    /// Number within the account.
+    pub number: i32,
+    /// Display name.
+    pub name: String,
+    /// Tenant id (`<account name>-<number>`).
+    pub tenant_id: String,
+}
+
+/// Inserts an account.
+pub async fn insert_account(
+    conn: &mut AsyncPgConnection,
+    new: &NewLocalAccount,
+) -> Result<LocalAccount, DbError> {
+    Ok(diesel::insert_into(local_accounts::table)
+        .values(new)
+        .returning(LocalAccount::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Inserts a local virtual account.
+pub async fn insert_lva(
+    conn: &mut AsyncPgConnection,
+    new: &NewLocalVirtualAccount,
+) -> Result<LocalVirtualAccount, DbError> {
+    Ok(diesel::insert_into(local_virtual_accounts::table)
+        .values(new)
+        .returning(LocalVirtualAccount::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// An account by id.
+pub async fn find_account(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<LocalAccount, DbError> {
+    Ok(local_accounts::table
+        .find(id)
+        .select(LocalAccount::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// An account by its unique name.
+pub async fn find_account_by_name(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<LocalAccount, DbError> {
+    Ok(local_accounts::table
+        .filter(local_accounts::name.eq(name))
+        .select(LocalAccount::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// Every account, by name.
+pub async fn list_accounts(conn: &mut AsyncPgConnection) -> Result<Vec<LocalAccount>, DbError> {
+    Ok(local_accounts::table
+        .order(local_accounts::name)
+        .select(LocalAccount::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Records a completed CSSM registration; the account becomes active.
+pub async fn record_registration(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    registration: &Registration,
+) -> Result<LocalAccount, DbError> {
+    Ok(diesel::update(local_accounts::table.find(id))
+        .set(registration)
+        .returning(LocalAccount::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// The local virtual accounts of an account, by number.
+pub async fn list_lvas(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> Result<Vec<LocalVirtualAccount>, DbError> {
+    Ok(local_virtual_accounts::table
+        .filter(local_virtual_accounts::account_id.eq(account))
+        .order(local_virtual_accounts::number)
+        .select(LocalVirtualAccount::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// A tenant as the device endpoint sees it: the LVA a transport URL names and its account.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The local account.
+    pub account: LocalAccount,
+    /// The local virtual account.
+    pub lva: LocalVirtualAccount,
+}
+
+/// Looks up a tenant id (URL-decoded, case-sensitive).
+pub async fn find_tenant(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+) -> Result<Option<Tenant>, DbError> {
+    let found = local_virtual_accounts::table
+        .inner_join(
+            local_accounts::table.on(local_accounts::id.eq(local_virtual_accounts::account_id)),
+        )
+        .filter(local_virtual_accounts::tenant_id.eq(tenant_id))
+        .select((LocalAccount::as_select(), LocalVirtualAccount::as_select()))
+        .first::<(LocalAccount, LocalVirtualAccount)>(conn)
+        .await
+        .optional()?;
+    Ok(found.map(|(account, lva)| Tenant { account, lva }))
+}

@@ -1,0 +1,133 @@
+//! ACKs from CSSM, stored once per device and file, delivered to the device in its next exchange.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::enums::AckSource;
+use crate::ids::{AccountId, AckId, ProductInstanceId, UploadId};
+use crate::pool::DbError;
+use crate::schema::{acks, rum_reports};
+
+/// A verified ACK to store.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = acks)]
+pub struct NewAck {
+    /// Id.
+    pub id: AckId,
+    /// Account.
+    pub account_id: AccountId,
+    /// Device.
+    pub pi_id: ProductInstanceId,
+    /// The signed file exactly as CSSM issued it.
+    pub smart_license: String,
+    /// Its SHA-256 (hex); storing the same file twice is a no-op.
+    pub sha256: String,
+    /// Report ids it acknowledges.
+    pub acked_report_ids: Vec<i64>,
+    /// Carries a policy.
+    pub has_policy: bool,
+    /// Where it came from.
+    pub source: AckSource,
+    /// The upload it answers, for online syncs.
+    pub upload_id: Option<UploadId>,
+    /// When received.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Stores an ACK unless the same file is already stored for the device; returns its id and
+/// whether it was new.
+pub async fn insert_ack(
+    conn: &mut AsyncPgConnection,
+    ack: &NewAck,
+) -> Result<(AckId, bool), DbError> {
+    let inserted: Option<AckId> = diesel::insert_into(acks::table)
+        .values(ack)
+        .on_conflict((acks::pi_id, acks::sha256))
+        .do_nothing()
+        .returning(acks::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok((id, true));
+    }
+    let existing = acks::table
+        .filter(acks::pi_id.eq(ack.pi_id))
+        .filter(acks::sha256.eq(&ack.sha256))
+        .select(acks::id)
+        .first(conn)
+        .await?;
+    Ok((existing, false))
+}
+
+/// Marks reports of a device acknowledged by `ack`; returns how many were not already.
+pub async fn mark_reports_acked(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    report_ids: &[i64],
+    ack: AckId,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        rum_reports::table
+            .filter(rum_reports::pi_id.eq(pi))
+            .filter(rum_reports::report_id.eq_any(report_ids))
+            .filter(rum_reports::acked_at.is_null()),
+    )
+    .set((rum_reports::acked_at.eq(now), rum_reports::ack_id.eq(ack)))
+    .execute(conn)
+    .await?)
+}
+
+/// Takes every ACK not yet delivered to a device and marks it delivered.
+pub async fn take_undelivered(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    now: DateTime<Utc>,
+) -> Result<Vec<(AckId, String)>, DbError> {
+    Ok(diesel::update(
+        acks::table
+            .filter(acks::pi_id.eq(pi))
+            .filter(acks::delivered_at.is_null()),
+    )
+    .set(acks::delivered_at.eq(now))
+    .returning((acks::id, acks::smart_license))
+    .get_results(conn)
+    .await?)
+}
+
+/// The ACKs covering some reports of a device (a `result_poll` re-delivers them).
+pub async fn acks_for_reports(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    report_ids: &[i64],
+) -> Result<Vec<(AckId, String)>, DbError> {
+    let covering = rum_reports::table
+        .filter(rum_reports::pi_id.eq(pi))
+        .filter(rum_reports::report_id.eq_any(report_ids))
+        .filter(rum_reports::ack_id.is_not_null())
+        .select(rum_reports::ack_id.assume_not_null());
+    Ok(acks::table
+        .filter(acks::pi_id.eq(pi))
+        .filter(acks::id.eq_any(covering))
+        .order(acks::received_at)
+        .select((acks::id, acks::smart_license))
+        .load(conn)
+        .await?)
+}
+
+/// Every ACK of a device, oldest first.
+pub async fn list_for_pi(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+) -> Result<Vec<(AckId, String, Option<DateTime<Utc>>)>, DbError> {
+    Ok(acks::table
+        .filter(acks::account_id.eq(account))
+        .filter(acks::pi_id.eq(pi))
+        .order(acks::received_at)
+        .select((acks::id, acks::smart_license, acks::delivered_at))
+        .load(conn)
+        .await?)
+}

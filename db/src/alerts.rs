@@ -1,0 +1,121 @@
+//! Alerts: the status lines of a PI (or of an account when `pi` is `None`). At most one open
+//! alert per kind; raising it again refreshes it.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use crate::enums::Severity;
+use crate::ids::{AccountId, ProductInstanceId};
+use crate::pool::DbError;
+use crate::schema::alerts;
+
+/// Kinds of alert Outpost raises.
+pub mod kinds {
+    /// A device sent usage.
+    pub const USAGE_REPORT: &str = "usage_report_received";
+    /// CSSM acknowledged a device's reports.
+    pub const ACK_RECEIVED: &str = "ack_received";
+    /// A device was refused by device validation.
+    pub const DEVICE_REJECTED: &str = "device_rejected";
+    /// The last CSSM sync of the account failed.
+    pub const SYNC_FAILED: &str = "cssm_sync_failed";
+}
+
+/// An alert row.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = alerts, check_for_backend(diesel::pg::Pg))]
+pub struct Alert {
+    /// Id.
+    pub id: i64,
+    /// Account.
+    #[serde(skip)]
+    pub account_id: AccountId,
+    /// Device, if a device alert.
+    pub pi_id: Option<ProductInstanceId>,
+    /// Kind (see [`kinds`]).
+    pub kind: String,
+    /// Severity.
+    pub severity: Severity,
+    /// The line shown.
+    pub message: String,
+    /// First raised.
+    pub raised_at: DateTime<Utc>,
+    /// Last raised.
+    pub updated_at: DateTime<Utc>,
+    /// Cleared, if it is.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
+/// Raises (or refreshes) an alert.
+pub async fn raise(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: Option<ProductInstanceId>,
+    kind: &str,
+    severity: Severity,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "INSERT INTO alerts (account_id, pi_id, kind, severity, message, raised_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON CONFLICT (account_id, pi_id, kind) WHERE cleared_at IS NULL DO UPDATE
+         SET severity = EXCLUDED.severity, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at",
+    )
+    .bind::<SqlUuid, _>(account)
+    .bind::<Nullable<SqlUuid>, _>(pi)
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(severity)
+    .bind::<Text, _>(message)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Clears an open alert, if there is one.
+pub async fn clear(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: Option<ProductInstanceId>,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let open = alerts::table
+        .filter(alerts::account_id.eq(account))
+        .filter(alerts::kind.eq(kind))
+        .filter(alerts::cleared_at.is_null());
+    let cleared = match pi {
+        Some(pi) => {
+            diesel::update(open.filter(alerts::pi_id.eq(pi)))
+                .set(alerts::cleared_at.eq(now))
+                .execute(conn)
+                .await
+        }
+        None => {
+            diesel::update(open.filter(alerts::pi_id.is_null()))
+                .set(alerts::cleared_at.eq(now))
+                .execute(conn)
+                .await
+        }
+    };
+    cleared?;
+    Ok(())
+}
+
+/// Open alerts of an account, newest first.
+pub async fn list_open(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> Result<Vec<Alert>, DbError> {
+    Ok(alerts::table
+        .filter(alerts::account_id.eq(account))
+        .filter(alerts::cleared_at.is_null())
+        .order(alerts::updated_at.desc())
+        .select(Alert::as_select())
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,142 @@
+//! The connection pool and the database error every query returns.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool::Runtime;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use futures_util::FutureExt;
+
+/// A pooled connection; derefs to [`AsyncPgConnection`].
+pub type PooledConnection = Object<AsyncPgConnection>;
+
+/// A database failure, classified once so every caller maps it the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time, or the server is read-only or gone (failover):
+    /// the caller should answer "try again", never 500.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] DieselError),
+}
+
+impl DbError {
+    /// The row does not exist (or belongs to another tenant; callers cannot tell).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DbError::Query(DieselError::NotFound))
+    }
+
+    /// A unique constraint refused the row.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+
+    /// Worth retrying later: pool timeout, lost connection, read-only standby, serialization
+    /// conflict.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Query(DieselError::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection
+                    | DatabaseErrorKind::ReadOnlyTransaction
+                    | DatabaseErrorKind::SerializationFailure
+                    | DatabaseErrorKind::UnableToSendCommand
+            ),
+            DbError::Query(DieselError::BrokenTransactionManager) => true,
+            DbError::Query(_) => false,
+        }
+    }
+}
+
+/// The pool of a process.
+#[derive(Clone)]
+pub struct DbPool {
+    inner: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.inner.status();
+        write!(
+            f,
+            "DbPool(size {}, available {})",
+            status.size, status.available
+        )
+    }
+}
+
+/// Opens one connection with a connect timeout. tokio-postgres understands multi-host URLs
+/// with `target_session_attrs=read-write`, which is how a failover is followed.
+pub async fn establish(
+    url: &str,
+    connect_timeout: Duration,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| diesel::ConnectionError::InvalidConnectionUrl(e.to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(connect_timeout);
+    }
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+impl DbPool {
+    /// A pool of up to `size` connections; `acquire_timeout` bounds every wait for one.
+    pub fn new(
+        url: &str,
+        size: usize,
+        connect_timeout: Duration,
+        acquire_timeout: Duration,
+    ) -> Result<Self, DbError> {
+        let mut manager_config = ManagerConfig::default();
+        manager_config.custom_setup =
+            Box::new(move |url| establish_owned(url.to_owned(), connect_timeout).boxed());
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+        let inner = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(acquire_timeout))
+            .create_timeout(Some(connect_timeout))
+            .recycle_timeout(Some(connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    /// A connection, or [`DbError::Unavailable`] when none frees up in time.
+    pub async fn get(&self) -> Result<PooledConnection, DbError> {
+        self.inner
+            .get()
+            .await
+            .map_err(|e: PoolError| DbError::Unavailable(e.to_string()))
+    }
+
+    /// (connections open, connections idle), for metrics.
+    pub fn status(&self) -> (usize, usize) {
+        let status = self.inner.status();
+        (status.size, status.available)
+    }
+}
+
+async fn establish_owned(
+    url: String,
+    connect_timeout: Duration,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    establish(&url, connect_timeout).await
+}

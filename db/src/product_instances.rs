@@ -1,0 +1,262 @@
+//! Product instances: created or updated by every device exchange, keyed by UDI per account.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use crate::enums::ConnectMethod;
+use crate::ids::{AccountId, LvaId, ProductInstanceId};
+use crate::pool::DbError;
+use crate::schema::{pi_ha_members, product_instances};
+
+/// A product instance row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = product_instances, check_for_backend(diesel::pg::Pg))]
+pub struct ProductInstance {
+    /// Id.
+    pub id: ProductInstanceId,
+    /// Owning account.
+    pub account_id: AccountId,
+    /// Its local virtual account.
+    pub lva_id: LvaId,
+    /// UDI product id.
+    pub udi_pid: String,
+    /// UDI serial number.
+    pub udi_serial_number: String,
+    /// The full `sudi` object.
+    pub sudi: Value,
+    /// Product instance UUID.
+    pub product_instance_identifier: Option<String>,
+    /// Hostname, unless hidden by privacy settings.
+    pub hostname: Option<String>,
+    /// Software version, unless hidden.
+    pub software_version: Option<String>,
+    /// Software tag.
+    pub software_tag: Option<String>,
+    /// Push or a pull method.
+    pub connect_method: ConnectMethod,
+    /// Last exchange.
+    pub last_contact_at: Option<DateTime<Utc>>,
+    /// Address of the last exchange.
+    pub source_address: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = product_instances)]
+struct NewProductInstance<'a> {
+    id: ProductInstanceId,
+    account_id: AccountId,
+    lva_id: LvaId,
+    udi_pid: &'a str,
+    udi_serial_number: &'a str,
+    sudi: &'a Value,
+    product_instance_identifier: Option<&'a str>,
+    hostname: Option<&'a str>,
+    software_version: Option<&'a str>,
+    software_tag: Option<&'a str>,
+    connect_method: ConnectMethod,
+    last_contact_at: Option<DateTime<Utc>>,
+    source_address: Option<&'a str>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// What a device exchange tells about the device. `None` fields keep their stored value, so
+/// a device whose privacy settings hide its hostname does not erase the known one.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = product_instances)]
+pub struct DeviceContact {
+    /// The full `sudi` object as sent.
+    pub sudi: Value,
+    /// Product instance UUID.
+    pub product_instance_identifier: Option<String>,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Software version.
+    pub software_version: Option<String>,
+    /// Software tag.
+    pub software_tag: Option<String>,
+    /// When.
+    pub last_contact_at: Option<DateTime<Utc>>,
+    /// From where.
+    pub source_address: Option<String>,
+    /// Stamp.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Identifies a device within an account.
+#[derive(Debug, Clone, Copy)]
+pub struct UdiKey<'a> {
+    /// The account.
+    pub account_id: AccountId,
+    /// UDI product id.
+    pub pid: &'a str,
+    /// UDI serial number.
+    pub serial: &'a str,
+}
+
+/// Updates a known device; `None` when the account has no device with that UDI.
+pub async fn touch_known(
+    conn: &mut AsyncPgConnection,
+    key: UdiKey<'_>,
+    contact: &DeviceContact,
+) -> Result<Option<ProductInstanceId>, DbError> {
+    Ok(diesel::update(
+        product_instances::table
+            .filter(product_instances::account_id.eq(key.account_id))
+            .filter(product_instances::udi_pid.eq(key.pid))
+            .filter(product_instances::udi_serial_number.eq(key.serial)),
+    )
+    .set(contact)
+    .returning(product_instances::id)
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// Creates the device in `lva` or, if the account already knows it, updates it (its LVA is kept:
+/// moving a device between LVAs is an explicit transfer).
+pub async fn upsert_from_contact(
+    conn: &mut AsyncPgConnection,
+    key: UdiKey<'_>,
+    lva: LvaId,
+    contact: &DeviceContact,
+    now: DateTime<Utc>,
+) -> Result<ProductInstanceId, DbError> {
+    let new = NewProductInstance {
+        id: ProductInstanceId::new(),
+        account_id: key.account_id,
+        lva_id: lva,
+        udi_pid: key.pid,
+        udi_serial_number: key.serial,
+        sudi: &contact.sudi,
+        product_instance_identifier: contact.product_instance_identifier.as_deref(),
+        hostname: contact.hostname.as_deref(),
+        software_version: contact.software_version.as_deref(),
+        software_tag: contact.software_tag.as_deref(),
+        connect_method: ConnectMethod::Push,
+        last_contact_at: contact.last_contact_at,
+        source_address: contact.source_address.as_deref(),
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(diesel::insert_into(product_instances::table)
+        .values(&new)
+        .on_conflict((
+            product_instances::account_id,
+            product_instances::udi_pid,
+            product_instances::udi_serial_number,
+        ))
+        .do_update()
+        .set(contact)
+        .returning(product_instances::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// A device by UDI within an account.
+pub async fn find_by_udi(
+    conn: &mut AsyncPgConnection,
+    key: UdiKey<'_>,
+) -> Result<Option<ProductInstance>, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::account_id.eq(key.account_id))
+        .filter(product_instances::udi_pid.eq(key.pid))
+        .filter(product_instances::udi_serial_number.eq(key.serial))
+        .select(ProductInstance::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// A device by id within an account (another account's id is not found).
+pub async fn find(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    id: ProductInstanceId,
+) -> Result<ProductInstance, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::account_id.eq(account))
+        .filter(product_instances::id.eq(id))
+        .select(ProductInstance::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// The devices of an account, by UDI.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> Result<Vec<ProductInstance>, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::account_id.eq(account))
+        .order((
+            product_instances::udi_pid,
+            product_instances::udi_serial_number,
+        ))
+        .select(ProductInstance::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// One member of an HA set.
+#[derive(Debug, Clone, Insertable, Queryable, Selectable)]
+#[diesel(table_name = pi_ha_members, check_for_backend(diesel::pg::Pg))]
+pub struct HaMemberRow {
+    /// Account.
+    pub account_id: AccountId,
+    /// The PI (the set's active).
+    pub pi_id: ProductInstanceId,
+    /// `Active`, `Standby` or `Member`.
+    pub role: String,
+    /// Member UDI product id.
+    pub udi_pid: String,
+    /// Member UDI serial.
+    pub udi_serial_number: String,
+    /// When reported.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Replaces the HA set of a PI with what the device last reported.
+pub async fn replace_ha_members(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    members: &[HaMemberRow],
+) -> Result<(), DbError> {
+    diesel::delete(
+        pi_ha_members::table
+            .filter(pi_ha_members::account_id.eq(account))
+            .filter(pi_ha_members::pi_id.eq(pi)),
+    )
+    .execute(conn)
+    .await?;
+    if !members.is_empty() {
+        diesel::insert_into(pi_ha_members::table)
+            .values(members)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The HA set of a PI.
+pub async fn ha_members(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+) -> Result<Vec<HaMemberRow>, DbError> {
+    Ok(pi_ha_members::table
+        .filter(pi_ha_members::account_id.eq(account))
+        .filter(pi_ha_members::pi_id.eq(pi))
+        .order((pi_ha_members::role, pi_ha_members::udi_serial_number))
+        .select(HaMemberRow::as_select())
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,286 @@
+// @generated from the migrated database by the schema test of the integration suite:
+// `UPDATE_SCHEMA=1 ./scripts/test schema` rewrites it. Do not edit by hand.
+//! The diesel schema of Outpost's tables.
+
+diesel::table! {
+    acks (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        smart_license -> Text,
+        sha256 -> Text,
+        acked_report_ids -> Array<Int8>,
+        has_policy -> Bool,
+        source -> Text,
+        upload_id -> Nullable<Uuid>,
+        received_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> Int8,
+        account_id -> Uuid,
+        pi_id -> Nullable<Uuid>,
+        kind -> Text,
+        severity -> Text,
+        message -> Text,
+        raised_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        cleared_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    cssm_uploads (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        smart_account -> Text,
+        virtual_account -> Text,
+        nonce -> Text,
+        state -> Text,
+        poll_id -> Nullable<Text>,
+        report_count -> Int4,
+        duplicate_count -> Int4,
+        bytes -> Int8,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    device_polls (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        report_ids -> Array<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    entitlement_usage (pi_id, entitlement_tag) {
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        entitlement_tag -> Text,
+        count -> Int8,
+        measured_until -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Int8,
+        account_id -> Nullable<Uuid>,
+        pi_id -> Nullable<Uuid>,
+        actor -> Text,
+        action -> Text,
+        result -> Text,
+        detail -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Uuid,
+        kind -> Text,
+        account_id -> Nullable<Uuid>,
+        payload -> Jsonb,
+        dedup_key -> Nullable<Text>,
+        state -> Text,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        locked_by -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        progress -> Nullable<Jsonb>,
+        result -> Nullable<Jsonb>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    licenses (lva_id, entitlement_tag) {
+        account_id -> Uuid,
+        lva_id -> Uuid,
+        entitlement_tag -> Text,
+        name -> Text,
+        quantity -> Int8,
+        enforcement -> Text,
+        term -> Text,
+        end_date -> Nullable<Date>,
+        synced_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    local_accounts (id) {
+        id -> Uuid,
+        name -> Text,
+        smart_account -> Text,
+        virtual_account -> Text,
+        email -> Text,
+        status -> Text,
+        status_reason -> Nullable<Text>,
+        time_zone -> Text,
+        cssm_registration_id -> Nullable<Text>,
+        cssm_client_id -> Nullable<Text>,
+        cssm_client_secret -> Nullable<Text>,
+        cssm_smart_account_id -> Nullable<Text>,
+        cssm_virtual_account_id -> Nullable<Text>,
+        registered_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    local_virtual_accounts (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        number -> Int4,
+        name -> Text,
+        tenant_id -> Text,
+        smart_account -> Nullable<Text>,
+        virtual_account -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    pi_ha_members (pi_id, udi_pid, udi_serial_number) {
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        role -> Text,
+        udi_pid -> Text,
+        udi_serial_number -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    product_instances (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        lva_id -> Uuid,
+        udi_pid -> Text,
+        udi_serial_number -> Text,
+        sudi -> Jsonb,
+        product_instance_identifier -> Nullable<Text>,
+        hostname -> Nullable<Text>,
+        software_version -> Nullable<Text>,
+        software_tag -> Nullable<Text>,
+        connect_method -> Text,
+        last_contact_at -> Nullable<Timestamptz>,
+        source_address -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rum_reports (id) {
+        id -> Int8,
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        report_id -> Int8,
+        payload -> Text,
+        signature -> Jsonb,
+        header -> Nullable<Jsonb>,
+        entitlement_tag -> Nullable<Text>,
+        telemetry -> Bool,
+        source -> Text,
+        received_at -> Timestamptz,
+        upload_id -> Nullable<Uuid>,
+        uploaded_at -> Nullable<Timestamptz>,
+        exported_at -> Nullable<Timestamptz>,
+        ack_id -> Nullable<Uuid>,
+        acked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    schedules (account_id, kind) {
+        account_id -> Uuid,
+        kind -> Text,
+        enabled -> Bool,
+        every_days -> Int4,
+        hour -> Int4,
+        minute -> Int4,
+        time_zone -> Text,
+        next_run_at -> Timestamptz,
+        last_enqueued_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        job_id -> Nullable<Uuid>,
+        channel -> Text,
+        direction -> Text,
+        state -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        duration_ms -> Nullable<Int8>,
+        reports_sent -> Int4,
+        reports_duplicate -> Int4,
+        acks_received -> Int4,
+        reports_acked -> Int4,
+        licenses_synced -> Int4,
+        bytes_sent -> Int8,
+        bytes_received -> Int8,
+        sha256 -> Nullable<Text>,
+        file_name -> Nullable<Text>,
+        message -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    system_settings (id) {
+        id -> Bool,
+        validate_device -> Bool,
+        jwt_secret -> Nullable<Text>,
+        instance_private_key_pem -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    acks,
+    alerts,
+    cssm_uploads,
+    device_polls,
+    entitlement_usage,
+    events,
+    jobs,
+    licenses,
+    local_accounts,
+    local_virtual_accounts,
+    pi_ha_members,
+    product_instances,
+    rum_reports,
+    schedules,
+    sync_runs,
+    system_settings,
+    users,
+);

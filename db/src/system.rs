@@ -1,0 +1,60 @@
+//! The single `system_settings` row: switches changed at run time and secrets generated once.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::pool::DbError;
+use crate::schema::system_settings;
+
+/// Whether device validation is on for the whole Outpost.
+pub async fn validate_device(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {
+    Ok(system_settings::table
+        .select(system_settings::validate_device)
+        .first(conn)
+        .await?)
+}
+
+/// Turns device validation on or off.
+pub async fn set_validate_device(conn: &mut AsyncPgConnection, on: bool) -> Result<(), DbError> {
+    diesel::update(system_settings::table)
+        .set((
+            system_settings::validate_device.eq(on),
+            system_settings::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The stored JWT secret, storing `candidate` first if none is set (the first node to start
+/// wins; every node then shares the same secret).
+pub async fn jwt_secret_or_init(
+    conn: &mut AsyncPgConnection,
+    candidate: &str,
+) -> Result<String, DbError> {
+    diesel::update(system_settings::table.filter(system_settings::jwt_secret.is_null()))
+        .set(system_settings::jwt_secret.eq(candidate))
+        .execute(conn)
+        .await?;
+    Ok(system_settings::table
+        .select(system_settings::jwt_secret.assume_not_null())
+        .first(conn)
+        .await?)
+}
+
+/// The Outpost instance's private key (PKCS#8 PEM), storing `candidate` first if none is set.
+pub async fn instance_key_or_init(
+    conn: &mut AsyncPgConnection,
+    candidate: &str,
+) -> Result<String, DbError> {
+    diesel::update(
+        system_settings::table.filter(system_settings::instance_private_key_pem.is_null()),
+    )
+    .set(system_settings::instance_private_key_pem.eq(candidate))
+    .execute(conn)
+    .await?;
+    Ok(system_settings::table
+        .select(system_settings::instance_private_key_pem.assume_not_null())
+        .first(conn)
+        .await?)
+}

@@ -1,0 +1,238 @@
+//! Reports on their way to CSSM. A batch is recorded as an upload ('sending') and its reports
+//! tagged before the call, so a crash at any point either resends the very same batch or
+//! continues polling it: nothing is lost and nothing is sent in two different batches.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+
+use crate::enums::UploadState;
+use crate::ids::{AccountId, ProductInstanceId, UploadId};
+use crate::pool::DbError;
+use crate::schema::{cssm_uploads, local_virtual_accounts, product_instances, rum_reports};
+
+/// A report to upload, with what the upload needs of its device and LVA.
+#[derive(Debug, Clone, Queryable)]
+pub struct OutgoingReport {
+    /// Row id.
+    pub row_id: i64,
+    /// Device.
+    pub pi_id: ProductInstanceId,
+    /// The device's report id.
+    pub report_id: i64,
+    /// The exact payload.
+    pub payload: String,
+    /// The device's signature.
+    pub signature: Value,
+    /// The device's `sudi`.
+    pub sudi: Value,
+    /// Its hostname.
+    pub hostname: Option<String>,
+    /// Its software tag.
+    pub software_tag: Option<String>,
+    /// SA override of its LVA.
+    pub lva_smart_account: Option<String>,
+    /// VA override of its LVA.
+    pub lva_virtual_account: Option<String>,
+}
+
+type OutgoingColumns = (
+    rum_reports::id,
+    rum_reports::pi_id,
+    rum_reports::report_id,
+    rum_reports::payload,
+    rum_reports::signature,
+    product_instances::sudi,
+    product_instances::hostname,
+    product_instances::software_tag,
+    local_virtual_accounts::smart_account,
+    local_virtual_accounts::virtual_account,
+);
+
+const OUTGOING_COLUMNS: OutgoingColumns = (
+    rum_reports::id,
+    rum_reports::pi_id,
+    rum_reports::report_id,
+    rum_reports::payload,
+    rum_reports::signature,
+    product_instances::sudi,
+    product_instances::hostname,
+    product_instances::software_tag,
+    local_virtual_accounts::smart_account,
+    local_virtual_accounts::virtual_account,
+);
+
+macro_rules! outgoing_query {
+    () => {
+        rum_reports::table
+            .inner_join(product_instances::table.on(product_instances::id.eq(rum_reports::pi_id)))
+            .inner_join(
+                local_virtual_accounts::table
+                    .on(local_virtual_accounts::id.eq(product_instances::lva_id)),
+            )
+    };
+}
+
+/// Up to `limit` reports of an account never put in an upload, oldest first.
+pub async fn unsent_reports(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    limit: i64,
+) -> Result<Vec<OutgoingReport>, DbError> {
+    Ok(outgoing_query!()
+        .filter(rum_reports::account_id.eq(account))
+        .filter(rum_reports::upload_id.is_null())
+        .order(rum_reports::id)
+        .limit(limit)
+        .select(OUTGOING_COLUMNS)
+        .load(conn)
+        .await?)
+}
+
+/// The reports of an upload (to resend one interrupted before CSSM answered).
+pub async fn upload_reports(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    upload: UploadId,
+) -> Result<Vec<OutgoingReport>, DbError> {
+    Ok(outgoing_query!()
+        .filter(rum_reports::account_id.eq(account))
+        .filter(rum_reports::upload_id.eq(upload))
+        .order(rum_reports::id)
+        .select(OUTGOING_COLUMNS)
+        .load(conn)
+        .await?)
+}
+
+/// An upload row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = cssm_uploads, check_for_backend(diesel::pg::Pg))]
+pub struct Upload {
+    /// Id.
+    pub id: UploadId,
+    /// Account.
+    pub account_id: AccountId,
+    /// Smart Account it went to.
+    pub smart_account: String,
+    /// Virtual Account it went to.
+    pub virtual_account: String,
+    /// Nonce of the call (the same on a resend).
+    pub nonce: String,
+    /// Where it stands.
+    pub state: UploadState,
+    /// CSSM's poll id once sent.
+    pub poll_id: Option<String>,
+    /// Reports in it.
+    pub report_count: i32,
+    /// Reports CSSM already had.
+    pub duplicate_count: i32,
+    /// Request body size.
+    pub bytes: i64,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+    /// Accepted by CSSM.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// ACKs received.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Records a batch before it is sent and tags its reports with it, in one transaction.
+pub async fn create_upload(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    smart_account: &str,
+    virtual_account: &str,
+    nonce: &str,
+    row_ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<Upload, DbError> {
+    let id = UploadId::new();
+    let count = i32::try_from(row_ids.len()).unwrap_or(i32::MAX);
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let upload = diesel::insert_into(cssm_uploads::table)
+            .values((
+                cssm_uploads::id.eq(id),
+                cssm_uploads::account_id.eq(account),
+                cssm_uploads::smart_account.eq(smart_account),
+                cssm_uploads::virtual_account.eq(virtual_account),
+                cssm_uploads::nonce.eq(nonce),
+                cssm_uploads::state.eq(UploadState::Sending),
+                cssm_uploads::report_count.eq(count),
+                cssm_uploads::created_at.eq(now),
+            ))
+            .returning(Upload::as_returning())
+            .get_result(conn)
+            .await?;
+        diesel::update(
+            rum_reports::table
+                .filter(rum_reports::account_id.eq(account))
+                .filter(rum_reports::id.eq_any(row_ids))
+                .filter(rum_reports::upload_id.is_null()),
+        )
+        .set(rum_reports::upload_id.eq(id))
+        .execute(conn)
+        .await?;
+        Ok(upload)
+    })
+    .await
+}
+
+/// CSSM accepted the batch: keep its poll id and stamp the reports.
+pub async fn mark_sent(
+    conn: &mut AsyncPgConnection,
+    upload: UploadId,
+    poll_id: &str,
+    duplicates: i32,
+    bytes: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::update(cssm_uploads::table.find(upload))
+            .set((
+                cssm_uploads::state.eq(UploadState::Polling),
+                cssm_uploads::poll_id.eq(poll_id),
+                cssm_uploads::duplicate_count.eq(duplicates),
+                cssm_uploads::bytes.eq(bytes),
+                cssm_uploads::sent_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::update(rum_reports::table.filter(rum_reports::upload_id.eq(upload)))
+            .set(rum_reports::uploaded_at.eq(now))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Every upload of an account not yet complete, oldest first.
+pub async fn open_uploads(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+) -> Result<Vec<Upload>, DbError> {
+    Ok(cssm_uploads::table
+        .filter(cssm_uploads::account_id.eq(account))
+        .filter(cssm_uploads::state.ne(UploadState::Complete))
+        .order(cssm_uploads::created_at)
+        .select(Upload::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// All ACKs of an upload are stored.
+pub async fn mark_complete(
+    conn: &mut AsyncPgConnection,
+    upload: UploadId,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(cssm_uploads::table.find(upload))
+        .set((
+            cssm_uploads::state.eq(UploadState::Complete),
+            cssm_uploads::completed_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

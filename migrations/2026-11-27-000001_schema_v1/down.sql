@@ -1,0 +1,17 @@
+DROP TABLE events;
+DROP TABLE alerts;
+DROP TABLE sync_runs;
+DROP TABLE schedules;
+DROP TABLE jobs;
+DROP TABLE licenses;
+DROP TABLE entitlement_usage;
+DROP TABLE device_polls;
+DROP TABLE rum_reports;
+DROP TABLE acks;
+DROP TABLE cssm_uploads;
+DROP TABLE pi_ha_members;
+DROP TABLE product_instances;
+DROP TABLE local_virtual_accounts;
+DROP TABLE local_accounts;
+DROP TABLE users;
+DROP TABLE system_settings;
