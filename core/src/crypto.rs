@@ -236,6 +236,12 @@ pub fn generate_key_pair() -> Result<(String, String), CryptoError> {
     Ok((key.serialize_pem(), key.public_key_pem()))
 }
 
+/// The SubjectPublicKeyInfo PEM of a PKCS#8 private key PEM.
+pub fn public_key_pem_of(private_key_pem: &str) -> Result<String, CryptoError> {
+    let key = KeyPair::from_pem(private_key_pem).map_err(|e| CryptoError::Key(e.to_string()))?;
+    Ok(key.public_key_pem())
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -223,6 +223,17 @@ pub enum Enforcement {
     ExportControlled,
 }
 
+impl Enforcement {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Unenforced => "unenforced",
+            Enforcement::Enforced => "enforced",
+            Enforcement::ExportControlled => "export_controlled",
+        }
+    }
+}
+
 /// Term of a license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,6 +242,16 @@ pub enum Term {
     Perpetual,
     /// Ends on `end_date`.
     Subscription,
+}
+
+impl Term {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Term::Perpetual => "perpetual",
+            Term::Subscription => "subscription",
+        }
+    }
 }
 
 /// `GET v1/onprem/registrations/{id}/licenses` entry [ours].

@@ -235,3 +235,60 @@ pub async fn find_tenant(
         .optional()?;
     Ok(found.map(|(account, lva)| Tenant { account, lva }))
 }
+
+/// What onboarding needs to create an account.
+#[derive(Debug, Clone)]
+pub struct AccountRequest {
+    /// Unique name (validated by the caller).
+    pub name: String,
+    /// Smart Account.
+    pub smart_account: String,
+    /// Virtual Account.
+    pub virtual_account: String,
+    /// Notification address.
+    pub email: String,
+    /// Time zone of its schedules.
+    pub time_zone: String,
+    /// Initial state.
+    pub status: AccountStatus,
+}
+
+/// Creates an account with its default local virtual account (number 1) and a daily CSSM sync
+/// schedule, in one transaction.
+pub async fn create_with_default_lva(
+    conn: &mut AsyncPgConnection,
+    request: &AccountRequest,
+    sync_schedule: &outpost_core::schedule::Schedule,
+    now: DateTime<Utc>,
+) -> Result<(LocalAccount, LocalVirtualAccount), DbError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let account = insert_account(
+            conn,
+            &NewLocalAccount {
+                id: AccountId::new(),
+                name: request.name.clone(),
+                smart_account: request.smart_account.clone(),
+                virtual_account: request.virtual_account.clone(),
+                email: request.email.clone(),
+                status: request.status,
+                time_zone: request.time_zone.clone(),
+            },
+        )
+        .await?;
+        let lva = insert_lva(
+            conn,
+            &NewLocalVirtualAccount {
+                id: LvaId::new(),
+                account_id: account.id,
+                number: 1,
+                name: "Default".into(),
+                tenant_id: outpost_core::tenant::tenant_id(&account.name, 1),
+            },
+        )
+        .await?;
+        crate::schedules::put(conn, account.id, crate::schedules::kinds::CSSM_SYNC, true, sync_schedule, now).await?;
+        Ok((account, lva))
+    })
+    .await
+}

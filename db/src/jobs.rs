@@ -263,6 +263,21 @@ pub async fn fail(
     Ok(JobState::Failed)
 }
 
+/// Puts a job this worker holds back in the queue without counting the run (graceful shutdown).
+pub async fn release(conn: &mut AsyncPgConnection, id: JobId, worker: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+    diesel::update(jobs::table.filter(jobs::id.eq(id)).filter(jobs::locked_by.eq(worker)).filter(jobs::state.eq(JobState::Running)))
+        .set((
+            jobs::state.eq(JobState::Queued),
+            jobs::run_at.eq(now),
+            jobs::attempts.eq(jobs::attempts - 1),
+            jobs::locked_by.eq(None::<String>),
+            jobs::heartbeat_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A job by id.
 pub async fn find(conn: &mut AsyncPgConnection, id: JobId) -> Result<Job, DbError> {
     Ok(jobs::table
@@ -280,4 +295,38 @@ pub async fn in_state(conn: &mut AsyncPgConnection, state: JobState) -> Result<V
         .select(Job::as_select())
         .load(conn)
         .await?)
+}
+
+/// The jobs the API and the CLI enqueue and the worker runs: their names and payloads, shared
+/// here because the API and the worker meet only at the job table.
+pub mod catalog {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+
+    use super::NewJob;
+    use crate::ids::AccountId;
+
+    /// "Synchronize now with Cisco" for one local account.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CssmSync {
+        /// The account to synchronise.
+        pub account_id: AccountId,
+    }
+
+    impl CssmSync {
+        /// Job kind.
+        pub const KIND: &'static str = "cssm_sync";
+
+        /// The job row: one queued sync per account at a time.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::json!({ "account_id": self.account_id }),
+                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
 }

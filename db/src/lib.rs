@@ -13,6 +13,7 @@ pub mod events;
 pub mod ids;
 pub mod jobs;
 pub mod licenses;
+pub mod locks;
 pub mod migrations;
 pub mod pool;
 pub mod product_instances;
@@ -27,7 +28,7 @@ pub mod testing;
 pub mod uploads;
 pub mod users;
 
-pub use diesel_async::AsyncPgConnection;
+pub use diesel_async::{AsyncConnection, AsyncPgConnection};
 pub use ids::*;
 pub use pool::{DbError, DbPool, PooledConnection};
 
@@ -35,4 +36,10 @@ pub use pool::{DbError, DbPool, PooledConnection};
 pub(crate) fn short_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(bytes)[..6])
+}
+
+/// Checks a connection is alive and the server answers.
+pub async fn ping(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), conn).await?;
+    Ok(())
 }

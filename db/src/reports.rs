@@ -202,3 +202,13 @@ pub async fn list_reports(
         .load(conn)
         .await?)
 }
+
+/// How many reports of a device are not acknowledged yet.
+pub async fn count_unacknowledged_of_pi(conn: &mut AsyncPgConnection, pi: ProductInstanceId) -> Result<i64, DbError> {
+    Ok(rum_reports::table
+        .filter(rum_reports::pi_id.eq(pi))
+        .filter(rum_reports::acked_at.is_null())
+        .count()
+        .get_result(conn)
+        .await?)
+}

@@ -74,15 +74,17 @@ macro_rules! outgoing_query {
     };
 }
 
-/// Up to `limit` reports of an account never put in an upload, oldest first.
+/// Up to `limit` reports of an account never put in an upload, oldest first, after row `after`.
 pub async fn unsent_reports(
     conn: &mut AsyncPgConnection,
     account: AccountId,
+    after: i64,
     limit: i64,
 ) -> Result<Vec<OutgoingReport>, DbError> {
     Ok(outgoing_query!()
         .filter(rum_reports::account_id.eq(account))
         .filter(rum_reports::upload_id.is_null())
+        .filter(rum_reports::id.gt(after))
         .order(rum_reports::id)
         .limit(limit)
         .select(OUTGOING_COLUMNS)

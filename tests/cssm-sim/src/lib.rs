@@ -1,0 +1,697 @@
+//! A CSSM simulator: serves the parts of Cisco's Smart Software Manager API that Outpost uses
+//! (`PROTOCOL.md` section 5) over real HTTPS, signs ACKs (with a Cisco-default policy) with its
+//! own ECDSA P-256 key, and records every payload it receives so tests can compare bytes.
+//!
+//! Tests run it in-process ([`CssmSim::start`]); the `cssm-sim` binary runs it for demos.
+//! Faults can be injected per endpoint: latency, HTTP 500, hanging (timeouts), and `OK_POLL`
+//! for the first N polls.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use outpost_core::Sudi;
+use outpost_core::crypto::{self, CertifiedKey, EcdsaSigner};
+use outpost_core::cssm::{
+    API_BASE, AccountsSearchResponse, AckEntry, DuplicateReport, Enforcement, ErrorResponse,
+    HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollRequest, PollResponse,
+    PollResponseData, RegistrationRequest, RegistrationResponse, ReportUsageRequest,
+    ReportUsageResponse, STATUS_COMPLETE, STATUS_OK_POLL, SmartAccount, TOKEN_PATH, Term,
+    TokenResponse, VirtualAccount,
+};
+use outpost_core::rum::parse_payload;
+use outpost_core::signed_file::{AckData, PolicyData, build_ack};
+use serde::{Deserialize, Serialize};
+
+/// The API endpoints, for fault injection and the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST /as/token.oauth2`.
+    Token,
+    /// `GET v2/accounts/search`.
+    AccountsSearch,
+    /// `POST v1/onprem/registrations`.
+    Register,
+    /// `GET v1/onprem/registrations/{id}/licenses`.
+    Licenses,
+    /// `POST v2/devices/reportusage`.
+    ReportUsage,
+    /// `POST v2/accounts/poll`.
+    Poll,
+}
+
+/// A fault to inject into the next request of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer HTTP 500.
+    Http500,
+    /// Hold the request this long before answering normally (the client should time out).
+    Hang(Duration),
+}
+
+/// A Virtual Account with the licenses it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimVirtualAccount {
+    /// Name.
+    pub name: String,
+    /// Licenses purchased in it.
+    pub licenses: Vec<LicenseEntry>,
+}
+
+/// A Smart Account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimAccount {
+    /// Name.
+    pub name: String,
+    /// Domain.
+    pub domain: String,
+    /// Its Virtual Accounts.
+    pub virtual_accounts: Vec<SimVirtualAccount>,
+}
+
+/// The accounts a fresh simulator knows: "Acme Corp" with "Campus" and "DC".
+pub fn default_accounts() -> Vec<SimAccount> {
+    let license = |tag: &str, name: &str, quantity, enforcement, term| LicenseEntry {
+        entitlement_tag: tag.into(),
+        name: name.into(),
+        quantity,
+        enforcement,
+        term,
+        end_date: matches!(term, Term::Subscription).then(|| "2027-12-31".into()),
+    };
+    vec![SimAccount {
+        name: "Acme Corp".into(),
+        domain: "acme.example".into(),
+        virtual_accounts: vec![
+            SimVirtualAccount {
+                name: "Campus".into(),
+                licenses: vec![
+                    license(
+                        "regid.2017-03.com.cisco.advantagek9,1.0_bd1da96e-ec1d-412b-a50e-53846b347d53",
+                        "Catalyst 9300 Network Advantage",
+                        100,
+                        Enforcement::Unenforced,
+                        Term::Perpetual,
+                    ),
+                    license(
+                        "regid.2018-06.com.cisco.DNA_NWStack,1.0_e7244e71-3ad5-4608-8bf0-d12f67c80896",
+                        "DNA Advantage",
+                        50,
+                        Enforcement::Unenforced,
+                        Term::Subscription,
+                    ),
+                    license(
+                        "regid.2019-03.com.cisco.HSECK9,1.0_a9f6ad7c-7d0b-4e4c-9c1b-4b4c0c6c3d6e",
+                        "Router US Export Lic. for DNA",
+                        10,
+                        Enforcement::ExportControlled,
+                        Term::Perpetual,
+                    ),
+                ],
+            },
+            SimVirtualAccount { name: "DC".into(), licenses: Vec::new() },
+        ],
+    }]
+}
+
+/// How to start a simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Serve HTTPS (with a generated CA) or plain HTTP.
+    pub tls: bool,
+    /// Accounts it knows.
+    pub accounts: Vec<SimAccount>,
+    /// When set, registrations must carry `Authorization: Bearer <token>`.
+    pub registration_token: Option<String>,
+    /// The ACK signing key and certificate; generated when `None`.
+    pub signing: Option<CertifiedKey>,
+    /// The TLS CA; generated when `None`.
+    pub tls_ca: Option<CertifiedKey>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: true,
+            accounts: default_accounts(),
+            registration_token: None,
+            signing: None,
+            tls_ca: None,
+        }
+    }
+}
+
+/// One report as received in a `reportusage` call.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceivedReport {
+    /// The device.
+    pub sudi: Sudi,
+    /// The report id read from the payload.
+    pub report_id: i64,
+    /// The payload exactly as received (decoded from the request JSON).
+    pub payload: String,
+    /// Already received before (same UDI and report id).
+    pub duplicate: bool,
+    /// The poll id of the call that carried it.
+    pub poll_id: String,
+}
+
+/// One request as seen by the simulator.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    /// Which endpoint.
+    pub endpoint: Endpoint,
+    /// HTTP status answered.
+    pub status: u16,
+}
+
+#[derive(Debug)]
+struct Registration {
+    id: String,
+    client_secret: String,
+    account: usize,
+    virtual_account: usize,
+}
+
+#[derive(Debug)]
+struct Poll {
+    smart_account: String,
+    virtual_account: String,
+    devices: Vec<(Sudi, Vec<i64>)>,
+    pending_polls: u32,
+    /// Built once, so repeated polls return the very same signed files.
+    acks: Option<Vec<AckEntry>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    registrations: HashMap<String, Registration>,
+    tokens: HashMap<String, String>,
+    seen: HashMap<(String, String, i64), ()>,
+    received: Vec<ReceivedReport>,
+    polls: HashMap<String, Poll>,
+    faults: HashMap<Endpoint, VecDeque<Fault>>,
+    latency: HashMap<Endpoint, Duration>,
+    ok_polls_before_complete: u32,
+    log: Vec<LoggedRequest>,
+}
+
+struct Shared {
+    accounts: Vec<SimAccount>,
+    registration_token: Option<String>,
+    signer: EcdsaSigner,
+    signing_cert_pem: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running simulator.
+pub struct CssmSim {
+    url: String,
+    ca_pem: Option<String>,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl std::fmt::Debug for CssmSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CssmSim").field("url", &self.url).finish()
+    }
+}
+
+/// Stable ids derived from names, so ids survive a simulator restart.
+fn account_id(index: usize) -> String {
+    format!("{}", 100_000 + index)
+}
+
+fn virtual_account_id(account: usize, va: usize) -> String {
+    format!("{}", 200_000 + account * 100 + va)
+}
+
+impl CssmSim {
+    /// Starts a simulator on the current tokio runtime.
+    pub async fn start(config: SimConfig) -> anyhow::Result<Self> {
+        let signing = match config.signing {
+            Some(signing) => signing,
+            None => crypto::generate_signing_certificate("CSSM Simulator ACK signing")?,
+        };
+        let shared = Arc::new(Shared {
+            accounts: config.accounts,
+            registration_token: config.registration_token,
+            signer: EcdsaSigner::from_pkcs8_pem(&signing.key_pem)?,
+            signing_cert_pem: signing.cert_pem,
+            state: Mutex::new(State::default()),
+        });
+
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(64 * 1024 * 1024))
+                .route(TOKEN_PATH, web::post().to(token))
+                .service(
+                    web::scope(API_BASE)
+                        .route("/v2/accounts/search", web::get().to(accounts_search))
+                        .route("/v1/onprem/registrations", web::post().to(register))
+                        .route("/v1/onprem/registrations/{id}/licenses", web::get().to(licenses))
+                        .route("/v2/devices/reportusage", web::post().to(report_usage))
+                        .route("/v2/accounts/poll", web::post().to(poll)),
+                )
+                .route("/sim/signing-certificate.pem", web::get().to(signing_certificate))
+                .route("/sim/received", web::get().to(received))
+                .route("/sim/faults", web::post().to(set_faults))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1);
+
+        let (server, url, ca_pem) = if config.tls {
+            let ca = match config.tls_ca {
+                Some(ca) => ca,
+                None => crypto::generate_ca("CSSM Simulator CA")?,
+            };
+            let leaf = crypto::issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()])?;
+            let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
+            let server = server.bind_rustls_0_23(config.listen, tls).context("binding the CSSM simulator")?;
+            let addr = server.addrs()[0];
+            (server, format!("https://{}", display_addr(addr)), Some(ca.cert_pem))
+        } else {
+            let server = server.bind(config.listen).context("binding the CSSM simulator")?;
+            let addr = server.addrs()[0];
+            (server, format!("http://{}", display_addr(addr)), None)
+        };
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self { url, ca_pem, shared, handle })
+    }
+
+    /// Base URL for both `cssm.api_url` and `cssm.token_url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The CA certificate that issued its TLS certificate (`cssm.ca_file`).
+    pub fn ca_certificate_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The certificate of its ACK signing key (`cssm.signing_certificate_file`).
+    pub fn signing_certificate_pem(&self) -> &str {
+        &self.shared.signing_cert_pem
+    }
+
+    /// Every report received, duplicates included, in arrival order.
+    pub fn received_reports(&self) -> Vec<ReceivedReport> {
+        self.shared.state().received.clone()
+    }
+
+    /// Every request answered, in order.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.shared.state().log.clone()
+    }
+
+    /// Queues faults for the next requests of an endpoint.
+    pub fn inject(&self, endpoint: Endpoint, faults: &[Fault]) {
+        self.shared.state().faults.entry(endpoint).or_default().extend(faults.iter().copied());
+    }
+
+    /// Adds latency to every request of an endpoint.
+    pub fn set_latency(&self, endpoint: Endpoint, latency: Duration) {
+        self.shared.state().latency.insert(endpoint, latency);
+    }
+
+    /// New polls answer `OK_POLL` this many times before `COMPLETE`.
+    pub fn set_ok_polls(&self, count: u32) {
+        self.shared.state().ok_polls_before_complete = count;
+    }
+
+    /// Stops the server.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorResponse { status: "ERROR".into(), message: message.into() })
+}
+
+/// Applies latency and queued faults; `Some` answer short-circuits the request.
+async fn before(shared: &Shared, endpoint: Endpoint) -> Option<HttpResponse> {
+    let (latency, fault) = {
+        let mut state = shared.state();
+        let latency = state.latency.get(&endpoint).copied();
+        let fault = state.faults.get_mut(&endpoint).and_then(VecDeque::pop_front);
+        (latency, fault)
+    };
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        Some(Fault::Http500) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure")),
+        Some(Fault::Hang(duration)) => {
+            tokio::time::sleep(duration).await;
+            None
+        }
+        None => None,
+    }
+}
+
+fn log(shared: &Shared, endpoint: Endpoint, response: HttpResponse) -> HttpResponse {
+    shared.state().log.push(LoggedRequest { endpoint, status: response.status().as_u16() });
+    response
+}
+
+/// The registration a bearer token belongs to.
+fn authorised(shared: &Shared, req: &HttpRequest) -> Result<String, HttpResponse> {
+    let token = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    shared
+        .state()
+        .tokens
+        .get(token)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "invalid or expired token"))
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    client_id: String,
+    client_secret: String,
+}
+
+async fn token(shared: web::Data<Shared>, form: web::Form<TokenForm>) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::Token).await {
+        return log(&shared, Endpoint::Token, answer);
+    }
+    let answer = if form.grant_type != "client_credentials" {
+        error(StatusCode::BAD_REQUEST, "unsupported grant_type")
+    } else {
+        let mut state = shared.state();
+        let valid = state
+            .registrations
+            .get(&form.client_id)
+            .is_some_and(|r| r.client_secret == form.client_secret);
+        if valid {
+            let token = crypto::random_alphanumeric(40);
+            state.tokens.insert(token.clone(), form.client_id.clone());
+            HttpResponse::Ok().json(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: 3600 })
+        } else {
+            error(StatusCode::UNAUTHORIZED, "invalid client credentials")
+        }
+    };
+    log(&shared, Endpoint::Token, answer)
+}
+
+async fn accounts_search(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::AccountsSearch).await {
+        return log(&shared, Endpoint::AccountsSearch, answer);
+    }
+    let answer = match authorised(&shared, &req) {
+        Err(answer) => answer,
+        Ok(_) => HttpResponse::Ok().json(AccountsSearchResponse {
+            status: "COMPLETE".into(),
+            accounts: shared
+                .accounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| SmartAccount {
+                    account_id: account_id(i),
+                    domain: a.domain.clone(),
+                    name: a.name.clone(),
+                    virtual_accounts: a
+                        .virtual_accounts
+                        .iter()
+                        .enumerate()
+                        .map(|(j, va)| VirtualAccount { virtual_account_id: virtual_account_id(i, j), name: va.name.clone() })
+                        .collect(),
+                })
+                .collect(),
+        }),
+    };
+    log(&shared, Endpoint::AccountsSearch, answer)
+}
+
+fn find_pair(shared: &Shared, smart_account: &str, virtual_account: &str) -> Result<(usize, usize), HttpResponse> {
+    let (i, account) = shared
+        .accounts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.name == smart_account)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("Smart Account '{smart_account}' not found")))?;
+    let j = account.virtual_accounts.iter().position(|va| va.name == virtual_account).ok_or_else(|| {
+        error(StatusCode::NOT_FOUND, format!("Virtual Account '{virtual_account}' not found in '{smart_account}'"))
+    })?;
+    Ok((i, j))
+}
+
+async fn register(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<RegistrationRequest>) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::Register).await {
+        return log(&shared, Endpoint::Register, answer);
+    }
+    let answer = (|| {
+        if let Some(expected) = &shared.registration_token {
+            let given = req.headers().get("Authorization").and_then(|v| v.to_str().ok());
+            if given != Some(&format!("Bearer {expected}")) {
+                return error(StatusCode::UNAUTHORIZED, "a valid registration token is required");
+            }
+        }
+        if !body.public_key_pem.contains("BEGIN PUBLIC KEY") {
+            return error(StatusCode::BAD_REQUEST, "public_key_pem must be a PEM public key");
+        }
+        let (i, j) = match find_pair(&shared, &body.smart_account, &body.virtual_account) {
+            Ok(pair) => pair,
+            Err(answer) => return answer,
+        };
+        let client_id = format!("onprem-{}", crypto::random_alphanumeric(12));
+        let registration = Registration {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_secret: crypto::random_alphanumeric(32),
+            account: i,
+            virtual_account: j,
+        };
+        let response = RegistrationResponse {
+            registration_id: registration.id.clone(),
+            client_id: client_id.clone(),
+            client_secret: registration.client_secret.clone(),
+            smart_account_id: account_id(i),
+            virtual_account_id: virtual_account_id(i, j),
+        };
+        shared.state().registrations.insert(client_id, registration);
+        HttpResponse::Created().json(response)
+    })();
+    log(&shared, Endpoint::Register, answer)
+}
+
+async fn licenses(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::Licenses).await {
+        return log(&shared, Endpoint::Licenses, answer);
+    }
+    let answer = match authorised(&shared, &req) {
+        Err(answer) => answer,
+        Ok(client_id) => {
+            let state = shared.state();
+            match state.registrations.get(&client_id) {
+                Some(r) if r.id == *path => {
+                    let va = &shared.accounts[r.account].virtual_accounts[r.virtual_account];
+                    HttpResponse::Ok().json(&va.licenses)
+                }
+                _ => error(StatusCode::NOT_FOUND, "registration not found"),
+            }
+        }
+    };
+    log(&shared, Endpoint::Licenses, answer)
+}
+
+/// The (SA, VA) named by the CSW headers, by id.
+fn header_pair(shared: &Shared, req: &HttpRequest) -> Result<(String, String), HttpResponse> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (Some(sa), Some(va)) = (header(HEADER_SMART_ACCOUNT), header(HEADER_VIRTUAL_ACCOUNT)) else {
+        return Err(error(StatusCode::BAD_REQUEST, "X-CSW-SMART-ACCOUNT-ID and X-CSW-VIRTUAL-ACCOUNT-ID are required"));
+    };
+    for (i, account) in shared.accounts.iter().enumerate() {
+        for (j, virtual_account) in account.virtual_accounts.iter().enumerate() {
+            if account_id(i) == sa && virtual_account_id(i, j) == va {
+                return Ok((account.name.clone(), virtual_account.name.clone()));
+            }
+        }
+    }
+    Err(error(StatusCode::NOT_FOUND, format!("no Virtual Account {va} in Smart Account {sa}")))
+}
+
+async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<ReportUsageRequest>) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::ReportUsage).await {
+        return log(&shared, Endpoint::ReportUsage, answer);
+    }
+    let answer = (|| {
+        if let Err(answer) = authorised(&shared, &req) {
+            return answer;
+        }
+        let (smart_account, virtual_account) = match header_pair(&shared, &req) {
+            Ok(pair) => pair,
+            Err(answer) => return answer,
+        };
+        // Read every report first so a bad one rejects the call without recording any.
+        let mut devices = Vec::new();
+        for device in &body.data.reports {
+            let mut ids = Vec::new();
+            for item in &device.usage {
+                match parse_payload(&item.payload) {
+                    Ok(facts) if facts.instance.same_device(&device.sudi) => ids.push(facts.report_id),
+                    Ok(_) => return error(StatusCode::BAD_REQUEST, format!("a report of {} names another device", device.sudi)),
+                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("report of {}: {e}", device.sudi)),
+                }
+            }
+            devices.push((device.sudi.clone(), ids));
+        }
+        let poll_id = uuid::Uuid::new_v4().to_string();
+        let mut duplicates = Vec::new();
+        let mut state = shared.state();
+        for (device, (sudi, ids)) in body.data.reports.iter().zip(&devices) {
+            for (item, report_id) in device.usage.iter().zip(ids) {
+                let key = (sudi.udi_pid.clone(), sudi.udi_serial_number.clone(), *report_id);
+                let duplicate = state.seen.insert(key, ()).is_some();
+                if duplicate {
+                    duplicates.push(DuplicateReport { sudi: sudi.clone(), report_id: *report_id });
+                }
+                state.received.push(ReceivedReport {
+                    sudi: sudi.clone(),
+                    report_id: *report_id,
+                    payload: item.payload.clone(),
+                    duplicate,
+                    poll_id: poll_id.clone(),
+                });
+            }
+        }
+        let pending_polls = state.ok_polls_before_complete;
+        state.polls.insert(
+            poll_id.clone(),
+            Poll { smart_account, virtual_account, devices, pending_polls, acks: None },
+        );
+        HttpResponse::Ok().json(ReportUsageResponse {
+            status: STATUS_OK_POLL.into(),
+            message: format!("{} reports received", body.data.reports.iter().map(|d| d.usage.len()).sum::<usize>()),
+            poll_id,
+            duplicates,
+        })
+    })();
+    log(&shared, Endpoint::ReportUsage, answer)
+}
+
+async fn poll(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<PollRequest>) -> HttpResponse {
+    if let Some(answer) = before(&shared, Endpoint::Poll).await {
+        return log(&shared, Endpoint::Poll, answer);
+    }
+    let answer = (|| {
+        if let Err(answer) = authorised(&shared, &req) {
+            return answer;
+        }
+        if body.data.action != "acknowledgements" {
+            return error(StatusCode::BAD_REQUEST, format!("unsupported action '{}'", body.data.action));
+        }
+        let mut state = shared.state();
+        let Some(poll) = state.polls.get_mut(&body.data.poll_id) else {
+            return error(StatusCode::NOT_FOUND, format!("unknown poll_id {}", body.data.poll_id));
+        };
+        if poll.pending_polls > 0 {
+            poll.pending_polls -= 1;
+            return HttpResponse::Ok().json(PollResponse {
+                status: STATUS_OK_POLL.into(),
+                message: "acknowledgements not ready".into(),
+                data: PollResponseData::default(),
+            });
+        }
+        if poll.acks.is_none() {
+            let mut acks = Vec::new();
+            for (sudi, ids) in &poll.devices {
+                let data = AckData {
+                    sudi: sudi.clone(),
+                    acked_report_ids: ids.clone(),
+                    smart_account: poll.smart_account.clone(),
+                    virtual_account: poll.virtual_account.clone(),
+                    timestamp: Utc::now().timestamp_millis(),
+                    nonce: crypto::random_alphanumeric(16),
+                };
+                match build_ack(&data, Some(&PolicyData::cisco_default()), &shared.signer) {
+                    Ok(file) => acks.push(AckEntry { sudi: sudi.clone(), smart_license: STANDARD.encode(file) }),
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            poll.acks = Some(acks);
+        }
+        HttpResponse::Ok().json(PollResponse {
+            status: STATUS_COMPLETE.into(),
+            message: "acknowledgements ready".into(),
+            data: PollResponseData { acknowledgements: poll.acks.clone().unwrap_or_default() },
+        })
+    })();
+    log(&shared, Endpoint::Poll, answer)
+}
+
+async fn signing_certificate(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/x-pem-file").body(shared.signing_cert_pem.clone())
+}
+
+async fn received(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(&shared.state().received)
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    endpoint: Endpoint,
+    #[serde(default)]
+    http_500: u32,
+    #[serde(default)]
+    hang_secs: Option<u64>,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+    #[serde(default)]
+    ok_polls: Option<u32>,
+}
+
+/// `POST /sim/faults`: the same injection the in-process API offers, for the binary.
+async fn set_faults(shared: web::Data<Shared>, body: web::Json<FaultRequest>) -> HttpResponse {
+    let mut state = shared.state();
+    let queue = state.faults.entry(body.endpoint).or_default();
+    queue.extend(std::iter::repeat_n(Fault::Http500, body.http_500 as usize));
+    if let Some(secs) = body.hang_secs {
+        queue.push_back(Fault::Hang(Duration::from_secs(secs)));
+    }
+    if let Some(ms) = body.latency_ms {
+        state.latency.insert(body.endpoint, Duration::from_millis(ms));
+    }
+    if let Some(count) = body.ok_polls {
+        state.ok_polls_before_complete = count;
+    }
+    HttpResponse::NoContent().finish()
+}

@@ -1,0 +1,74 @@
+//! Outpost's worker tier: the durable job runner, the cron schedules that enqueue jobs, the
+//! jobs themselves (one file each under `jobs/`) and the CSSM client.
+//!
+//! Cron only enqueues; any worker runs any job; every job is idempotent, so a crash at any
+//! point is repaired by running it again.
+
+pub mod cssm_client;
+pub mod jobs;
+pub mod registration;
+pub mod runner;
+pub mod scheduler;
+
+use std::sync::Arc;
+
+use outpost_core::clock::SharedClock;
+use outpost_core::crypto::SignatureVerifier;
+use outpost_core::settings::Settings;
+use outpost_db::DbPool;
+
+use crate::cssm_client::CssmClient;
+
+/// What jobs need, built once per process.
+#[derive(Debug)]
+pub struct WorkerContext {
+    /// The pool.
+    pub pool: DbPool,
+    /// The database URL, for dedicated (lock-holding) connections.
+    pub database_url: String,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// CSSM.
+    pub cssm: CssmClient,
+    /// Verifies ACKs and policies; `None` until `cssm.signing_certificate_file` is set.
+    pub ack_verifier: Option<SignatureVerifier>,
+}
+
+/// Why the worker could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The CSSM client could not be built.
+    #[error(transparent)]
+    Cssm(#[from] cssm_client::CssmError),
+    /// The signing certificate could not be read.
+    #[error("cssm.signing_certificate_file {path}: {message}")]
+    SigningCertificate {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl WorkerContext {
+    /// Reads the CA and signing certificate files named in the settings.
+    pub fn new(
+        pool: DbPool,
+        database_url: String,
+        settings: Arc<Settings>,
+        clock: SharedClock,
+    ) -> Result<Self, SetupError> {
+        let cssm = CssmClient::new(&settings.cssm)?;
+        let path = &settings.cssm.signing_certificate_file;
+        let ack_verifier = if path.is_empty() {
+            None
+        } else {
+            let error = |message: String| SetupError::SigningCertificate { path: path.clone(), message };
+            let pem = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+            Some(SignatureVerifier::from_certificate_pem(&pem).map_err(|e| error(e.to_string()))?)
+        };
+        Ok(Self { pool, database_url, settings, clock, cssm, ack_verifier })
+    }
+}
