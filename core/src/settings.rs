@@ -420,8 +420,17 @@ impl Settings {
         if self.device.max_in_flight == 0 {
             return invalid("device.max_in_flight", "must be at least 1");
         }
-        if self.device.http_listen == Some(self.device.https_listen) {
+        // Port 0 (pick a free port) may repeat; fixed addresses may not.
+        let clash = |a: SocketAddr, b: SocketAddr| a == b && a.port() != 0;
+        if self
+            .device
+            .http_listen
+            .is_some_and(|http| clash(http, self.device.https_listen))
+        {
             return invalid("device.http_listen", "must differ from device.https_listen");
+        }
+        if clash(self.admin.https_listen, self.device.https_listen) {
+            return invalid("admin.https_listen", "must differ from device.https_listen");
         }
         if self.cert_file_pair_incomplete() {
             return invalid(

@@ -160,7 +160,7 @@ fn resolve_reference(reference: &BytesRef<'_>) -> Result<String, XmlError> {
 
 /// Escapes text for use as element content.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::escape(text)
+    quick_xml::escape::partial_escape(text)
 }
 
 /// Wraps text in CDATA sections, splitting it where it contains `]]>` so any text round-trips.

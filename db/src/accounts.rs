@@ -287,7 +287,15 @@ pub async fn create_with_default_lva(
             },
         )
         .await?;
-        crate::schedules::put(conn, account.id, crate::schedules::kinds::CSSM_SYNC, true, sync_schedule, now).await?;
+        crate::schedules::put(
+            conn,
+            account.id,
+            crate::schedules::kinds::CSSM_SYNC,
+            true,
+            sync_schedule,
+            now,
+        )
+        .await?;
         Ok((account, lva))
     })
     .await

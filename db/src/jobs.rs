@@ -264,17 +264,27 @@ pub async fn fail(
 }
 
 /// Puts a job this worker holds back in the queue without counting the run (graceful shutdown).
-pub async fn release(conn: &mut AsyncPgConnection, id: JobId, worker: &str, now: DateTime<Utc>) -> Result<(), DbError> {
-    diesel::update(jobs::table.filter(jobs::id.eq(id)).filter(jobs::locked_by.eq(worker)).filter(jobs::state.eq(JobState::Running)))
-        .set((
-            jobs::state.eq(JobState::Queued),
-            jobs::run_at.eq(now),
-            jobs::attempts.eq(jobs::attempts - 1),
-            jobs::locked_by.eq(None::<String>),
-            jobs::heartbeat_at.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)
-        .await?;
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    id: JobId,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::locked_by.eq(worker))
+            .filter(jobs::state.eq(JobState::Running)),
+    )
+    .set((
+        jobs::state.eq(JobState::Queued),
+        jobs::run_at.eq(now),
+        jobs::attempts.eq(jobs::attempts - 1),
+        jobs::locked_by.eq(None::<String>),
+        jobs::heartbeat_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

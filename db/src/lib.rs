@@ -28,6 +28,7 @@ pub mod testing;
 pub mod uploads;
 pub mod users;
 
+pub use diesel::result::Error as QueryError;
 pub use diesel_async::{AsyncConnection, AsyncPgConnection};
 pub use ids::*;
 pub use pool::{DbError, DbPool, PooledConnection};

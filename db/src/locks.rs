@@ -14,10 +14,11 @@ struct Locked {
 
 /// Tries to take the lock named `key` for this session; `false` when another session holds it.
 pub async fn try_lock(conn: &mut AsyncPgConnection, key: &str) -> Result<bool, DbError> {
-    let row: Locked = diesel::sql_query("SELECT pg_try_advisory_lock(hashtext($1)::bigint) AS locked")
-        .bind::<Text, _>(key)
-        .get_result(conn)
-        .await?;
+    let row: Locked =
+        diesel::sql_query("SELECT pg_try_advisory_lock(hashtext($1)::bigint) AS locked")
+            .bind::<Text, _>(key)
+            .get_result(conn)
+            .await?;
     Ok(row.locked)
 }
 

@@ -63,3 +63,13 @@ pub async fn revert_all(url: &str) -> Result<Vec<String>, MigrationError> {
     })
     .await
 }
+
+/// Versions of migrations not yet applied.
+pub async fn pending(url: &str) -> Result<Vec<String>, MigrationError> {
+    with_connection(url, |conn| {
+        conn.pending_migrations(MIGRATIONS)
+            .map(|list| list.iter().map(|m| m.name().to_string()).collect())
+            .map_err(|e| MigrationError(e.to_string()))
+    })
+    .await
+}

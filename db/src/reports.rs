@@ -204,7 +204,10 @@ pub async fn list_reports(
 }
 
 /// How many reports of a device are not acknowledged yet.
-pub async fn count_unacknowledged_of_pi(conn: &mut AsyncPgConnection, pi: ProductInstanceId) -> Result<i64, DbError> {
+pub async fn count_unacknowledged_of_pi(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+) -> Result<i64, DbError> {
     Ok(rum_reports::table
         .filter(rum_reports::pi_id.eq(pi))
         .filter(rum_reports::acked_at.is_null())

@@ -58,3 +58,17 @@ pub async fn instance_key_or_init(
         .first(conn)
         .await?)
 }
+
+#[derive(diesel::QueryableByName)]
+struct Recovery {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    in_recovery: bool,
+}
+
+/// Whether this server accepts writes (a standby does not).
+pub async fn is_writable(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {
+    let row: Recovery = diesel::sql_query("SELECT pg_is_in_recovery() AS in_recovery")
+        .get_result(conn)
+        .await?;
+    Ok(!row.in_recovery)
+}

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use outpost_core::cssm::{
-    API_BASE, AccountsSearchResponse, ErrorResponse, HEADER_REQUESTING_SYSTEM, HEADER_SMART_ACCOUNT,
-    HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollData, PollRequest, PollResponse, RegistrationRequest,
-    RegistrationResponse, ReportUsageResponse, TOKEN_PATH, TokenResponse,
+    API_BASE, AccountsSearchResponse, ErrorResponse, HEADER_REQUESTING_SYSTEM,
+    HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollData, PollRequest,
+    PollResponse, RegistrationRequest, RegistrationResponse, ReportUsageResponse, TOKEN_PATH,
+    TokenResponse,
 };
 use outpost_core::settings::CssmSettings;
 use serde::de::DeserializeOwned;
@@ -80,8 +81,9 @@ impl CssmClient {
     pub fn new(settings: &CssmSettings) -> Result<Self, CssmError> {
         let mut extra_roots = Vec::new();
         if !settings.ca_file.is_empty() {
-            let pem = std::fs::read_to_string(&settings.ca_file)
-                .map_err(|e| CssmError::Config(format!("cssm.ca_file {}: {e}", settings.ca_file)))?;
+            let pem = std::fs::read_to_string(&settings.ca_file).map_err(|e| {
+                CssmError::Config(format!("cssm.ca_file {}: {e}", settings.ca_file))
+            })?;
             extra_roots.push(pem);
         }
         let tls = outpost_core::tls::client_config(&extra_roots, true)
@@ -100,17 +102,34 @@ impl CssmClient {
         })
     }
 
-    async fn send<T: DeserializeOwned>(&self, url: String, request: reqwest::RequestBuilder) -> Result<T, CssmError> {
-        let response = request.send().await.map_err(|e| CssmError::Transport { url: url.clone(), message: describe(&e) })?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        url: String,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CssmError> {
+        let response = request.send().await.map_err(|e| CssmError::Transport {
+            url: url.clone(),
+            message: describe(&e),
+        })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| CssmError::Transport { url: url.clone(), message: describe(&e) })?;
+        let body = response.bytes().await.map_err(|e| CssmError::Transport {
+            url: url.clone(),
+            message: describe(&e),
+        })?;
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorResponse>(&body)
                 .map(|e| e.message)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(CssmError::Status { url, status: status.as_u16(), message });
+            return Err(CssmError::Status {
+                url,
+                status: status.as_u16(),
+                message,
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| CssmError::Decode { url, message: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| CssmError::Decode {
+            url,
+            message: e.to_string(),
+        })
     }
 
     /// Registers an on-prem instance [ours].
@@ -129,8 +148,17 @@ impl CssmClient {
 
     /// An access token for the client credentials of a registration.
     pub async fn token(&self, client_id: &str, client_secret: &str) -> Result<String, CssmError> {
-        let form = [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret)];
-        let response: TokenResponse = self.send(self.token_url.clone(), self.http.post(&self.token_url).form(&form)).await?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ];
+        let response: TokenResponse = self
+            .send(
+                self.token_url.clone(),
+                self.http.post(&self.token_url).form(&form),
+            )
+            .await?;
         Ok(response.access_token)
     }
 
@@ -142,13 +170,25 @@ impl CssmClient {
     }
 
     /// The licenses of a registration's Virtual Account [ours].
-    pub async fn licenses(&self, token: &str, registration_id: &str) -> Result<Vec<LicenseEntry>, CssmError> {
-        let url = format!("{}/v1/onprem/registrations/{registration_id}/licenses", self.api_url);
+    pub async fn licenses(
+        &self,
+        token: &str,
+        registration_id: &str,
+    ) -> Result<Vec<LicenseEntry>, CssmError> {
+        let url = format!(
+            "{}/v1/onprem/registrations/{registration_id}/licenses",
+            self.api_url
+        );
         let builder = self.http.get(&url).bearer_auth(token);
         self.send(url, builder).await
     }
 
-    fn scoped(&self, builder: reqwest::RequestBuilder, token: &str, scope: &AccountScope) -> reqwest::RequestBuilder {
+    fn scoped(
+        &self,
+        builder: reqwest::RequestBuilder,
+        token: &str,
+        scope: &AccountScope,
+    ) -> reqwest::RequestBuilder {
         builder
             .bearer_auth(token)
             .header(HEADER_SMART_ACCOUNT, &scope.smart_account_id)
@@ -158,7 +198,12 @@ impl CssmClient {
 
     /// Uploads one batch; `body` is the serialised `ReportUsageRequest` (sent as is, so its
     /// size and hash in the ledger are exactly what went out).
-    pub async fn report_usage(&self, token: &str, scope: &AccountScope, body: Vec<u8>) -> Result<ReportUsageResponse, CssmError> {
+    pub async fn report_usage(
+        &self,
+        token: &str,
+        scope: &AccountScope,
+        body: Vec<u8>,
+    ) -> Result<ReportUsageResponse, CssmError> {
         let url = format!("{}/v2/devices/reportusage", self.api_url);
         let builder = self
             .scoped(self.http.post(&url), token, scope)
@@ -168,9 +213,16 @@ impl CssmClient {
     }
 
     /// Polls for the ACKs of an upload.
-    pub async fn poll_acks(&self, token: &str, scope: &AccountScope, data: PollData) -> Result<PollResponse, CssmError> {
+    pub async fn poll_acks(
+        &self,
+        token: &str,
+        scope: &AccountScope,
+        data: PollData,
+    ) -> Result<PollResponse, CssmError> {
         let url = format!("{}/v2/accounts/poll", self.api_url);
-        let builder = self.scoped(self.http.post(&url), token, scope).json(&PollRequest { data });
+        let builder = self
+            .scoped(self.http.post(&url), token, scope)
+            .json(&PollRequest { data });
         self.send(url, builder).await
     }
 }

@@ -65,10 +65,20 @@ impl WorkerContext {
         let ack_verifier = if path.is_empty() {
             None
         } else {
-            let error = |message: String| SetupError::SigningCertificate { path: path.clone(), message };
+            let error = |message: String| SetupError::SigningCertificate {
+                path: path.clone(),
+                message,
+            };
             let pem = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
             Some(SignatureVerifier::from_certificate_pem(&pem).map_err(|e| error(e.to_string()))?)
         };
-        Ok(Self { pool, database_url, settings, clock, cssm, ack_verifier })
+        Ok(Self {
+            pool,
+            database_url,
+            settings,
+            clock,
+            cssm,
+            ack_verifier,
+        })
     }
 }

@@ -50,7 +50,11 @@ pub async fn register_online(
         public_key_pem: crypto::public_key_pem_of(&private_key)?,
     };
     let token = ctx.settings.cssm.registration_token.expose();
-    let answer = match ctx.cssm.register(&request, (!token.is_empty()).then_some(token)).await {
+    let answer = match ctx
+        .cssm
+        .register(&request, (!token.is_empty()).then_some(token))
+        .await
+    {
         Ok(answer) => answer,
         Err(e) => {
             let event = NewEvent {

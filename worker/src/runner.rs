@@ -37,7 +37,11 @@ impl Runner {
             std::process::id(),
             outpost_core::crypto::random_alphanumeric(6)
         );
-        Self { ctx, worker_id, held: Arc::default() }
+        Self {
+            ctx,
+            worker_id,
+            held: Arc::default(),
+        }
     }
 
     /// This worker's id, as written in `jobs.locked_by`.
@@ -51,7 +55,13 @@ impl Runner {
 
     async fn claim(&self) -> Result<Option<Job>, DbError> {
         let mut conn = self.ctx.pool.get().await?;
-        jobs::claim_next(&mut conn, &self.worker_id, self.ctx.clock.now(), self.lease()).await
+        jobs::claim_next(
+            &mut conn,
+            &self.worker_id,
+            self.ctx.clock.now(),
+            self.lease(),
+        )
+        .await
     }
 
     /// Runs jobs until `shutdown` turns true, `worker.concurrency` at a time.
@@ -93,13 +103,23 @@ impl Runner {
 
         // Let running jobs finish; hand back those that do not, so another worker (or this one
         // after a restart) picks them up at once instead of after the lease.
-        let grace = tokio::time::timeout(SHUTDOWN_GRACE, async { while running.join_next().await.is_some() {} }).await;
+        let grace = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
         if grace.is_err() {
             running.abort_all();
-            let held: Vec<JobId> = self.held.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
+            let held: Vec<JobId> = self
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()
+                .collect();
             if let Ok(mut conn) = self.ctx.pool.get().await {
                 for id in held {
-                    if let Err(e) = jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await {
+                    if let Err(e) =
+                        jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await
+                    {
                         tracing::warn!(job.id = %id, error = %e, "could not hand a job back; it is retried after its lease");
                     }
                 }
@@ -110,7 +130,9 @@ impl Runner {
 
     /// Claims and runs one job; `None` when nothing is runnable.
     pub async fn run_one(&self) -> Result<Option<(JobId, JobState)>, DbError> {
-        let Some(job) = self.claim().await? else { return Ok(None) };
+        let Some(job) = self.claim().await? else {
+            return Ok(None);
+        };
         let id = job.id;
         Ok(Some((id, self.execute(job).await)))
     }
@@ -127,7 +149,10 @@ impl Runner {
     fn backoff(&self, attempts: i32) -> chrono::Duration {
         let settings = &self.ctx.settings.worker;
         let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
-        let secs = settings.backoff_base_secs.saturating_mul(1u64 << exponent).min(settings.backoff_max_secs);
+        let secs = settings
+            .backoff_base_secs
+            .saturating_mul(1u64 << exponent)
+            .min(settings.backoff_max_secs);
         chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
@@ -136,10 +161,16 @@ impl Runner {
         let id = job.id;
         let now = self.ctx.clock.now();
         if job.attempts > job.max_attempts {
-            let message = format!("gave up after {} attempts: its workers stopped responding", job.max_attempts);
+            let message = format!(
+                "gave up after {} attempts: its workers stopped responding",
+                job.max_attempts
+            );
             return self.record(&job, Err(JobError::Fatal(message)), now).await;
         }
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
         let span = tracing::info_span!("job", job.id = %id, job.kind = %job.kind, job.attempt = job.attempts);
         let _entered = span.enter();
         tracing::info!("job started");
@@ -166,18 +197,36 @@ impl Runner {
         };
         heartbeat.abort();
         let state = self.record(&job, outcome, self.ctx.clock.now()).await;
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
         state
     }
 
-    async fn heartbeat(self, id: JobId, progress: Arc<Mutex<Option<Value>>>, lost: tokio::sync::oneshot::Sender<()>) {
+    async fn heartbeat(
+        self,
+        id: JobId,
+        progress: Arc<Mutex<Option<Value>>>,
+        lost: tokio::sync::oneshot::Sender<()>,
+    ) {
         let every = Duration::from_secs((self.ctx.settings.worker.lease_secs / 3).max(1));
         loop {
             tokio::time::sleep(every).await;
-            let snapshot = progress.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let snapshot = progress
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             let beat = async {
                 let mut conn = self.ctx.pool.get().await?;
-                jobs::heartbeat(&mut conn, id, &self.worker_id, snapshot.as_ref(), self.ctx.clock.now()).await
+                jobs::heartbeat(
+                    &mut conn,
+                    id,
+                    &self.worker_id,
+                    snapshot.as_ref(),
+                    self.ctx.clock.now(),
+                )
+                .await
             };
             match beat.await {
                 Ok(true) => {}
@@ -191,7 +240,12 @@ impl Runner {
     }
 
     /// Writes the outcome of a run; errors are logged here, once.
-    async fn record(&self, job: &Job, outcome: Result<Value, JobError>, now: DateTime<Utc>) -> JobState {
+    async fn record(
+        &self,
+        job: &Job,
+        outcome: Result<Value, JobError>,
+        now: DateTime<Utc>,
+    ) -> JobState {
         let written = async {
             let mut conn = self.ctx.pool.get().await?;
             match &outcome {
@@ -201,16 +255,28 @@ impl Runner {
                 }
                 Err(JobError::Retry(message)) => {
                     let retry_at = now + self.backoff(job.attempts);
-                    jobs::fail(&mut conn, job, &self.worker_id, message, Some(retry_at), now).await
+                    jobs::fail(
+                        &mut conn,
+                        job,
+                        &self.worker_id,
+                        message,
+                        Some(retry_at),
+                        now,
+                    )
+                    .await
                 }
-                Err(JobError::Fatal(message)) => jobs::fail(&mut conn, job, &self.worker_id, message, None, now).await,
+                Err(JobError::Fatal(message)) => {
+                    jobs::fail(&mut conn, job, &self.worker_id, message, None, now).await
+                }
             }
         };
         match written.await {
             Ok(state) => {
                 match (&outcome, state) {
                     (Ok(_), _) => tracing::info!("job succeeded"),
-                    (Err(e), JobState::Queued) => tracing::warn!(error = %e, "job failed; it will be retried"),
+                    (Err(e), JobState::Queued) => {
+                        tracing::warn!(error = %e, "job failed; it will be retried")
+                    }
                     (Err(e), _) => tracing::error!(error = %e, job.state = %state, "job failed"),
                 }
                 state

@@ -32,7 +32,10 @@ impl std::fmt::Debug for Scheduler {
 impl Scheduler {
     /// A scheduler; nothing runs until [`Scheduler::start`].
     pub fn new(ctx: Arc<WorkerContext>) -> Arc<Self> {
-        Arc::new(Self { ctx, leader: Mutex::new(None) })
+        Arc::new(Self {
+            ctx,
+            leader: Mutex::new(None),
+        })
     }
 
     /// Enqueues a job for every due schedule and moves each to its next run. Returns how many
@@ -74,7 +77,8 @@ impl Scheduler {
             *leader = None;
         }
         let timeout = Duration::from_secs(self.ctx.settings.database.connect_timeout_secs);
-        let Ok(mut conn) = outpost_db::pool::establish(&self.ctx.database_url, timeout).await else {
+        let Ok(mut conn) = outpost_db::pool::establish(&self.ctx.database_url, timeout).await
+        else {
             return false;
         };
         match locks::try_lock(&mut conn, LEADER_LOCK).await {
@@ -94,7 +98,9 @@ impl Scheduler {
         match self.tick().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "enqueued scheduled jobs"),
-            Err(e) => tracing::warn!(error = %e, "could not enqueue scheduled jobs; next minute retries"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not enqueue scheduled jobs; next minute retries")
+            }
         }
     }
 

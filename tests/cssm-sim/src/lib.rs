@@ -119,7 +119,10 @@ pub fn default_accounts() -> Vec<SimAccount> {
                     ),
                 ],
             },
-            SimVirtualAccount { name: "DC".into(), licenses: Vec::new() },
+            SimVirtualAccount {
+                name: "DC".into(),
+                licenses: Vec::new(),
+            },
         ],
     }]
 }
@@ -271,11 +274,17 @@ impl CssmSim {
                     web::scope(API_BASE)
                         .route("/v2/accounts/search", web::get().to(accounts_search))
                         .route("/v1/onprem/registrations", web::post().to(register))
-                        .route("/v1/onprem/registrations/{id}/licenses", web::get().to(licenses))
+                        .route(
+                            "/v1/onprem/registrations/{id}/licenses",
+                            web::get().to(licenses),
+                        )
                         .route("/v2/devices/reportusage", web::post().to(report_usage))
                         .route("/v2/accounts/poll", web::post().to(poll)),
                 )
-                .route("/sim/signing-certificate.pem", web::get().to(signing_certificate))
+                .route(
+                    "/sim/signing-certificate.pem",
+                    web::get().to(signing_certificate),
+                )
                 .route("/sim/received", web::get().to(received))
                 .route("/sim/faults", web::post().to(set_faults))
         })
@@ -288,20 +297,34 @@ impl CssmSim {
                 Some(ca) => ca,
                 None => crypto::generate_ca("CSSM Simulator CA")?,
             };
-            let leaf = crypto::issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()])?;
+            let leaf =
+                crypto::issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()])?;
             let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
-            let server = server.bind_rustls_0_23(config.listen, tls).context("binding the CSSM simulator")?;
+            let server = server
+                .bind_rustls_0_23(config.listen, tls)
+                .context("binding the CSSM simulator")?;
             let addr = server.addrs()[0];
-            (server, format!("https://{}", display_addr(addr)), Some(ca.cert_pem))
+            (
+                server,
+                format!("https://{}", display_addr(addr)),
+                Some(ca.cert_pem),
+            )
         } else {
-            let server = server.bind(config.listen).context("binding the CSSM simulator")?;
+            let server = server
+                .bind(config.listen)
+                .context("binding the CSSM simulator")?;
             let addr = server.addrs()[0];
             (server, format!("http://{}", display_addr(addr)), None)
         };
         let server = server.run();
         let handle = server.handle();
         tokio::spawn(server);
-        Ok(Self { url, ca_pem, shared, handle })
+        Ok(Self {
+            url,
+            ca_pem,
+            shared,
+            handle,
+        })
     }
 
     /// Base URL for both `cssm.api_url` and `cssm.token_url`.
@@ -331,7 +354,12 @@ impl CssmSim {
 
     /// Queues faults for the next requests of an endpoint.
     pub fn inject(&self, endpoint: Endpoint, faults: &[Fault]) {
-        self.shared.state().faults.entry(endpoint).or_default().extend(faults.iter().copied());
+        self.shared
+            .state()
+            .faults
+            .entry(endpoint)
+            .or_default()
+            .extend(faults.iter().copied());
     }
 
     /// Adds latency to every request of an endpoint.
@@ -358,7 +386,10 @@ fn display_addr(addr: SocketAddr) -> String {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorResponse { status: "ERROR".into(), message: message.into() })
+    HttpResponse::build(status).json(ErrorResponse {
+        status: "ERROR".into(),
+        message: message.into(),
+    })
 }
 
 /// Applies latency and queued faults; `Some` answer short-circuits the request.
@@ -366,7 +397,10 @@ async fn before(shared: &Shared, endpoint: Endpoint) -> Option<HttpResponse> {
     let (latency, fault) = {
         let mut state = shared.state();
         let latency = state.latency.get(&endpoint).copied();
-        let fault = state.faults.get_mut(&endpoint).and_then(VecDeque::pop_front);
+        let fault = state
+            .faults
+            .get_mut(&endpoint)
+            .and_then(VecDeque::pop_front);
         (latency, fault)
     };
     if let Some(latency) = latency {
@@ -383,7 +417,10 @@ async fn before(shared: &Shared, endpoint: Endpoint) -> Option<HttpResponse> {
 }
 
 fn log(shared: &Shared, endpoint: Endpoint, response: HttpResponse) -> HttpResponse {
-    shared.state().log.push(LoggedRequest { endpoint, status: response.status().as_u16() });
+    shared.state().log.push(LoggedRequest {
+        endpoint,
+        status: response.status().as_u16(),
+    });
     response
 }
 
@@ -425,7 +462,11 @@ async fn token(shared: web::Data<Shared>, form: web::Form<TokenForm>) -> HttpRes
         if valid {
             let token = crypto::random_alphanumeric(40);
             state.tokens.insert(token.clone(), form.client_id.clone());
-            HttpResponse::Ok().json(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: 3600 })
+            HttpResponse::Ok().json(TokenResponse {
+                access_token: token,
+                token_type: "Bearer".into(),
+                expires_in: 3600,
+            })
         } else {
             error(StatusCode::UNAUTHORIZED, "invalid client credentials")
         }
@@ -453,7 +494,10 @@ async fn accounts_search(shared: web::Data<Shared>, req: HttpRequest) -> HttpRes
                         .virtual_accounts
                         .iter()
                         .enumerate()
-                        .map(|(j, va)| VirtualAccount { virtual_account_id: virtual_account_id(i, j), name: va.name.clone() })
+                        .map(|(j, va)| VirtualAccount {
+                            virtual_account_id: virtual_account_id(i, j),
+                            name: va.name.clone(),
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -462,32 +506,61 @@ async fn accounts_search(shared: web::Data<Shared>, req: HttpRequest) -> HttpRes
     log(&shared, Endpoint::AccountsSearch, answer)
 }
 
-fn find_pair(shared: &Shared, smart_account: &str, virtual_account: &str) -> Result<(usize, usize), HttpResponse> {
+fn find_pair(
+    shared: &Shared,
+    smart_account: &str,
+    virtual_account: &str,
+) -> Result<(usize, usize), HttpResponse> {
     let (i, account) = shared
         .accounts
         .iter()
         .enumerate()
         .find(|(_, a)| a.name == smart_account)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("Smart Account '{smart_account}' not found")))?;
-    let j = account.virtual_accounts.iter().position(|va| va.name == virtual_account).ok_or_else(|| {
-        error(StatusCode::NOT_FOUND, format!("Virtual Account '{virtual_account}' not found in '{smart_account}'"))
-    })?;
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("Smart Account '{smart_account}' not found"),
+            )
+        })?;
+    let j = account
+        .virtual_accounts
+        .iter()
+        .position(|va| va.name == virtual_account)
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("Virtual Account '{virtual_account}' not found in '{smart_account}'"),
+            )
+        })?;
     Ok((i, j))
 }
 
-async fn register(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<RegistrationRequest>) -> HttpResponse {
+async fn register(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<RegistrationRequest>,
+) -> HttpResponse {
     if let Some(answer) = before(&shared, Endpoint::Register).await {
         return log(&shared, Endpoint::Register, answer);
     }
     let answer = (|| {
         if let Some(expected) = &shared.registration_token {
-            let given = req.headers().get("Authorization").and_then(|v| v.to_str().ok());
+            let given = req
+                .headers()
+                .get("Authorization")
+                .and_then(|v| v.to_str().ok());
             if given != Some(&format!("Bearer {expected}")) {
-                return error(StatusCode::UNAUTHORIZED, "a valid registration token is required");
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "a valid registration token is required",
+                );
             }
         }
         if !body.public_key_pem.contains("BEGIN PUBLIC KEY") {
-            return error(StatusCode::BAD_REQUEST, "public_key_pem must be a PEM public key");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "public_key_pem must be a PEM public key",
+            );
         }
         let (i, j) = match find_pair(&shared, &body.smart_account, &body.virtual_account) {
             Ok(pair) => pair,
@@ -513,7 +586,11 @@ async fn register(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<R
     log(&shared, Endpoint::Register, answer)
 }
 
-async fn licenses(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn licenses(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     if let Some(answer) = before(&shared, Endpoint::Licenses).await {
         return log(&shared, Endpoint::Licenses, answer);
     }
@@ -535,9 +612,18 @@ async fn licenses(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<S
 
 /// The (SA, VA) named by the CSW headers, by id.
 fn header_pair(shared: &Shared, req: &HttpRequest) -> Result<(String, String), HttpResponse> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (Some(sa), Some(va)) = (header(HEADER_SMART_ACCOUNT), header(HEADER_VIRTUAL_ACCOUNT)) else {
-        return Err(error(StatusCode::BAD_REQUEST, "X-CSW-SMART-ACCOUNT-ID and X-CSW-VIRTUAL-ACCOUNT-ID are required"));
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (Some(sa), Some(va)) = (header(HEADER_SMART_ACCOUNT), header(HEADER_VIRTUAL_ACCOUNT))
+    else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "X-CSW-SMART-ACCOUNT-ID and X-CSW-VIRTUAL-ACCOUNT-ID are required",
+        ));
     };
     for (i, account) in shared.accounts.iter().enumerate() {
         for (j, virtual_account) in account.virtual_accounts.iter().enumerate() {
@@ -546,10 +632,17 @@ fn header_pair(shared: &Shared, req: &HttpRequest) -> Result<(String, String), H
             }
         }
     }
-    Err(error(StatusCode::NOT_FOUND, format!("no Virtual Account {va} in Smart Account {sa}")))
+    Err(error(
+        StatusCode::NOT_FOUND,
+        format!("no Virtual Account {va} in Smart Account {sa}"),
+    ))
 }
 
-async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<ReportUsageRequest>) -> HttpResponse {
+async fn report_usage(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<ReportUsageRequest>,
+) -> HttpResponse {
     if let Some(answer) = before(&shared, Endpoint::ReportUsage).await {
         return log(&shared, Endpoint::ReportUsage, answer);
     }
@@ -567,9 +660,21 @@ async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Js
             let mut ids = Vec::new();
             for item in &device.usage {
                 match parse_payload(&item.payload) {
-                    Ok(facts) if facts.instance.same_device(&device.sudi) => ids.push(facts.report_id),
-                    Ok(_) => return error(StatusCode::BAD_REQUEST, format!("a report of {} names another device", device.sudi)),
-                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("report of {}: {e}", device.sudi)),
+                    Ok(facts) if facts.instance.same_device(&device.sudi) => {
+                        ids.push(facts.report_id)
+                    }
+                    Ok(_) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("a report of {} names another device", device.sudi),
+                        );
+                    }
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("report of {}: {e}", device.sudi),
+                        );
+                    }
                 }
             }
             devices.push((device.sudi.clone(), ids));
@@ -579,10 +684,17 @@ async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Js
         let mut state = shared.state();
         for (device, (sudi, ids)) in body.data.reports.iter().zip(&devices) {
             for (item, report_id) in device.usage.iter().zip(ids) {
-                let key = (sudi.udi_pid.clone(), sudi.udi_serial_number.clone(), *report_id);
+                let key = (
+                    sudi.udi_pid.clone(),
+                    sudi.udi_serial_number.clone(),
+                    *report_id,
+                );
                 let duplicate = state.seen.insert(key, ()).is_some();
                 if duplicate {
-                    duplicates.push(DuplicateReport { sudi: sudi.clone(), report_id: *report_id });
+                    duplicates.push(DuplicateReport {
+                        sudi: sudi.clone(),
+                        report_id: *report_id,
+                    });
                 }
                 state.received.push(ReceivedReport {
                     sudi: sudi.clone(),
@@ -596,11 +708,24 @@ async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Js
         let pending_polls = state.ok_polls_before_complete;
         state.polls.insert(
             poll_id.clone(),
-            Poll { smart_account, virtual_account, devices, pending_polls, acks: None },
+            Poll {
+                smart_account,
+                virtual_account,
+                devices,
+                pending_polls,
+                acks: None,
+            },
         );
         HttpResponse::Ok().json(ReportUsageResponse {
             status: STATUS_OK_POLL.into(),
-            message: format!("{} reports received", body.data.reports.iter().map(|d| d.usage.len()).sum::<usize>()),
+            message: format!(
+                "{} reports received",
+                body.data
+                    .reports
+                    .iter()
+                    .map(|d| d.usage.len())
+                    .sum::<usize>()
+            ),
             poll_id,
             duplicates,
         })
@@ -608,7 +733,11 @@ async fn report_usage(shared: web::Data<Shared>, req: HttpRequest, body: web::Js
     log(&shared, Endpoint::ReportUsage, answer)
 }
 
-async fn poll(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<PollRequest>) -> HttpResponse {
+async fn poll(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<PollRequest>,
+) -> HttpResponse {
     if let Some(answer) = before(&shared, Endpoint::Poll).await {
         return log(&shared, Endpoint::Poll, answer);
     }
@@ -617,11 +746,17 @@ async fn poll(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<PollR
             return answer;
         }
         if body.data.action != "acknowledgements" {
-            return error(StatusCode::BAD_REQUEST, format!("unsupported action '{}'", body.data.action));
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unsupported action '{}'", body.data.action),
+            );
         }
         let mut state = shared.state();
         let Some(poll) = state.polls.get_mut(&body.data.poll_id) else {
-            return error(StatusCode::NOT_FOUND, format!("unknown poll_id {}", body.data.poll_id));
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown poll_id {}", body.data.poll_id),
+            );
         };
         if poll.pending_polls > 0 {
             poll.pending_polls -= 1;
@@ -643,7 +778,10 @@ async fn poll(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<PollR
                     nonce: crypto::random_alphanumeric(16),
                 };
                 match build_ack(&data, Some(&PolicyData::cisco_default()), &shared.signer) {
-                    Ok(file) => acks.push(AckEntry { sudi: sudi.clone(), smart_license: STANDARD.encode(file) }),
+                    Ok(file) => acks.push(AckEntry {
+                        sudi: sudi.clone(),
+                        smart_license: STANDARD.encode(file),
+                    }),
                     Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
@@ -652,14 +790,18 @@ async fn poll(shared: web::Data<Shared>, req: HttpRequest, body: web::Json<PollR
         HttpResponse::Ok().json(PollResponse {
             status: STATUS_COMPLETE.into(),
             message: "acknowledgements ready".into(),
-            data: PollResponseData { acknowledgements: poll.acks.clone().unwrap_or_default() },
+            data: PollResponseData {
+                acknowledgements: poll.acks.clone().unwrap_or_default(),
+            },
         })
     })();
     log(&shared, Endpoint::Poll, answer)
 }
 
 async fn signing_certificate(shared: web::Data<Shared>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/x-pem-file").body(shared.signing_cert_pem.clone())
+    HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .body(shared.signing_cert_pem.clone())
 }
 
 async fn received(shared: web::Data<Shared>) -> HttpResponse {
@@ -688,7 +830,9 @@ async fn set_faults(shared: web::Data<Shared>, body: web::Json<FaultRequest>) ->
         queue.push_back(Fault::Hang(Duration::from_secs(secs)));
     }
     if let Some(ms) = body.latency_ms {
-        state.latency.insert(body.endpoint, Duration::from_millis(ms));
+        state
+            .latency
+            .insert(body.endpoint, Duration::from_millis(ms));
     }
     if let Some(count) = body.ok_polls {
         state.ok_polls_before_complete = count;

@@ -32,7 +32,11 @@ struct Args {
 }
 
 /// Loads a key pair from `<dir>/<name>.crt|.key`, creating it on first use.
-fn load_or_create(dir: &Path, name: &str, create: impl FnOnce() -> anyhow::Result<CertifiedKey>) -> anyhow::Result<CertifiedKey> {
+fn load_or_create(
+    dir: &Path,
+    name: &str,
+    create: impl FnOnce() -> anyhow::Result<CertifiedKey>,
+) -> anyhow::Result<CertifiedKey> {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     if cert.is_file() && key.is_file() {
@@ -53,8 +57,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir).with_context(|| args.dir.display().to_string())?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let signing = load_or_create(&dir, "cssm-signing", || Ok(crypto::generate_signing_certificate("CSSM Simulator ACK signing")?))?;
-    let tls_ca = load_or_create(&dir, "cssm-ca", || Ok(crypto::generate_ca("CSSM Simulator CA")?))?;
+    let signing = load_or_create(&dir, "cssm-signing", || {
+        Ok(crypto::generate_signing_certificate(
+            "CSSM Simulator ACK signing",
+        )?)
+    })?;
+    let tls_ca = load_or_create(&dir, "cssm-ca", || {
+        Ok(crypto::generate_ca("CSSM Simulator CA")?)
+    })?;
     let sim = CssmSim::start(SimConfig {
         listen: args.listen,
         tls: !args.http,
@@ -73,9 +83,14 @@ async fn main() -> anyhow::Result<()> {
         url = sim.url(),
     );
     if !args.http {
-        out.push_str(&format!("  OUTPOST_CSSM__CA_FILE={}\n", dir.join("cssm-ca.crt").display()));
+        out.push_str(&format!(
+            "  OUTPOST_CSSM__CA_FILE={}\n",
+            dir.join("cssm-ca.crt").display()
+        ));
     }
-    out.push_str("Smart Account \"Acme Corp\" with Virtual Accounts \"Campus\" and \"DC\". Ctrl-C stops it.");
+    out.push_str(
+        "Smart Account \"Acme Corp\" with Virtual Accounts \"Campus\" and \"DC\". Ctrl-C stops it.",
+    );
     tracing::info!("{out}");
     tokio::signal::ctrl_c().await?;
     sim.stop().await;

@@ -15,20 +15,26 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::NaiveDate;
 use outpost_core::Sudi;
-use outpost_core::cssm::{
-    AckEntry, DeviceUsage, PollData, ReportUsageData, ReportUsageRequest, STATUS_COMPLETE, UsageItem,
-};
 use outpost_core::crypto::{random_alphanumeric, sha256_hex};
+use outpost_core::cssm::{
+    AckEntry, DeviceUsage, PollData, ReportUsageData, ReportUsageRequest, STATUS_COMPLETE,
+    UsageItem,
+};
 use outpost_core::signed_file::verify_ack;
 use outpost_db::accounts::{self, LocalAccount};
 use outpost_db::alerts::{self, kinds};
-use outpost_db::enums::{AckSource, EventResult, Severity, SyncChannel, SyncDirection, SyncState, UploadState};
+use outpost_db::enums::{
+    AckSource, EventResult, Severity, SyncChannel, SyncDirection, SyncState, UploadState,
+};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::catalog::CssmSync;
 use outpost_db::licenses::{self, License};
 use outpost_db::sync_runs::{self, SyncRunOutcome};
 use outpost_db::uploads::{self, OutgoingReport, Upload};
-use outpost_db::{AckId, AccountId, AsyncConnection, AsyncPgConnection, ProductInstanceId, acks, locks, product_instances, reports};
+use outpost_db::{
+    AccountId, AckId, AsyncConnection, AsyncPgConnection, ProductInstanceId, acks, locks,
+    product_instances, reports,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -37,7 +43,11 @@ use crate::cssm_client::{AccountScope, CssmClient, CssmError};
 
 impl From<CssmError> for JobError {
     fn from(e: CssmError) -> Self {
-        if e.is_retryable() { JobError::Retry(e.to_string()) } else { JobError::Fatal(e.to_string()) }
+        if e.is_retryable() {
+            JobError::Retry(e.to_string())
+        } else {
+            JobError::Fatal(e.to_string())
+        }
     }
 }
 
@@ -63,34 +73,64 @@ impl RunJob for CssmSync {
         let mut conn = worker.pool.get().await?;
         let account = accounts::find_account(&mut conn, self.account_id)
             .await
-            .map_err(|e| if e.is_not_found() { JobError::Fatal("the account no longer exists".into()) } else { e.into() })?;
+            .map_err(|e| {
+                if e.is_not_found() {
+                    JobError::Fatal("the account no longer exists".into())
+                } else {
+                    e.into()
+                }
+            })?;
 
         // One sync per account at a time; the lock dies with its connection if we crash.
         let lock_key = format!("cssm_sync:{}", account.id);
-        let mut lock_conn = outpost_db::pool::establish(&worker.database_url, Duration::from_secs(worker.settings.database.connect_timeout_secs))
-            .await
-            .map_err(|e| JobError::Retry(format!("database: {e}")))?;
+        let mut lock_conn = outpost_db::pool::establish(
+            &worker.database_url,
+            Duration::from_secs(worker.settings.database.connect_timeout_secs),
+        )
+        .await
+        .map_err(|e| JobError::Retry(format!("database: {e}")))?;
         if !locks::try_lock(&mut lock_conn, &lock_key).await? {
-            return Err(JobError::Retry(format!("another sync of account '{}' is running", account.name)));
+            return Err(JobError::Retry(format!(
+                "another sync of account '{}' is running",
+                account.name
+            )));
         }
 
         let now = worker.clock.now();
         sync_runs::mark_interrupted(&mut conn, account.id, now).await?;
-        let run_id = sync_runs::start(&mut conn, account.id, Some(ctx.job.id), SyncChannel::Online, SyncDirection::Both, now).await?;
+        let run_id = sync_runs::start(
+            &mut conn,
+            account.id,
+            Some(ctx.job.id),
+            SyncChannel::Online,
+            SyncDirection::Both,
+            now,
+        )
+        .await?;
 
         let mut figures = Figures::default();
         let result = synchronise(ctx, &mut conn, &account, &mut figures).await;
 
         let finished = worker.clock.now();
         let (state, message) = match &result {
-            Ok(()) if figures.still_pending == 0 => (SyncState::Succeeded, format!(
-                "{} reports sent in {} batches ({} already known to CSSM), {} ACKs stored, {} licenses synced",
-                figures.reports_sent, figures.uploads, figures.duplicates, figures.acks_received, figures.licenses_synced
-            )),
-            Ok(()) => (SyncState::Pending, format!(
-                "{} reports sent; ACKs of {} batches still pending at CSSM, a follow-up sync will poll again",
-                figures.reports_sent, figures.still_pending
-            )),
+            Ok(()) if figures.still_pending == 0 => (
+                SyncState::Succeeded,
+                format!(
+                    "{} reports sent in {} batches ({} already known to CSSM), {} ACKs stored, {} licenses synced",
+                    figures.reports_sent,
+                    figures.uploads,
+                    figures.duplicates,
+                    figures.acks_received,
+                    figures.licenses_synced
+                ),
+            ),
+            Ok(()) => (
+                SyncState::Pending,
+                format!(
+                    "{} reports sent; ACKs of {} batches still pending at CSSM, a follow-up sync will poll again",
+                    figures.reports_sent, figures.still_pending
+                ),
+            ),
             Err(e) => (SyncState::Failed, e.to_string()),
         };
         let hash = hex::encode(std::mem::take(&mut figures.hasher).finalize());
@@ -115,10 +155,21 @@ impl RunJob for CssmSync {
         .await?;
 
         match &result {
-            Ok(()) => alerts::clear(&mut conn, account.id, None, kinds::SYNC_FAILED, finished).await?,
+            Ok(()) => {
+                alerts::clear(&mut conn, account.id, None, kinds::SYNC_FAILED, finished).await?
+            }
             Err(e) => {
                 let text = format!("Synchronization with Cisco failed: {e}");
-                alerts::raise(&mut conn, account.id, None, kinds::SYNC_FAILED, Severity::Error, &text, finished).await?;
+                alerts::raise(
+                    &mut conn,
+                    account.id,
+                    None,
+                    kinds::SYNC_FAILED,
+                    Severity::Error,
+                    &text,
+                    finished,
+                )
+                .await?;
             }
         }
         events::record(
@@ -128,7 +179,11 @@ impl RunJob for CssmSync {
                 pi_id: None,
                 actor: "system".into(),
                 action: "cssm.sync".into(),
-                result: if result.is_ok() { EventResult::Ok } else { EventResult::Failed },
+                result: if result.is_ok() {
+                    EventResult::Ok
+                } else {
+                    EventResult::Failed
+                },
                 detail: json!({ "sync_run": run_id, "state": state, "message": message }),
                 created_at: finished,
             },
@@ -136,8 +191,16 @@ impl RunJob for CssmSync {
         .await?;
 
         if result.is_ok() && figures.still_pending > 0 {
-            let follow_up = finished + chrono::Duration::seconds(i64::try_from(worker.settings.cssm.follow_up_secs).unwrap_or(900));
-            outpost_db::jobs::enqueue(&mut conn, &self.job(follow_up, worker.settings.worker.max_attempts), finished).await?;
+            let follow_up = finished
+                + chrono::Duration::seconds(
+                    i64::try_from(worker.settings.cssm.follow_up_secs).unwrap_or(900),
+                );
+            outpost_db::jobs::enqueue(
+                &mut conn,
+                &self.job(follow_up, worker.settings.worker.max_attempts),
+                finished,
+            )
+            .await?;
         }
         // Unlocking is tidiness: closing the connection would release it too.
         let _unlocked = locks::unlock(&mut lock_conn, &lock_key).await;
@@ -165,9 +228,19 @@ struct Scopes<'a> {
 }
 
 impl<'a> Scopes<'a> {
-    fn new(cssm: &'a CssmClient, token: &'a str, account: &'a LocalAccount) -> Result<Self, JobError> {
-        let (Some(sa_id), Some(va_id)) = (&account.cssm_smart_account_id, &account.cssm_virtual_account_id) else {
-            return Err(JobError::Fatal(format!("account '{}' is not registered with CSSM", account.name)));
+    fn new(
+        cssm: &'a CssmClient,
+        token: &'a str,
+        account: &'a LocalAccount,
+    ) -> Result<Self, JobError> {
+        let (Some(sa_id), Some(va_id)) = (
+            &account.cssm_smart_account_id,
+            &account.cssm_virtual_account_id,
+        ) else {
+            return Err(JobError::Fatal(format!(
+                "account '{}' is not registered with CSSM",
+                account.name
+            )));
         };
         let requesting_system = json!({
             "udi_pid": "OUTPOST",
@@ -179,18 +252,38 @@ impl<'a> Scopes<'a> {
             virtual_account_id: va_id.clone(),
             requesting_system: requesting_system.clone(),
         };
-        let known = HashMap::from([((account.smart_account.clone(), account.virtual_account.clone()), own)]);
-        Ok(Self { cssm, token, account, requesting_system, known })
+        let known = HashMap::from([(
+            (
+                account.smart_account.clone(),
+                account.virtual_account.clone(),
+            ),
+            own,
+        )]);
+        Ok(Self {
+            cssm,
+            token,
+            account,
+            requesting_system,
+            known,
+        })
     }
 
-    async fn scope(&mut self, smart_account: &str, virtual_account: &str) -> Result<AccountScope, JobError> {
+    async fn scope(
+        &mut self,
+        smart_account: &str,
+        virtual_account: &str,
+    ) -> Result<AccountScope, JobError> {
         let key = (smart_account.to_owned(), virtual_account.to_owned());
         if let Some(scope) = self.known.get(&key) {
             return Ok(scope.clone());
         }
         let found = self.cssm.accounts(self.token).await?;
         for sa in found.accounts.iter().filter(|sa| sa.name == smart_account) {
-            for va in sa.virtual_accounts.iter().filter(|va| va.name == virtual_account) {
+            for va in sa
+                .virtual_accounts
+                .iter()
+                .filter(|va| va.name == virtual_account)
+            {
                 let scope = AccountScope {
                     smart_account_id: sa.account_id.clone(),
                     virtual_account_id: va.virtual_account_id.clone(),
@@ -219,8 +312,13 @@ async fn synchronise(
             "cssm.signing_certificate_file is not set: Outpost cannot verify ACKs, so it does not synchronise".into(),
         ));
     };
-    let (Some(client_id), Some(client_secret)) = (&account.cssm_client_id, &account.cssm_client_secret) else {
-        return Err(JobError::Fatal(format!("account '{}' is not registered with CSSM", account.name)));
+    let (Some(client_id), Some(client_secret)) =
+        (&account.cssm_client_id, &account.cssm_client_secret)
+    else {
+        return Err(JobError::Fatal(format!(
+            "account '{}' is not registered with CSSM",
+            account.name
+        )));
     };
     let token = worker.cssm.token(client_id, client_secret).await?;
     let mut scopes = Scopes::new(&worker.cssm, &token, account)?;
@@ -229,7 +327,9 @@ async fn synchronise(
     for upload in uploads::open_uploads(conn, account.id).await? {
         if upload.state == UploadState::Sending {
             let outgoing = uploads::upload_reports(conn, account.id, upload.id).await?;
-            let scope = scopes.scope(&upload.smart_account, &upload.virtual_account).await?;
+            let scope = scopes
+                .scope(&upload.smart_account, &upload.virtual_account)
+                .await?;
             send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await?;
         }
     }
@@ -244,8 +344,14 @@ async fn synchronise(
         let mut pairs: Vec<((String, String), Vec<OutgoingReport>)> = Vec::new();
         for report in page {
             let pair = (
-                report.lva_smart_account.clone().unwrap_or_else(|| account.smart_account.clone()),
-                report.lva_virtual_account.clone().unwrap_or_else(|| account.virtual_account.clone()),
+                report
+                    .lva_smart_account
+                    .clone()
+                    .unwrap_or_else(|| account.smart_account.clone()),
+                report
+                    .lva_virtual_account
+                    .clone()
+                    .unwrap_or_else(|| account.virtual_account.clone()),
             );
             match pairs.iter_mut().find(|(p, _)| *p == pair) {
                 Some((_, reports)) => reports.push(report),
@@ -283,18 +389,40 @@ async fn synchronise(
             break;
         }
         for upload in polling {
-            let Some(poll_id) = upload.poll_id.clone() else { continue };
-            let scope = scopes.scope(&upload.smart_account, &upload.virtual_account).await?;
+            let Some(poll_id) = upload.poll_id.clone() else {
+                continue;
+            };
+            let scope = scopes
+                .scope(&upload.smart_account, &upload.virtual_account)
+                .await?;
             let now = worker.clock.now();
-            let data = PollData { timestamp: now.timestamp_millis(), nonce: random_alphanumeric(16), poll_id, action: "acknowledgements".into() };
+            let data = PollData {
+                timestamp: now.timestamp_millis(),
+                nonce: random_alphanumeric(16),
+                poll_id,
+                action: "acknowledgements".into(),
+            };
             let answer = worker.cssm.poll_acks(&token, &scope, data).await?;
             if answer.status == STATUS_COMPLETE {
-                store_acks(ctx, conn, account.id, &upload, &answer.data.acknowledgements, verifier, figures).await?;
+                store_acks(
+                    ctx,
+                    conn,
+                    account.id,
+                    &upload,
+                    &answer.data.acknowledgements,
+                    verifier,
+                    figures,
+                )
+                .await?;
                 figures.still_pending -= 1;
             }
         }
         if figures.still_pending > 0 && attempt + 1 < attempts {
-            ctx.progress(u64::from(attempt) + 1, Some(attempts.into()), "waiting for ACKs from CSSM");
+            ctx.progress(
+                u64::from(attempt) + 1,
+                Some(attempts.into()),
+                "waiting for ACKs from CSSM",
+            );
             tokio::time::sleep(Duration::from_secs(worker.settings.cssm.poll_interval_secs)).await;
         }
     }
@@ -315,7 +443,10 @@ async fn synchronise(
                     quantity: e.quantity.max(0),
                     enforcement: e.enforcement.as_str().into(),
                     term: e.term.as_str().into(),
-                    end_date: e.end_date.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                    end_date: e
+                        .end_date
+                        .as_deref()
+                        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
                     synced_at: now,
                 })
                 .collect();
@@ -345,7 +476,8 @@ async fn send(
     let mut index: HashMap<ProductInstanceId, usize> = HashMap::new();
     for report in outgoing {
         let slot = *index.entry(report.pi_id).or_insert_with(|| {
-            let sudi = serde_json::from_value::<Sudi>(report.sudi.clone()).unwrap_or_else(|_| Sudi::new("", ""));
+            let sudi = serde_json::from_value::<Sudi>(report.sudi.clone())
+                .unwrap_or_else(|_| Sudi::new("", ""));
             devices.push(DeviceUsage {
                 sudi,
                 hostname: report.hostname.clone(),
@@ -355,23 +487,43 @@ async fn send(
             });
             devices.len() - 1
         });
-        devices[slot].usage.push(UsageItem { payload: report.payload.clone(), signature: report.signature.clone() });
+        devices[slot].usage.push(UsageItem {
+            payload: report.payload.clone(),
+            signature: report.signature.clone(),
+        });
     }
     let now = ctx.worker.clock.now();
     let body = ReportUsageRequest {
-        data: ReportUsageData { timestamp: now.timestamp_millis(), nonce: upload.nonce.clone(), reports: devices },
+        data: ReportUsageData {
+            timestamp: now.timestamp_millis(),
+            nonce: upload.nonce.clone(),
+            reports: devices,
+        },
     };
-    let body = serde_json::to_vec(&body).map_err(|e| JobError::Fatal(format!("encoding the upload: {e}")))?;
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| JobError::Fatal(format!("encoding the upload: {e}")))?;
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     figures.hasher.update(&body);
     let answer = ctx.worker.cssm.report_usage(token, scope, body).await?;
     let duplicates = i32::try_from(answer.duplicates.len()).unwrap_or(i32::MAX);
-    uploads::mark_sent(conn, upload.id, &answer.poll_id, duplicates, bytes, ctx.worker.clock.now()).await?;
+    uploads::mark_sent(
+        conn,
+        upload.id,
+        &answer.poll_id,
+        duplicates,
+        bytes,
+        ctx.worker.clock.now(),
+    )
+    .await?;
     figures.uploads += 1;
     figures.reports_sent += i32::try_from(outgoing.len()).unwrap_or(i32::MAX);
     figures.duplicates += duplicates;
     figures.bytes_sent += bytes;
-    ctx.progress(u64::try_from(figures.reports_sent).unwrap_or(0), None, "reports sent to CSSM");
+    ctx.progress(
+        u64::try_from(figures.reports_sent).unwrap_or(0),
+        None,
+        "reports sent to CSSM",
+    );
     Ok(())
 }
 
@@ -400,13 +552,21 @@ async fn store_acks(
             .decode(&entry.smart_license)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| JobError::Retry(format!("the ACK for {} is not base64 UTF-8 text", entry.sudi)))?;
+            .ok_or_else(|| {
+                JobError::Retry(format!(
+                    "the ACK for {} is not base64 UTF-8 text",
+                    entry.sudi
+                ))
+            })?;
         // A bad signature is refused outright: it stays unstored and the batch keeps polling, so
         // fixing cssm.signing_certificate_file and syncing again recovers it.
         let verified = verify_ack(&file, verifier, now)
             .map_err(|e| JobError::Retry(format!("the ACK for {} was refused: {e}", entry.sudi)))?;
         if !verified.ack.sudi.same_device(&entry.sudi) {
-            return Err(JobError::Retry(format!("the ACK listed for {} is signed for {}", entry.sudi, verified.ack.sudi)));
+            return Err(JobError::Retry(format!(
+                "the ACK listed for {} is signed for {}",
+                entry.sudi, verified.ack.sudi
+            )));
         }
         figures.bytes_received += i64::try_from(file.len()).unwrap_or(i64::MAX);
         checked.push(CheckedAck {

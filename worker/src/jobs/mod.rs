@@ -42,7 +42,11 @@ pub struct JobContext {
 impl JobContext {
     /// A context for a claimed job; `progress` is shared with the heartbeat that stores it.
     pub fn new(worker: Arc<WorkerContext>, job: Job, progress: Arc<Mutex<Option<Value>>>) -> Self {
-        Self { worker, job, progress }
+        Self {
+            worker,
+            job,
+            progress,
+        }
     }
 
     /// Reports progress; stored with the next heartbeat and shown by `GET /jobs/{id}`.
@@ -67,6 +71,8 @@ fn payload<T: DeserializeOwned>(job: &Job) -> Result<T, JobError> {
 pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
     match ctx.job.kind.as_str() {
         CssmSync::KIND => payload::<CssmSync>(&ctx.job)?.run(&ctx).await,
-        other => Err(JobError::Fatal(format!("no worker code for job kind '{other}'"))),
+        other => Err(JobError::Fatal(format!(
+            "no worker code for job kind '{other}'"
+        ))),
     }
 }

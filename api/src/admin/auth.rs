@@ -1,0 +1,235 @@
+//! Admin authentication: argon2 password hashes, short-lived HS256 access tokens with a fixed
+//! algorithm, issuer and audience, and the [`Principal`] extractor every admin handler takes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use outpost_db::enums::Role;
+use outpost_db::users::{self, User};
+use outpost_db::{DbPool, UserId, system};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Issuer of every access token.
+pub const ISSUER: &str = "outpost";
+/// Audience of admin API access tokens.
+pub const AUDIENCE: &str = "outpost-admin-api";
+
+/// Claims of an access token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Issued at.
+    pub iat: i64,
+}
+
+/// Keys and rules for access tokens.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lifetime_secs: i64,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(..)")
+    }
+}
+
+impl JwtKeys {
+    /// Keys from a shared secret.
+    pub fn new(secret: &[u8], lifetime_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            lifetime_secs: i64::try_from(lifetime_secs).unwrap_or(900),
+        }
+    }
+
+    /// The configured secret, or the one kept in the database (created by the first node).
+    pub async fn load(
+        pool: &DbPool,
+        configured: &str,
+        lifetime_secs: u64,
+    ) -> Result<Self, ApiError> {
+        if !configured.is_empty() {
+            return Ok(Self::new(configured.as_bytes(), lifetime_secs));
+        }
+        let mut conn = pool.get().await?;
+        let candidate = outpost_core::crypto::random_alphanumeric(64);
+        let secret = system::jwt_secret_or_init(&mut conn, &candidate).await?;
+        Ok(Self::new(secret.as_bytes(), lifetime_secs))
+    }
+
+    /// Token lifetime in seconds.
+    pub fn lifetime_secs(&self) -> i64 {
+        self.lifetime_secs
+    }
+
+    /// Issues a token for a user.
+    pub fn issue(&self, user: UserId) -> Result<String, ApiError> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.to_string(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            exp: now + self.lifetime_secs,
+            nbf: now,
+            iat: now,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)
+    }
+
+    /// Checks a token and returns its user id.
+    pub fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::unauthorized(format!("invalid access token: {e}")))?;
+        data.claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::unauthorized("invalid access token: bad subject"))
+    }
+}
+
+/// Hashes a password with argon2 (on the blocking pool: it is slow on purpose).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    web::block(move || {
+        let salt_bytes: [u8; 16] = rand::random();
+        let salt = SaltString::encode_b64(&salt_bytes)?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+/// Checks a password against a stored argon2 hash.
+pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    web::block(move || {
+        PasswordHash::new(&hash).map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user.
+    pub user: User,
+}
+
+impl Principal {
+    /// How the caller appears in event logs.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user.username)
+    }
+
+    /// Refuses callers whose role is not among `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.user.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "role {} may not do this",
+                self.user.role
+            )))
+        }
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req
+            .headers()
+            .get("Authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let token = header
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    ApiError::unauthorized("an Authorization: Bearer <token> header is required")
+                })?;
+            let user_id = state.jwt.verify(token)?;
+            let mut conn = state.pool.get().await?;
+            match users::find(&mut conn, user_id).await? {
+                Some(user) if !user.disabled => Ok(Principal { user }),
+                _ => Err(ApiError::unauthorized(
+                    "the user of this token no longer exists or is disabled",
+                )),
+            }
+        })
+    }
+}
+
+/// Creates the first admin (`admin`) when no user exists. Returns the password when it was
+/// generated, for the caller to print once.
+pub async fn ensure_first_admin(
+    pool: &DbPool,
+    configured_password: &str,
+) -> Result<Option<String>, ApiError> {
+    let mut conn = pool.get().await?;
+    if users::count(&mut conn).await? > 0 {
+        return Ok(None);
+    }
+    let generated = configured_password.is_empty();
+    let password = if generated {
+        outpost_core::crypto::random_alphanumeric(20)
+    } else {
+        configured_password.to_owned()
+    };
+    let user = User {
+        id: UserId::new(),
+        username: "admin".into(),
+        password_hash: hash_password(password.clone()).await?,
+        role: Role::SystemAdmin,
+        disabled: false,
+        created_at: Utc::now(),
+    };
+    match users::insert(&mut conn, &user).await {
+        Ok(()) => Ok(generated.then_some(password)),
+        // Another node created it at the same moment.
+        Err(e) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

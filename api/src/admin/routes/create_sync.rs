@@ -1,0 +1,55 @@
+//! `POST /api/v1/accounts/{id}/sync`: "Synchronize now with Cisco". Enqueues the sync job
+//! (or returns the one already queued) for the worker tier.
+
+use actix_web::{HttpResponse, web};
+use outpost_db::AccountId;
+use outpost_db::enums::{AccountStatus, EventResult};
+use outpost_db::events::{self, NewEvent};
+use outpost_db::jobs::{self, catalog::CssmSync};
+use serde_json::json;
+
+use super::{OPERATORS, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Enqueues a CSSM sync of the account.
+pub async fn create_sync(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    if account.status != AccountStatus::Active {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "account_not_registered",
+            format!(
+                "local account '{}' is not registered with CSSM; register it first",
+                account.name
+            ),
+        ));
+    }
+    let now = state.clock.now();
+    let mut conn = state.pool.get().await?;
+    let job = CssmSync {
+        account_id: account.id,
+    }
+    .job(now, state.settings.worker.max_attempts);
+    let (job_id, created) = jobs::enqueue(&mut conn, &job, now).await?;
+    events::record(
+        &mut conn,
+        &NewEvent {
+            account_id: Some(account.id),
+            pi_id: None,
+            actor: principal.actor(),
+            action: "cssm.sync_requested".into(),
+            result: EventResult::Ok,
+            detail: json!({ "job_id": job_id, "already_queued": !created }),
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(json!({ "job_id": job_id, "already_queued": !created })))
+}

@@ -1,0 +1,90 @@
+//! `GET, PUT /api/v1/accounts/{id}/schedules/cssm-sync`: "Synchronization schedule with Cisco".
+
+use actix_web::{HttpResponse, web};
+use outpost_core::schedule::Schedule;
+use outpost_db::AccountId;
+use outpost_db::enums::EventResult;
+use outpost_db::events::{self, NewEvent};
+use outpost_db::schedules::{self, ScheduleRow, kinds};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{OPERATORS, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn render(row: &ScheduleRow) -> serde_json::Value {
+    json!({
+        "enabled": row.enabled,
+        "every_days": row.every_days,
+        "hour": row.hour,
+        "minute": row.minute,
+        "time_zone": row.time_zone,
+        "next_run_at": row.next_run_at,
+        "last_enqueued_at": row.last_enqueued_at,
+    })
+}
+
+/// Shows the schedule.
+pub async fn get_cssm_schedule(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    let mut conn = state.pool.get().await?;
+    let row = schedules::get(&mut conn, account.id, kinds::CSSM_SYNC)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    Ok(HttpResponse::Ok().json(render(&row)))
+}
+
+/// A new schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSchedule {
+    enabled: bool,
+    every_days: u16,
+    hour: u8,
+    minute: u8,
+    time_zone: String,
+}
+
+/// Replaces the schedule; the next run is recomputed.
+pub async fn put_cssm_schedule(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    body: web::Json<PutSchedule>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let rule = Schedule::new(body.every_days, body.hour, body.minute, &body.time_zone)
+        .map_err(ApiError::invalid)?;
+    let now = state.clock.now();
+    let mut conn = state.pool.get().await?;
+    let row = schedules::put(
+        &mut conn,
+        account.id,
+        kinds::CSSM_SYNC,
+        body.enabled,
+        &rule,
+        now,
+    )
+    .await?;
+    events::record(
+        &mut conn,
+        &NewEvent {
+            account_id: Some(account.id),
+            pi_id: None,
+            actor: principal.actor(),
+            action: "schedule.cssm_sync.update".into(),
+            result: EventResult::Ok,
+            detail: render(&row),
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(render(&row)))
+}

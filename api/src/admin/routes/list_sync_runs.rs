@@ -1,0 +1,23 @@
+//! `GET /api/v1/accounts/{id}/sync-runs`: the synchronisation ledger, newest first.
+
+use actix_web::{HttpResponse, web};
+use outpost_db::{AccountId, sync_runs};
+use serde_json::json;
+
+use super::{Limit, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Lists ledger rows.
+pub async fn list_sync_runs(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    limit: web::Query<Limit>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    let mut conn = state.pool.get().await?;
+    let items = sync_runs::list(&mut conn, account.id, limit.value()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}

@@ -1,0 +1,439 @@
+//! One device exchange against the database: identify the device (device validation), store
+//! what it sent, and answer with whatever waits for it. Everything a request changes is written
+//! in one transaction, committed before the answer is sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use outpost_core::Sudi;
+use outpost_core::device::{
+    AccountInfo, DeviceRequest, DeviceResponse, MessageCode, MessageType, ResponseData,
+    SmartLicenseFile, Status,
+};
+use outpost_db::accounts::Tenant;
+use outpost_db::alerts::{self, kinds};
+use outpost_db::enums::{EventResult, ReportSource, Severity};
+use outpost_db::events::{self, NewEvent};
+use outpost_db::product_instances::{self, DeviceContact, HaMemberRow, UdiKey};
+use outpost_db::reports::{self, NewRumReport, UsageSample};
+use outpost_db::{
+    AckId, AsyncConnection, AsyncPgConnection, DbError, DevicePollId, ProductInstanceId,
+    QueryError, acks, system,
+};
+use serde_json::{Value, json};
+
+/// Why an exchange did not produce a normal answer.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// Refused with a protocol code (nothing stored).
+    Refused {
+        /// The code.
+        code: MessageCode,
+        /// Human text.
+        message: String,
+    },
+    /// The database failed.
+    Db(DbError),
+}
+
+impl From<DbError> for ExchangeError {
+    fn from(e: DbError) -> Self {
+        ExchangeError::Db(e)
+    }
+}
+
+fn refused(code: MessageCode, message: impl Into<String>) -> ExchangeError {
+    ExchangeError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A report checked and ready to store.
+struct PreparedReport {
+    row: NewRumReport,
+    /// (end of the latest measurement, its count), for usage tracking.
+    latest: Option<(DateTime<Utc>, i64)>,
+}
+
+/// Reads every report before anything is written, so one bad report refuses the request whole.
+fn prepare_reports(
+    tenant: &Tenant,
+    sender: &Sudi,
+    request: &DeviceRequest,
+    source: ReportSource,
+    now: DateTime<Utc>,
+) -> Result<Vec<PreparedReport>, ExchangeError> {
+    let mut prepared = Vec::with_capacity(request.data.usage.len());
+    for (i, envelope) in request.data.usage.iter().enumerate() {
+        let facts = envelope
+            .facts()
+            .map_err(|e| refused(MessageCode::MalformedRequest, format!("usage[{i}]: {e}")))?;
+        if !facts.instance.same_device(sender) {
+            return Err(refused(
+                MessageCode::MalformedRequest,
+                format!(
+                    "usage[{i}]: report {} was written by {}, not by the sender {sender}",
+                    facts.report_id, facts.instance
+                ),
+            ));
+        }
+        let latest = facts
+            .latest_measurement()
+            .filter(|_| !facts.telemetry)
+            .and_then(|m| DateTime::from_timestamp(m.end_time, 0).map(|end| (end, m.count)));
+        prepared.push(PreparedReport {
+            row: NewRumReport {
+                account_id: tenant.account.id,
+                // Set once the device is known.
+                pi_id: ProductInstanceId(uuid::Uuid::nil()),
+                report_id: facts.report_id,
+                payload: envelope.payload.clone(),
+                signature: envelope.signature.clone(),
+                header: envelope.header.clone(),
+                entitlement_tag: facts.entitlement_tag.clone(),
+                telemetry: facts.telemetry,
+                source,
+                received_at: now,
+            },
+            latest,
+        });
+    }
+    Ok(prepared)
+}
+
+/// Why the exchange's transaction ended without committing.
+enum TxError {
+    Db(DbError),
+    /// A refusal found mid-way: everything written so far is rolled back.
+    Refused(MessageCode, String),
+}
+
+impl From<DbError> for TxError {
+    fn from(e: DbError) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<QueryError> for TxError {
+    fn from(e: QueryError) -> Self {
+        TxError::Db(e.into())
+    }
+}
+
+fn answer(
+    status: Status,
+    code: MessageCode,
+    message: impl Into<String>,
+    poll_id: Option<String>,
+) -> DeviceResponse {
+    DeviceResponse {
+        status,
+        nonce: None,
+        message: message.into(),
+        message_code: code,
+        poll_id,
+        retry_after: None,
+        data: ResponseData::default(),
+    }
+}
+
+/// Runs one exchange for a device of `tenant`.
+pub async fn run(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    request: DeviceRequest,
+    source: ReportSource,
+    source_address: &str,
+    now: DateTime<Utc>,
+) -> Result<DeviceResponse, ExchangeError> {
+    let sender = request
+        .data
+        .sudi
+        .clone()
+        .ok_or_else(|| refused(MessageCode::MalformedRequest, "data.sudi is required"))?;
+    if !matches!(
+        request.message_type,
+        MessageType::Hello | MessageType::UsageReport | MessageType::ResultPoll
+    ) {
+        return Err(refused(
+            MessageCode::NotSupported,
+            format!(
+                "{} is not supported by this Outpost yet",
+                request.message_type.as_str()
+            ),
+        ));
+    }
+    let prepared = match request.message_type {
+        MessageType::UsageReport => prepare_reports(tenant, &sender, &request, source, now)?,
+        _ => Vec::new(),
+    };
+    let actor = format!("device:{sender}");
+    let key = UdiKey {
+        account_id: tenant.account.id,
+        pid: &sender.udi_pid,
+        serial: &sender.udi_serial_number,
+    };
+
+    let validate = system::validate_device(conn).await?;
+    if validate && product_instances::find_by_udi(conn, key).await?.is_none() {
+        let message = format!(
+            "device {sender} is not in the inventory of local account '{}' and device validation is on",
+            tenant.account.name
+        );
+        events::record(
+            conn,
+            &NewEvent {
+                account_id: Some(tenant.account.id),
+                pi_id: None,
+                actor,
+                action: format!("device.{}", request.message_type.as_str()),
+                result: EventResult::Rejected,
+                detail: json!({ "reason": "DEVICE_NOT_ALLOWED", "tenant": tenant.lva.tenant_id, "source_address": source_address }),
+                created_at: now,
+            },
+        )
+        .await?;
+        return Err(refused(MessageCode::DeviceNotAllowed, message));
+    }
+
+    let contact = DeviceContact {
+        sudi: serde_json::to_value(&sender).unwrap_or(Value::Null),
+        product_instance_identifier: request.data.product_instance_identifier.clone(),
+        hostname: request.data.hostname.clone(),
+        software_version: request.data.software_version.clone(),
+        software_tag: request.data.software_tag_identifier.clone(),
+        last_contact_at: Some(now),
+        source_address: Some(source_address.to_owned()),
+        updated_at: now,
+    };
+
+    let outcome = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let pi = if validate {
+                match product_instances::touch_known(conn, key, &contact).await? {
+                    Some(pi) => pi,
+                    None => {
+                        return Err(TxError::Refused(
+                            MessageCode::DeviceNotAllowed,
+                            format!("device {sender} is not in the inventory"),
+                        ));
+                    }
+                }
+            } else {
+                product_instances::upsert_from_contact(conn, key, tenant.lva.id, &contact, now)
+                    .await?
+            };
+            if !request.data.ha_udi.is_empty() {
+                let members: Vec<HaMemberRow> = request
+                    .data
+                    .ha_udi
+                    .iter()
+                    .map(|m| HaMemberRow {
+                        account_id: tenant.account.id,
+                        pi_id: pi,
+                        role: m.role.as_str().into(),
+                        udi_pid: m.sudi.udi_pid.clone(),
+                        udi_serial_number: m.sudi.udi_serial_number.clone(),
+                        updated_at: now,
+                    })
+                    .collect();
+                product_instances::replace_ha_members(conn, tenant.account.id, pi, &members)
+                    .await?;
+            }
+
+            let (mut response, mut detail, mut files) = match request.message_type {
+                MessageType::UsageReport => store_usage(conn, tenant, pi, prepared, now).await?,
+                MessageType::ResultPoll => {
+                    match result_poll(conn, pi, request.data.poll_id.as_deref()).await? {
+                        Ok(parts) => parts,
+                        Err((code, message)) => return Err(TxError::Refused(code, message)),
+                    }
+                }
+                _ => (
+                    answer(Status::Ok, MessageCode::HelloOk, "hello", None),
+                    json!({}),
+                    Vec::new(),
+                ),
+            };
+
+            // Whatever waits for this device goes with this answer, whatever was asked.
+            let pending = acks::take_undelivered(conn, pi, now).await?;
+            let delivered = pending.len();
+            files.extend(pending);
+            let mut seen = BTreeSet::new();
+            files.retain(|(id, _)| seen.insert(*id));
+            response.data.acknowledgements = files
+                .into_iter()
+                .map(|(_, file)| SmartLicenseFile {
+                    sudi: None,
+                    smart_license: STANDARD.encode(file),
+                })
+                .collect();
+            response.data.account_info = Some(AccountInfo {
+                smart_account: tenant.account.smart_account.clone(),
+                virtual_account: tenant.account.virtual_account.clone(),
+                local_account: tenant.account.name.clone(),
+                as_of: now.timestamp_millis(),
+            });
+            if let Value::Object(map) = &mut detail {
+                map.insert("source_address".into(), json!(source_address));
+                map.insert("message_code".into(), json!(response.message_code));
+                map.insert("acks_delivered".into(), json!(delivered));
+            }
+            events::record(
+                conn,
+                &NewEvent {
+                    account_id: Some(tenant.account.id),
+                    pi_id: Some(pi),
+                    actor: actor.clone(),
+                    action: format!("device.{}", request.message_type.as_str()),
+                    result: EventResult::Ok,
+                    detail,
+                    created_at: now,
+                },
+            )
+            .await?;
+            Ok(response)
+        })
+        .await;
+
+    match outcome {
+        Ok(mut response) => {
+            response.nonce = request.data.nonce;
+            Ok(response)
+        }
+        Err(TxError::Refused(code, message)) => Err(refused(code, message)),
+        Err(TxError::Db(e)) => Err(ExchangeError::Db(e)),
+    }
+}
+
+type Parts = (DeviceResponse, Value, Vec<(AckId, String)>);
+
+async fn store_usage(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    pi: ProductInstanceId,
+    prepared: Vec<PreparedReport>,
+    now: DateTime<Utc>,
+) -> Result<Parts, DbError> {
+    if prepared.is_empty() {
+        return Ok((
+            answer(
+                Status::Ok,
+                MessageCode::NoReports,
+                "the request holds no reports",
+                None,
+            ),
+            json!({ "reports": 0 }),
+            Vec::new(),
+        ));
+    }
+    let mut latest: BTreeMap<String, (DateTime<Utc>, i64)> = BTreeMap::new();
+    let mut rows = Vec::with_capacity(prepared.len());
+    for mut report in prepared {
+        report.row.pi_id = pi;
+        if let (Some(tag), Some((end, count))) = (&report.row.entitlement_tag, report.latest) {
+            let entry = latest.entry(tag.clone()).or_insert((end, count));
+            if end >= entry.0 {
+                *entry = (end, count);
+            }
+        }
+        rows.push(report.row);
+    }
+    let new_ids = reports::insert_reports(conn, &rows).await?;
+    for (tag, (end, count)) in latest {
+        let sample = UsageSample {
+            account_id: tenant.account.id,
+            pi_id: pi,
+            entitlement_tag: tag,
+            count,
+            measured_until: end,
+        };
+        reports::record_usage(conn, &sample, now).await?;
+    }
+    let report_ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r.report_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let poll = reports::create_device_poll(conn, tenant.account.id, pi, &report_ids, now).await?;
+    alerts::raise(
+        conn,
+        tenant.account.id,
+        Some(pi),
+        kinds::USAGE_REPORT,
+        Severity::Info,
+        "Usage report from product instance",
+        now,
+    )
+    .await?;
+
+    let known = rows.len() - new_ids.len();
+    let message = format!(
+        "usage accepted: {} reports ({known} already known)",
+        rows.len()
+    );
+    let detail = json!({ "reports": rows.len(), "new": new_ids.len(), "already_known": known, "poll_id": poll });
+    Ok((
+        answer(
+            Status::OkPoll,
+            MessageCode::UsageAccepted,
+            message,
+            Some(poll.to_string()),
+        ),
+        detail,
+        Vec::new(),
+    ))
+}
+
+async fn result_poll(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    poll_id: Option<&str>,
+) -> Result<Result<Parts, (MessageCode, String)>, DbError> {
+    let Some(poll_text) = poll_id else {
+        return Ok(Err((
+            MessageCode::MalformedRequest,
+            "data.poll_id is required for result_poll".into(),
+        )));
+    };
+    let unknown = || {
+        Err((
+            MessageCode::UnknownPollId,
+            format!("unknown poll_id '{poll_text}' for this device"),
+        ))
+    };
+    let Ok(poll) = poll_text.parse::<DevicePollId>() else {
+        return Ok(unknown());
+    };
+    let Some(report_ids) = reports::device_poll_reports(conn, pi, poll).await? else {
+        return Ok(unknown());
+    };
+    let waiting = reports::count_unacknowledged(conn, pi, &report_ids).await?;
+    let files = acks::acks_for_reports(conn, pi, &report_ids).await?;
+    let detail = json!({ "poll_id": poll_text, "waiting": waiting });
+    let response = if waiting == 0 {
+        answer(
+            Status::Ok,
+            MessageCode::PollComplete,
+            "acknowledgement ready",
+            None,
+        )
+    } else {
+        let message = format!(
+            "{waiting} of {} reports await CSSM's acknowledgement",
+            report_ids.len()
+        );
+        answer(
+            Status::OkPoll,
+            MessageCode::PollPending,
+            message,
+            Some(poll_text.to_owned()),
+        )
+    };
+    Ok(Ok((response, detail, files)))
+}

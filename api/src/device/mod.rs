@@ -1,0 +1,58 @@
+//! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`PROTOCOL.md`
+//! section 3). Every answer, errors included, is the protocol's JSON with the request's nonce.
+
+mod exchange;
+mod post_cslu;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use outpost_core::device::{DeviceResponse, MessageCode};
+use outpost_core::tenant::PUSH_PATH;
+
+/// Registers the device routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(PUSH_PATH, web::post().to(post_cslu::post_cslu_default))
+        .route(
+            &format!("{PUSH_PATH}/{{tenant}}"),
+            web::post().to(post_cslu::post_cslu),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    respond(
+        StatusCode::NOT_FOUND,
+        DeviceResponse::failed(
+            None,
+            MessageCode::UnknownTenant,
+            format!("no device endpoint here; devices post to {PUSH_PATH}/<tenant>"),
+        ),
+    )
+}
+
+/// The HTTP status each failure code is sent with.
+pub(crate) fn status_for(code: MessageCode) -> StatusCode {
+    match code {
+        MessageCode::MalformedRequest => StatusCode::BAD_REQUEST,
+        MessageCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        MessageCode::UnknownTenant | MessageCode::UnknownPollId => StatusCode::NOT_FOUND,
+        MessageCode::TenantInactive | MessageCode::DeviceNotAllowed => StatusCode::FORBIDDEN,
+        MessageCode::NotSupported => StatusCode::UNPROCESSABLE_ENTITY,
+        MessageCode::TryAgain => StatusCode::SERVICE_UNAVAILABLE,
+        MessageCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        MessageCode::HelloOk
+        | MessageCode::UsageAccepted
+        | MessageCode::NoReports
+        | MessageCode::PollPending
+        | MessageCode::PollComplete => StatusCode::OK,
+    }
+}
+
+/// Sends a protocol answer; `OK_TRY_AGAIN` also carries `Retry-After`.
+pub(crate) fn respond(status: StatusCode, body: DeviceResponse) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    if let Some(seconds) = body.retry_after {
+        response.insert_header(("Retry-After", seconds.to_string()));
+    }
+    response.json(body)
+}

@@ -1,0 +1,122 @@
+//! The admin API's error envelope, `{"error": {"code": "...", "message": "..."}}`, and the one
+//! place where lower-layer errors become HTTP statuses.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use outpost_db::DbError;
+use serde_json::json;
+
+/// An admin API error with a stable snake_case code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request cannot be read.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 422: well-formed, but a value is not acceptable.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+    }
+
+    /// 404: absent, or another tenant's (callers cannot tell the two apart).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: authenticated, but the role does not allow it.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 500 with a generic body; the detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error in the admin API");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; see Outpost's log",
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", "5"));
+        }
+        response.json(json!({ "error": { "code": self.code, "message": self.message } }))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_not_found() {
+            ApiError::not_found("resource")
+        } else if e.is_unique_violation() {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a resource with the same key already exists",
+            )
+        } else if e.is_transient() {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; retry shortly",
+            )
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+/// Routes actix's own extractor errors (bad JSON, bad path, oversize body) through the envelope.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(1024 * 1024)
+        .error_handler(|err, _req| ApiError::bad_request(format!("request body: {err}")).into())
+}
+
+/// Path extractor errors as 404 (a malformed id names nothing).
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default()
+        .error_handler(|_err, _req| ApiError::not_found("resource").into())
+}
+
+/// Query string errors as 400.
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::bad_request(format!("query string: {err}")).into())
+}

@@ -1,0 +1,26 @@
+//! State shared by every request of both listeners.
+
+use std::sync::Arc;
+
+use outpost_core::clock::SharedClock;
+use outpost_core::settings::Settings;
+use outpost_db::DbPool;
+use tokio::sync::Semaphore;
+
+use crate::admin::auth::JwtKeys;
+
+/// Shared state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The pool.
+    pub pool: DbPool,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Bounds device requests in flight; more are told to try again (memory stays flat under
+    /// a retry storm instead of queueing without limit).
+    pub device_slots: Arc<Semaphore>,
+    /// Signs and checks admin access tokens.
+    pub jwt: Arc<JwtKeys>,
+}

@@ -1,0 +1,94 @@
+//! Where the database is: `database.url`, or the embedded PostgreSQL under the data directory,
+//! started on demand. Every command migrates it (under an advisory lock) before use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use outpost_core::settings::Settings;
+use outpost_db::DbPool;
+use outpost_db::embedded::{EmbeddedPostgres, PgBinaries};
+
+/// The embedded database is named like this inside its cluster.
+const EMBEDDED_DATABASE: &str = "outpost";
+
+/// An open database.
+pub struct Database {
+    /// Connection string.
+    pub url: String,
+    /// The embedded cluster, if Outpost runs one.
+    pub embedded: Option<EmbeddedPostgres>,
+    /// This process started the embedded cluster (no `outpost serve` was running).
+    pub started_here: bool,
+    /// The pool.
+    pub pool: DbPool,
+}
+
+/// Finds or starts the database, migrates it and opens a pool.
+pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
+    let (url, embedded, started_here) = if settings.database.url.is_empty() {
+        let binaries = PgBinaries::locate(&settings.embedded_postgres.bin_dir)?;
+        let cluster = EmbeddedPostgres::new(
+            binaries,
+            &settings.data_dir.join("postgres"),
+            &settings.embedded_postgres.run_as_user,
+            true,
+        )?;
+        let outcome = cluster.start().await?;
+        if outcome.initialised {
+            tracing::info!(path = %cluster.cluster_dir().display(), "created the embedded PostgreSQL cluster");
+        }
+        if outcome.already_running {
+            tracing::info!("the embedded PostgreSQL was already running; using it");
+        } else {
+            tracing::info!(path = %cluster.cluster_dir().display(), "started the embedded PostgreSQL");
+        }
+        cluster.ensure_database(EMBEDDED_DATABASE).await?;
+        (
+            cluster.connection_string(EMBEDDED_DATABASE),
+            Some(cluster),
+            !outcome.already_running,
+        )
+    } else {
+        (settings.database.url.expose().to_owned(), None, false)
+    };
+
+    let applied = outpost_db::migrations::run_pending(&url)
+        .await
+        .context("migrating the database")?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied database migrations");
+    }
+    let pool = DbPool::new(
+        &url,
+        usize::try_from(settings.database.pool_size).unwrap_or(16),
+        Duration::from_secs(settings.database.connect_timeout_secs),
+        Duration::from_millis(settings.database.acquire_timeout_ms),
+    )?;
+    // Fail now, with the real reason, rather than at the first request.
+    let mut conn = pool.get().await.context("connecting to the database")?;
+    outpost_db::ping(&mut conn)
+        .await
+        .context("connecting to the database")?;
+    drop(conn);
+    Ok(Database {
+        url,
+        embedded,
+        started_here,
+        pool,
+    })
+}
+
+impl Database {
+    /// Stops the embedded cluster (when `always`, or when this process started it).
+    pub async fn close(self, always: bool) {
+        if let Some(cluster) = self.embedded {
+            if always || self.started_here {
+                match cluster.stop().await {
+                    Ok(()) => tracing::info!("stopped the embedded PostgreSQL"),
+                    Err(e) => tracing::error!(error = %e, "could not stop the embedded PostgreSQL"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The integration test harness: [`TestApp`] runs the real application (both listeners on
+//! loopback port 0, real TLS) against a database of its own and an in-process CSSM simulator.
+//! The worker is driven step by step ([`TestApp::run_jobs`]), and dropping a `TestApp` fails
+//! the test if it left failed jobs behind (unless the test said it expects them).
+
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a failed set-up must abort the test"
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use outpost_api::Application;
+use outpost_core::clock::{ManualClock, SharedClock, SystemClock};
+use outpost_core::schedule::Schedule;
+use outpost_core::settings::{Secret, Settings};
+use outpost_core::tenant::transport_url;
+use outpost_cssm_sim::{CssmSim, SimConfig};
+use outpost_db::accounts::{self, AccountRequest, LocalAccount};
+use outpost_db::embedded::maintenance_client;
+use outpost_db::enums::{AccountStatus, JobState};
+use outpost_db::jobs::{self, catalog::CssmSync};
+use outpost_db::testing::TestDatabase;
+use outpost_db::{DbPool, JobId, PooledConnection};
+use outpost_pi_sim::PiClient;
+use outpost_worker::WorkerContext;
+use outpost_worker::runner::Runner;
+use tempfile::TempDir;
+
+/// Password of the first admin in every test app.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+/// Smart Account every test account rolls up to (known to the CSSM simulator).
+pub const SMART_ACCOUNT: &str = "Acme Corp";
+/// Virtual Account every test account rolls up to.
+pub const VIRTUAL_ACCOUNT: &str = "Campus";
+
+/// Builds a [`TestApp`].
+#[must_use]
+pub struct TestAppBuilder {
+    accounts: Vec<String>,
+    tweaks: Vec<Box<dyn FnOnce(&mut Settings) + Send>>,
+    clock: Option<ManualClock>,
+    cssm: Option<SimConfig>,
+}
+
+/// A running Outpost for one test.
+pub struct TestApp {
+    /// Its database.
+    pub db: TestDatabase,
+    /// Its pool.
+    pub pool: DbPool,
+    /// Its settings.
+    pub settings: Arc<Settings>,
+    /// The clock the app uses.
+    pub clock: SharedClock,
+    /// The CSSM simulator it talks to.
+    pub cssm: CssmSim,
+    /// The worker context (to build more runners or call worker code).
+    pub worker: Arc<WorkerContext>,
+    /// The job runner the test drives.
+    pub runner: Runner,
+    /// `https://127.0.0.1:<port>` of the device listener.
+    pub device_base: String,
+    /// `http://127.0.0.1:<port>` of the plain-HTTP device listener.
+    pub device_http_base: String,
+    /// `https://127.0.0.1:<port>` of the admin listener.
+    pub admin_base: String,
+    /// The CA that issued the listeners' certificate.
+    pub ca_pem: String,
+    /// Working directory (TLS files, CSSM certificates).
+    pub dir: TempDir,
+    handles: Vec<ServerHandle>,
+    allowed_failed_jobs: usize,
+}
+
+impl TestApp {
+    /// A builder.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            accounts: Vec::new(),
+            tweaks: Vec::new(),
+            clock: None,
+            cssm: None,
+        }
+    }
+
+    /// A running app with no accounts.
+    pub async fn new() -> Self {
+        Self::builder().start().await
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> PooledConnection {
+        self.pool.get().await.expect("database connection")
+    }
+
+    /// Runs one SQL query returning one integer (assertions on stored rows).
+    pub async fn count(&self, sql: &str) -> i64 {
+        let client = maintenance_client(self.db.url()).await.expect("connect");
+        client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .get(0)
+    }
+
+    /// Runs every runnable job, one at a time, until none is left.
+    pub async fn run_jobs(&self) -> Vec<(JobId, JobState)> {
+        self.runner.run_until_idle().await.expect("run jobs")
+    }
+
+    /// An account by name.
+    pub async fn account(&self, name: &str) -> LocalAccount {
+        accounts::find_account_by_name(&mut *self.conn().await, name)
+            .await
+            .expect("account")
+    }
+
+    /// Creates an account (LVA 1, daily sync schedule) and registers it with the simulator.
+    pub async fn create_account(&self, name: &str) -> LocalAccount {
+        let request = AccountRequest {
+            name: name.into(),
+            smart_account: SMART_ACCOUNT.into(),
+            virtual_account: VIRTUAL_ACCOUNT.into(),
+            email: "noc@acme.example".into(),
+            time_zone: "UTC".into(),
+            status: AccountStatus::Approved,
+        };
+        let schedule = Schedule::new(1, 2, 0, "UTC").unwrap();
+        let (account, _) = accounts::create_with_default_lva(
+            &mut *self.conn().await,
+            &request,
+            &schedule,
+            self.clock.now(),
+        )
+        .await
+        .expect("create account");
+        outpost_worker::registration::register_online(&self.worker, account.id, "test")
+            .await
+            .expect("register")
+    }
+
+    /// Enqueues a CSSM sync of an account and runs the worker until idle; returns the job's
+    /// final (or retry) state.
+    pub async fn sync(&self, account: &str) -> JobState {
+        let id = self.enqueue_sync(account).await;
+        self.run_jobs().await;
+        jobs::find(&mut *self.conn().await, id)
+            .await
+            .expect("job")
+            .state
+    }
+
+    /// Enqueues a CSSM sync without running it.
+    pub async fn enqueue_sync(&self, account: &str) -> JobId {
+        let account = self.account(account).await;
+        let now = self.clock.now();
+        let job = CssmSync {
+            account_id: account.id,
+        }
+        .job(now, self.settings.worker.max_attempts);
+        jobs::enqueue(&mut *self.conn().await, &job, now)
+            .await
+            .expect("enqueue")
+            .0
+    }
+
+    /// The HTTPS transport URL of a tenant.
+    pub fn tenant_url(&self, tenant_id: &str) -> String {
+        transport_url(&self.device_base, tenant_id)
+    }
+
+    /// A device client for a tenant, trusting the app's CA.
+    pub fn pi_client(&self, tenant_id: &str) -> PiClient {
+        PiClient::new(&self.tenant_url(tenant_id), Some(&self.ca_pem)).expect("client")
+    }
+
+    /// An HTTP client trusting the app's CA (admin API).
+    pub fn http(&self) -> reqwest::Client {
+        let tls =
+            outpost_core::tls::client_config(std::slice::from_ref(&self.ca_pem), false).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .unwrap()
+    }
+
+    /// Logs in as the first admin; returns a bearer token.
+    pub async fn admin_token(&self) -> String {
+        let response = self
+            .http()
+            .post(format!("{}/api/v1/auth/login", self.admin_base))
+            .json(&serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Says this test leaves `n` failed jobs on purpose.
+    pub fn expect_failed_jobs(&mut self, n: usize) {
+        self.allowed_failed_jobs = n;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handles = std::mem::take(&mut self.handles);
+        let url = self.db.url().to_owned();
+        let allowed = self.allowed_failed_jobs;
+        let panicking = std::thread::panicking();
+        // The listeners and the database run on the test's runtime; block on them from a
+        // runtime worker that steps aside (tests use the multi-thread flavour).
+        let failed: Vec<String> = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                for handle in handles {
+                    handle.stop(false).await;
+                }
+                let client = maintenance_client(&url).await.ok()?;
+                let rows = client.query("SELECT kind || ': ' || COALESCE(last_error, '') FROM jobs WHERE state = 'failed'", &[]).await.ok()?;
+                Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            })
+        })
+        .unwrap_or_default();
+        if !panicking && failed.len() != allowed {
+            panic!(
+                "the test left {} failed jobs (expected {allowed}): {failed:?}",
+                failed.len()
+            );
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// Creates and registers an account named `name` before the test starts.
+    pub fn with_account(mut self, name: &str) -> Self {
+        self.accounts.push(name.into());
+        self
+    }
+
+    /// Changes settings before the app starts.
+    pub fn with_settings(mut self, tweak: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// Uses a clock the test moves.
+    pub fn with_clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Starts the CSSM simulator with this configuration.
+    pub fn with_cssm(mut self, config: SimConfig) -> Self {
+        self.cssm = Some(config);
+        self
+    }
+
+    /// Starts everything.
+    pub async fn start(self) -> TestApp {
+        init_tracing();
+        let db = TestDatabase::create().await.expect("test database");
+        let cssm = CssmSim::start(self.cssm.unwrap_or_default())
+            .await
+            .expect("CSSM simulator");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cssm_ca = dir.path().join("cssm-ca.crt");
+        let cssm_signing = dir.path().join("cssm-signing.crt");
+        std::fs::write(&cssm_ca, cssm.ca_certificate_pem().unwrap_or_default()).unwrap();
+        std::fs::write(&cssm_signing, cssm.signing_certificate_pem()).unwrap();
+
+        let mut settings = Settings::default();
+        settings.data_dir = dir.path().to_path_buf();
+        settings.database.url = Secret::new(db.url());
+        settings.database.pool_size = 8;
+        settings.device.https_listen = "127.0.0.1:0".parse().unwrap();
+        settings.device.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        settings.admin.https_listen = "127.0.0.1:0".parse().unwrap();
+        settings.cssm.api_url = cssm.url().to_owned();
+        settings.cssm.token_url = cssm.url().to_owned();
+        settings.cssm.ca_file = path_text(&cssm_ca);
+        settings.cssm.signing_certificate_file = path_text(&cssm_signing);
+        settings.cssm.poll_interval_secs = 0;
+        settings.cssm.poll_attempts = 3;
+        settings.cssm.request_timeout_secs = 5;
+        settings.worker.lease_secs = 30;
+        settings.worker.backoff_base_secs = 1;
+        settings.auth.initial_admin_password = Secret::new(ADMIN_PASSWORD);
+        for tweak in self.tweaks {
+            tweak(&mut settings);
+        }
+        settings.validate().expect("test settings");
+        let settings = Arc::new(settings);
+
+        let clock: SharedClock = match self.clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
+        let pool = DbPool::new(
+            db.url(),
+            usize::try_from(settings.database.pool_size).unwrap(),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
+        )
+        .expect("pool");
+        outpost_api::admin::auth::ensure_first_admin(&pool, ADMIN_PASSWORD)
+            .await
+            .expect("first admin");
+        let tls = outpost_api::tls::load_or_create(&settings).expect("TLS");
+        let ca_pem = std::fs::read_to_string(tls.ca_file.clone().expect("generated CA")).unwrap();
+        let app = Application::build(settings.clone(), pool.clone(), clock.clone(), &tls)
+            .await
+            .expect("application");
+        let device_base = format!("https://127.0.0.1:{}", app.device_https_addr().port());
+        let device_http_base = format!(
+            "http://127.0.0.1:{}",
+            app.device_http_addr().expect("http listener").port()
+        );
+        let admin_base = format!("https://127.0.0.1:{}", app.admin_addr().port());
+        let handles = app.handles();
+        tokio::spawn(app.run_until_stopped());
+
+        let worker = Arc::new(
+            WorkerContext::new(
+                pool.clone(),
+                db.url().to_owned(),
+                settings.clone(),
+                clock.clone(),
+            )
+            .expect("worker context"),
+        );
+        let runner = Runner::new(worker.clone());
+        let app = TestApp {
+            db,
+            pool,
+            settings,
+            clock,
+            cssm,
+            worker,
+            runner,
+            device_base,
+            device_http_base,
+            admin_base,
+            ca_pem,
+            dir,
+            handles,
+            allowed_failed_jobs: 0,
+        };
+        for name in &self.accounts {
+            app.create_account(name).await;
+        }
+        app
+    }
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+}
+
+/// The real C9800 RUM file (`shared/samples/real`, copied into `tests/fixtures`).
+pub fn c9800_sample() -> String {
+    std::fs::read_to_string(fixture("c9800-cl-rum-report-1671840750.xml")).expect("sample")
+}
+
+/// Path of a fixture file.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
+
+/// The `outpost` binary built by cargo beside this test binary (`scripts/test` builds it).
+pub fn outpost_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("OUTPOST_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/it-<hash> -> target/<profile>/outpost
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("outpost"))
+        .expect("target dir");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build --bin outpost` (scripts/test does)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,341 @@
+//! Every error case of the device protocol (`PROTOCOL.md` section 3): a JSON answer with the
+//! right HTTP status and `message_code`, nothing stored, never a 5xx.
+
+use std::time::Duration;
+
+use outpost_core::device::{DeviceResponse, MessageCode, Status};
+use outpost_pi_sim::{Device, PiClient};
+use outpost_tests::TestApp;
+use serde_json::json;
+
+const TENANT: &str = "Acme Campus-1";
+const MAX_BODY: usize = 64 * 1024;
+
+struct Case {
+    name: &'static str,
+    tenant: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    status: u16,
+    code: MessageCode,
+    /// A word the message must contain, so the device's operator learns what is wrong.
+    says: &'static str,
+}
+
+fn json_body(value: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&value).unwrap()
+}
+
+fn cases(device: &mut Device, stranger: &mut Device) -> Vec<Case> {
+    let sudi = json!({ "udi_pid": device.sudi.udi_pid, "udi_serial_number": device.sudi.udi_serial_number });
+    let foreign_report = stranger.next_report();
+    let doctype = "<?xml version=\"1.0\"?><!DOCTYPE smartLicense [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><smartLicense><RUMReport>&x;</RUMReport></smartLicense>";
+    vec![
+        Case {
+            name: "malformed JSON",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: b"{\"message_type\": \"usage_report\", ".to_vec(),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "not a valid request",
+        },
+        Case {
+            name: "JSON without sudi",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(json!({"message_type": "usage_report", "data": {"nonce": "n1"}})),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "data.sudi",
+        },
+        Case {
+            name: "unknown message type",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(json!({"message_type": "launch_missiles", "data": {}})),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "message_type",
+        },
+        Case {
+            name: "bad payload",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(
+                json!({"message_type": "usage_report", "data": {"sudi": sudi, "usage": [{"payload": "{\"asset_identification\":{}}", "signature": {}}]}}),
+            ),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "usage[0]",
+        },
+        Case {
+            name: "report of another device",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(
+                json!({"message_type": "usage_report", "data": {"sudi": sudi, "usage": [foreign_report]}}),
+            ),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "not by the sender",
+        },
+        Case {
+            name: "malformed XML",
+            tenant: TENANT,
+            content_type: "application/xml",
+            body: b"<smartLicense><RUMReport>{}</smartLicense>".to_vec(),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "XML",
+        },
+        Case {
+            name: "DOCTYPE",
+            tenant: TENANT,
+            content_type: "application/xml",
+            body: doctype.as_bytes().to_vec(),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "DOCTYPE",
+        },
+        Case {
+            name: "XML that is not a RUM file",
+            tenant: TENANT,
+            content_type: "text/xml",
+            body: b"<html><body>hi</body></html>".to_vec(),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "<smartLicense>",
+        },
+        Case {
+            name: "oversize body",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: vec![b' '; MAX_BODY + 1],
+            status: 413,
+            code: MessageCode::BodyTooLarge,
+            says: "larger than",
+        },
+        Case {
+            name: "unknown tenant",
+            tenant: "Nobody-1",
+            content_type: "application/json",
+            body: json_body(
+                json!({"message_type": "hello", "data": {"sudi": sudi, "nonce": "n2"}}),
+            ),
+            status: 404,
+            code: MessageCode::UnknownTenant,
+            says: "Nobody-1",
+        },
+        Case {
+            name: "unknown poll id",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(
+                json!({"message_type": "result_poll", "data": {"sudi": sudi, "poll_id": "0190f0c0-0000-7000-8000-000000000000"}}),
+            ),
+            status: 404,
+            code: MessageCode::UnknownPollId,
+            says: "poll_id",
+        },
+        Case {
+            name: "poll without poll id",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(json!({"message_type": "result_poll", "data": {"sudi": sudi}})),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "poll_id",
+        },
+        Case {
+            name: "not yet supported",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(
+                json!({"message_type": "authorization_request", "data": {"sudi": sudi}}),
+            ),
+            status: 422,
+            code: MessageCode::NotSupported,
+            says: "authorization_request",
+        },
+    ]
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, DeviceResponse) {
+    let response = client
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let parsed: DeviceResponse = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer is not protocol JSON ({e}): {text}"));
+    (status, parsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_case_answers_its_status_and_code_and_stores_nothing() {
+    let app = TestApp::builder()
+        .with_settings(|s| s.device.max_body_bytes = MAX_BODY)
+        .with_account("Acme Campus")
+        .start()
+        .await;
+    let http = app.http();
+    let mut device = Device::new("C9300-24UX", "FCW0000E0RR");
+    let mut stranger = Device::new("C9300-24UX", "FCW0000S0TR");
+    for case in cases(&mut device, &mut stranger) {
+        let url = app.tenant_url(case.tenant);
+        let (status, answer) = post(&http, &url, case.content_type, case.body).await;
+        assert_eq!(status, case.status, "{}: {answer:?}", case.name);
+        assert_eq!(answer.status, Status::Failed, "{}", case.name);
+        assert_eq!(answer.message_code, case.code, "{}", case.name);
+        assert!(
+            answer.message.contains(case.says),
+            "{}: message {:?} should mention {:?}",
+            case.name,
+            answer.message,
+            case.says
+        );
+    }
+    for table in [
+        "rum_reports",
+        "product_instances",
+        "device_polls",
+        "entitlement_usage",
+        "acks",
+    ] {
+        assert_eq!(
+            app.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table} must stay empty"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_validation_refuses_unknown_devices_and_logs_it() {
+    let app = TestApp::builder().with_account("Acme Campus").start().await;
+    let client = app.pi_client(TENANT);
+    let mut known = Device::new("C9300-24UX", "FCWKNOWN001");
+    let report = known.next_report();
+    known.push(&client, vec![report]).await.unwrap();
+
+    outpost_db::system::set_validate_device(&mut *app.conn().await, true)
+        .await
+        .unwrap();
+    let stranger = Device::new("C9300-24UX", "FCWSTRANGER");
+    let request = stranger.usage_request(vec![stranger.clone().next_report()]);
+    let (status, answer) = client.exchange(&request).await.unwrap();
+    assert_eq!(
+        (status, answer.status, answer.message_code),
+        (403, Status::Failed, MessageCode::DeviceNotAllowed)
+    );
+    assert_eq!(answer.nonce, request.data.nonce);
+    assert!(
+        answer.message.contains("device validation is on"),
+        "{}",
+        answer.message
+    );
+    assert_eq!(app.count("SELECT count(*) FROM product_instances").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM rum_reports").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM events WHERE result = 'rejected' AND detail->>'reason' = 'DEVICE_NOT_ALLOWED'").await, 1);
+
+    // A device already in the inventory still reports.
+    let report = known.next_report();
+    let answer = known.push(&client, vec![report]).await.unwrap();
+    assert_eq!(answer.status, Status::OkPoll);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_and_unregistered_tenants_are_refused() {
+    let app = TestApp::builder().with_account("Acme Campus").start().await;
+    let device = Device::new("C9300-24UX", "FCWINACTIVE");
+    let client = app.pi_client(TENANT);
+
+    let count = app.count("WITH u AS (UPDATE local_accounts SET status = 'inactive', status_reason = 'contract ended' RETURNING 1) SELECT count(*) FROM u").await;
+    assert_eq!(count, 1);
+    let (status, answer) = client.exchange(&device.hello_request()).await.unwrap();
+    assert_eq!(
+        (status, answer.message_code),
+        (403, MessageCode::TenantInactive)
+    );
+    assert!(answer.message.contains("contract ended"));
+
+    app.count("WITH u AS (UPDATE local_accounts SET status = 'approved' RETURNING 1) SELECT count(*) FROM u").await;
+    let (status, answer) = client
+        .exchange(&device.usage_request(vec![device.clone().next_report()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, answer.message_code),
+        (403, MessageCode::TenantInactive)
+    );
+    assert!(answer.message.contains("not registered"));
+    assert_eq!(app.count("SELECT count(*) FROM product_instances").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
+    let app = TestApp::builder()
+        .with_settings(|s| {
+            s.device.max_in_flight = 1;
+            s.device.retry_after_secs = 7;
+        })
+        .with_account("Acme Campus")
+        .start()
+        .await;
+    // A device that sends its body slowly holds the only slot...
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let slow = app
+        .http()
+        .post(app.tenant_url(TENANT))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let slow = tokio::spawn(slow);
+    sender
+        .send(Ok(b"{\"message_type\": ".to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // ...so the next one is told to retry after the configured delay.
+    let mut device = Device::new("C9300-24UX", "FCWSTORM001");
+    let request = device.usage_request(vec![device.clone().next_report()]);
+    let response = app
+        .http()
+        .post(app.tenant_url(TENANT))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers().get("Retry-After").unwrap(), "7");
+    let answer: DeviceResponse = response.json().await.unwrap();
+    assert_eq!(
+        (answer.status, answer.retry_after),
+        (Status::OkTryAgain, Some(7))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM rum_reports").await, 0);
+
+    // Once the slow request ends, the device is served again.
+    drop(sender);
+    let _ = slow.await;
+    let client: PiClient = app.pi_client(TENANT);
+    let answer = device
+        .push(&client, vec![device.clone().next_report()])
+        .await
+        .unwrap();
+    assert_eq!(answer.status, Status::OkPoll);
+}
