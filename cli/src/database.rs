@@ -82,12 +82,10 @@ pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
 impl Database {
     /// Stops the embedded cluster (when `always`, or when this process started it).
     pub async fn close(self, always: bool) {
-        if let Some(cluster) = self.embedded {
-            if always || self.started_here {
-                match cluster.stop().await {
-                    Ok(()) => tracing::info!("stopped the embedded PostgreSQL"),
-                    Err(e) => tracing::error!(error = %e, "could not stop the embedded PostgreSQL"),
-                }
+        if let Some(cluster) = self.embedded.filter(|_| always || self.started_here) {
+            match cluster.stop().await {
+                Ok(()) => tracing::info!("stopped the embedded PostgreSQL"),
+                Err(e) => tracing::error!(error = %e, "could not stop the embedded PostgreSQL"),
             }
         }
     }

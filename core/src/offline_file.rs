@@ -184,7 +184,7 @@ mod tests {
     fn accepts_the_real_c9800_sample_unchanged() {
         // A copy of shared/samples/real/, kept in the repo so every checkout tests it.
         let text = include_str!("../../tests/fixtures/c9800-cl-rum-report-1671840750.xml");
-        let file = parse(&text).unwrap();
+        let file = parse(text).unwrap();
         assert_eq!(file.reports.len(), 1);
         let facts = file.reports[0].facts().unwrap();
         assert_eq!(facts.report_id, 1671840750);

@@ -377,9 +377,13 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        // OUTPOST_TEST_* belong to the test suite, not to the settings.
+        // OUTPOST_CONFIG names the file itself (the CLI reads it); OUTPOST_TEST_* belong to the
+        // test suite. Neither is a setting.
         let env = env
-            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && !key.starts_with("test_")
+            })
             .split("__");
         figment = figment.merge(env);
         let settings: Settings = figment.extract().map_err(parse_error)?;
@@ -600,6 +604,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail's closures return figment::Error"
+    )]
     fn environment_overrides_file_and_names_its_source() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -609,6 +617,7 @@ mod tests {
             jail.set_env("OUTPOST_DEVICE__HTTP_LISTEN", "127.0.0.1:9080");
             jail.set_env("OUTPOST_WORKER__CONCURRENCY", "2");
             jail.set_env("OUTPOST_TEST_DATABASE_URL", "ignored");
+            jail.set_env("OUTPOST_CONFIG", "outpost.toml");
             let s = Settings::load(Some(Path::new("outpost.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.device.https_listen, "127.0.0.1:9443".parse().unwrap());
             assert_eq!(

@@ -142,6 +142,8 @@ pub struct SimConfig {
     pub signing: Option<CertifiedKey>,
     /// The TLS CA; generated when `None`.
     pub tls_ca: Option<CertifiedKey>,
+    /// Where registrations are kept across restarts; in memory only when `None`.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -153,6 +155,7 @@ impl Default for SimConfig {
             registration_token: None,
             signing: None,
             tls_ca: None,
+            state_file: None,
         }
     }
 }
@@ -181,7 +184,7 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Registration {
     id: String,
     client_secret: String,
@@ -214,6 +217,7 @@ struct State {
 
 struct Shared {
     accounts: Vec<SimAccount>,
+    state_file: Option<std::path::PathBuf>,
     registration_token: Option<String>,
     signer: EcdsaSigner,
     signing_cert_pem: String,
@@ -256,12 +260,25 @@ impl CssmSim {
             Some(signing) => signing,
             None => crypto::generate_signing_certificate("CSSM Simulator ACK signing")?,
         };
+        let registrations = match &config.state_file {
+            Some(path) if path.is_file() => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            _ => HashMap::new(),
+        };
         let shared = Arc::new(Shared {
             accounts: config.accounts,
+            state_file: config.state_file,
             registration_token: config.registration_token,
             signer: EcdsaSigner::from_pkcs8_pem(&signing.key_pem)?,
             signing_cert_pem: signing.cert_pem,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                registrations,
+                ..State::default()
+            }),
         });
 
         let data = web::Data::from(shared.clone());
@@ -385,15 +402,27 @@ fn display_addr(addr: SocketAddr) -> String {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorResponse {
-        status: "ERROR".into(),
-        message: message.into(),
-    })
+/// A refusal, answered with CSSM's error body.
+#[derive(Debug)]
+struct SimError(StatusCode, String);
+
+impl SimError {
+    fn response(&self) -> HttpResponse {
+        HttpResponse::build(self.0).json(ErrorResponse {
+            status: "ERROR".into(),
+            message: self.1.clone(),
+        })
+    }
 }
 
-/// Applies latency and queued faults; `Some` answer short-circuits the request.
-async fn before(shared: &Shared, endpoint: Endpoint) -> Option<HttpResponse> {
+fn error(status: StatusCode, message: impl Into<String>) -> SimError {
+    SimError(status, message.into())
+}
+
+type Answer = Result<HttpResponse, SimError>;
+
+/// Runs a handler body after the endpoint's latency and faults, and logs the answer.
+async fn serve(shared: &Shared, endpoint: Endpoint, body: impl FnOnce() -> Answer) -> HttpResponse {
     let (latency, fault) = {
         let mut state = shared.state();
         let latency = state.latency.get(&endpoint).copied();
@@ -406,17 +435,15 @@ async fn before(shared: &Shared, endpoint: Endpoint) -> Option<HttpResponse> {
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
-    match fault {
-        Some(Fault::Http500) => Some(error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure")),
+    let answer = match fault {
+        Some(Fault::Http500) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure")),
         Some(Fault::Hang(duration)) => {
             tokio::time::sleep(duration).await;
-            None
+            body()
         }
-        None => None,
-    }
-}
-
-fn log(shared: &Shared, endpoint: Endpoint, response: HttpResponse) -> HttpResponse {
+        None => body(),
+    };
+    let response = answer.unwrap_or_else(|e| e.response());
     shared.state().log.push(LoggedRequest {
         endpoint,
         status: response.status().as_u16(),
@@ -424,8 +451,8 @@ fn log(shared: &Shared, endpoint: Endpoint, response: HttpResponse) -> HttpRespo
     response
 }
 
-/// The registration a bearer token belongs to.
-fn authorised(shared: &Shared, req: &HttpRequest) -> Result<String, HttpResponse> {
+/// The client id a bearer token was issued to.
+fn authorised(shared: &Shared, req: &HttpRequest) -> Result<String, SimError> {
     let token = req
         .headers()
         .get("Authorization")
@@ -448,69 +475,67 @@ struct TokenForm {
 }
 
 async fn token(shared: web::Data<Shared>, form: web::Form<TokenForm>) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::Token).await {
-        return log(&shared, Endpoint::Token, answer);
-    }
-    let answer = if form.grant_type != "client_credentials" {
-        error(StatusCode::BAD_REQUEST, "unsupported grant_type")
-    } else {
+    serve(&shared, Endpoint::Token, || {
+        if form.grant_type != "client_credentials" {
+            return Err(error(StatusCode::BAD_REQUEST, "unsupported grant_type"));
+        }
         let mut state = shared.state();
         let valid = state
             .registrations
             .get(&form.client_id)
             .is_some_and(|r| r.client_secret == form.client_secret);
-        if valid {
-            let token = crypto::random_alphanumeric(40);
-            state.tokens.insert(token.clone(), form.client_id.clone());
-            HttpResponse::Ok().json(TokenResponse {
-                access_token: token,
-                token_type: "Bearer".into(),
-                expires_in: 3600,
-            })
-        } else {
-            error(StatusCode::UNAUTHORIZED, "invalid client credentials")
+        if !valid {
+            return Err(error(
+                StatusCode::UNAUTHORIZED,
+                "invalid client credentials",
+            ));
         }
-    };
-    log(&shared, Endpoint::Token, answer)
+        let token = crypto::random_alphanumeric(40);
+        state.tokens.insert(token.clone(), form.client_id.clone());
+        Ok(HttpResponse::Ok().json(TokenResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: 3600,
+        }))
+    })
+    .await
 }
 
 async fn accounts_search(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::AccountsSearch).await {
-        return log(&shared, Endpoint::AccountsSearch, answer);
-    }
-    let answer = match authorised(&shared, &req) {
-        Err(answer) => answer,
-        Ok(_) => HttpResponse::Ok().json(AccountsSearchResponse {
+    serve(&shared, Endpoint::AccountsSearch, || {
+        authorised(&shared, &req)?;
+        let accounts = shared
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| SmartAccount {
+                account_id: account_id(i),
+                domain: a.domain.clone(),
+                name: a.name.clone(),
+                virtual_accounts: a
+                    .virtual_accounts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, va)| VirtualAccount {
+                        virtual_account_id: virtual_account_id(i, j),
+                        name: va.name.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(HttpResponse::Ok().json(AccountsSearchResponse {
             status: "COMPLETE".into(),
-            accounts: shared
-                .accounts
-                .iter()
-                .enumerate()
-                .map(|(i, a)| SmartAccount {
-                    account_id: account_id(i),
-                    domain: a.domain.clone(),
-                    name: a.name.clone(),
-                    virtual_accounts: a
-                        .virtual_accounts
-                        .iter()
-                        .enumerate()
-                        .map(|(j, va)| VirtualAccount {
-                            virtual_account_id: virtual_account_id(i, j),
-                            name: va.name.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }),
-    };
-    log(&shared, Endpoint::AccountsSearch, answer)
+            accounts,
+        }))
+    })
+    .await
 }
 
 fn find_pair(
     shared: &Shared,
     smart_account: &str,
     virtual_account: &str,
-) -> Result<(usize, usize), HttpResponse> {
+) -> Result<(usize, usize), SimError> {
     let (i, account) = shared
         .accounts
         .iter()
@@ -540,32 +565,26 @@ async fn register(
     req: HttpRequest,
     body: web::Json<RegistrationRequest>,
 ) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::Register).await {
-        return log(&shared, Endpoint::Register, answer);
-    }
-    let answer = (|| {
+    serve(&shared, Endpoint::Register, || {
         if let Some(expected) = &shared.registration_token {
             let given = req
                 .headers()
                 .get("Authorization")
                 .and_then(|v| v.to_str().ok());
             if given != Some(&format!("Bearer {expected}")) {
-                return error(
+                return Err(error(
                     StatusCode::UNAUTHORIZED,
                     "a valid registration token is required",
-                );
+                ));
             }
         }
         if !body.public_key_pem.contains("BEGIN PUBLIC KEY") {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "public_key_pem must be a PEM public key",
-            );
+            ));
         }
-        let (i, j) = match find_pair(&shared, &body.smart_account, &body.virtual_account) {
-            Ok(pair) => pair,
-            Err(answer) => return answer,
-        };
+        let (i, j) = find_pair(&shared, &body.smart_account, &body.virtual_account)?;
         let client_id = format!("onprem-{}", crypto::random_alphanumeric(12));
         let registration = Registration {
             id: uuid::Uuid::new_v4().to_string(),
@@ -580,10 +599,18 @@ async fn register(
             smart_account_id: account_id(i),
             virtual_account_id: virtual_account_id(i, j),
         };
-        shared.state().registrations.insert(client_id, registration);
-        HttpResponse::Created().json(response)
-    })();
-    log(&shared, Endpoint::Register, answer)
+        let mut state = shared.state();
+        state.registrations.insert(client_id, registration);
+        if let Some(path) = &shared.state_file {
+            // Kept so client credentials stay valid when the simulator restarts.
+            let text = serde_json::to_string_pretty(&state.registrations)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            std::fs::write(path, text)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        Ok(HttpResponse::Created().json(response))
+    })
+    .await
 }
 
 async fn licenses(
@@ -591,27 +618,22 @@ async fn licenses(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::Licenses).await {
-        return log(&shared, Endpoint::Licenses, answer);
-    }
-    let answer = match authorised(&shared, &req) {
-        Err(answer) => answer,
-        Ok(client_id) => {
-            let state = shared.state();
-            match state.registrations.get(&client_id) {
-                Some(r) if r.id == *path => {
-                    let va = &shared.accounts[r.account].virtual_accounts[r.virtual_account];
-                    HttpResponse::Ok().json(&va.licenses)
-                }
-                _ => error(StatusCode::NOT_FOUND, "registration not found"),
+    serve(&shared, Endpoint::Licenses, || {
+        let client_id = authorised(&shared, &req)?;
+        let state = shared.state();
+        match state.registrations.get(&client_id) {
+            Some(r) if r.id == *path => {
+                let va = &shared.accounts[r.account].virtual_accounts[r.virtual_account];
+                Ok(HttpResponse::Ok().json(&va.licenses))
             }
+            _ => Err(error(StatusCode::NOT_FOUND, "registration not found")),
         }
-    };
-    log(&shared, Endpoint::Licenses, answer)
+    })
+    .await
 }
 
-/// The (SA, VA) named by the CSW headers, by id.
-fn header_pair(shared: &Shared, req: &HttpRequest) -> Result<(String, String), HttpResponse> {
+/// The (SA, VA) names the CSW headers identify by id.
+fn header_pair(shared: &Shared, req: &HttpRequest) -> Result<(String, String), SimError> {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -643,39 +665,27 @@ async fn report_usage(
     req: HttpRequest,
     body: web::Json<ReportUsageRequest>,
 ) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::ReportUsage).await {
-        return log(&shared, Endpoint::ReportUsage, answer);
-    }
-    let answer = (|| {
-        if let Err(answer) = authorised(&shared, &req) {
-            return answer;
-        }
-        let (smart_account, virtual_account) = match header_pair(&shared, &req) {
-            Ok(pair) => pair,
-            Err(answer) => return answer,
-        };
+    serve(&shared, Endpoint::ReportUsage, || {
+        authorised(&shared, &req)?;
+        let (smart_account, virtual_account) = header_pair(&shared, &req)?;
         // Read every report first so a bad one rejects the call without recording any.
         let mut devices = Vec::new();
         for device in &body.data.reports {
             let mut ids = Vec::new();
             for item in &device.usage {
-                match parse_payload(&item.payload) {
-                    Ok(facts) if facts.instance.same_device(&device.sudi) => {
-                        ids.push(facts.report_id)
-                    }
-                    Ok(_) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            format!("a report of {} names another device", device.sudi),
-                        );
-                    }
-                    Err(e) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            format!("report of {}: {e}", device.sudi),
-                        );
-                    }
+                let facts = parse_payload(&item.payload).map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("report of {}: {e}", device.sudi),
+                    )
+                })?;
+                if !facts.instance.same_device(&device.sudi) {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("a report of {} names another device", device.sudi),
+                    ));
                 }
+                ids.push(facts.report_id);
             }
             devices.push((device.sudi.clone(), ids));
         }
@@ -716,21 +726,15 @@ async fn report_usage(
                 acks: None,
             },
         );
-        HttpResponse::Ok().json(ReportUsageResponse {
+        let count: usize = body.data.reports.iter().map(|d| d.usage.len()).sum();
+        Ok(HttpResponse::Ok().json(ReportUsageResponse {
             status: STATUS_OK_POLL.into(),
-            message: format!(
-                "{} reports received",
-                body.data
-                    .reports
-                    .iter()
-                    .map(|d| d.usage.len())
-                    .sum::<usize>()
-            ),
+            message: format!("{count} reports received"),
             poll_id,
             duplicates,
-        })
-    })();
-    log(&shared, Endpoint::ReportUsage, answer)
+        }))
+    })
+    .await
 }
 
 async fn poll(
@@ -738,33 +742,28 @@ async fn poll(
     req: HttpRequest,
     body: web::Json<PollRequest>,
 ) -> HttpResponse {
-    if let Some(answer) = before(&shared, Endpoint::Poll).await {
-        return log(&shared, Endpoint::Poll, answer);
-    }
-    let answer = (|| {
-        if let Err(answer) = authorised(&shared, &req) {
-            return answer;
-        }
+    serve(&shared, Endpoint::Poll, || {
+        authorised(&shared, &req)?;
         if body.data.action != "acknowledgements" {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("unsupported action '{}'", body.data.action),
-            );
+            ));
         }
         let mut state = shared.state();
-        let Some(poll) = state.polls.get_mut(&body.data.poll_id) else {
-            return error(
+        let poll = state.polls.get_mut(&body.data.poll_id).ok_or_else(|| {
+            error(
                 StatusCode::NOT_FOUND,
                 format!("unknown poll_id {}", body.data.poll_id),
-            );
-        };
+            )
+        })?;
         if poll.pending_polls > 0 {
             poll.pending_polls -= 1;
-            return HttpResponse::Ok().json(PollResponse {
+            return Ok(HttpResponse::Ok().json(PollResponse {
                 status: STATUS_OK_POLL.into(),
                 message: "acknowledgements not ready".into(),
                 data: PollResponseData::default(),
-            });
+            }));
         }
         if poll.acks.is_none() {
             let mut acks = Vec::new();
@@ -777,25 +776,24 @@ async fn poll(
                     timestamp: Utc::now().timestamp_millis(),
                     nonce: crypto::random_alphanumeric(16),
                 };
-                match build_ack(&data, Some(&PolicyData::cisco_default()), &shared.signer) {
-                    Ok(file) => acks.push(AckEntry {
-                        sudi: sudi.clone(),
-                        smart_license: STANDARD.encode(file),
-                    }),
-                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-                }
+                let file = build_ack(&data, Some(&PolicyData::cisco_default()), &shared.signer)
+                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                acks.push(AckEntry {
+                    sudi: sudi.clone(),
+                    smart_license: STANDARD.encode(file),
+                });
             }
             poll.acks = Some(acks);
         }
-        HttpResponse::Ok().json(PollResponse {
+        Ok(HttpResponse::Ok().json(PollResponse {
             status: STATUS_COMPLETE.into(),
             message: "acknowledgements ready".into(),
             data: PollResponseData {
                 acknowledgements: poll.acks.clone().unwrap_or_default(),
             },
-        })
-    })();
-    log(&shared, Endpoint::Poll, answer)
+        }))
+    })
+    .await
 }
 
 async fn signing_certificate(shared: web::Data<Shared>) -> HttpResponse {

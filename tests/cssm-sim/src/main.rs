@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         registration_token: args.registration_token,
         signing: Some(signing),
         tls_ca: Some(tls_ca),
+        state_file: Some(dir.join("registrations.json")),
         ..SimConfig::default()
     })
     .await?;

@@ -196,12 +196,13 @@ impl Device {
                 self.acks.push(file);
             }
         }
-        if response.status == Status::OkPoll {
-            if let Some(poll_id) = &response.poll_id {
-                if !self.pending_polls.contains(poll_id) {
-                    self.pending_polls.push(poll_id.clone());
-                }
-            }
+        if let Some(poll_id) = response
+            .poll_id
+            .as_ref()
+            .filter(|_| response.status == Status::OkPoll)
+            && !self.pending_polls.contains(poll_id)
+        {
+            self.pending_polls.push(poll_id.clone());
         }
         Ok(())
     }

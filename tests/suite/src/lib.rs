@@ -38,11 +38,14 @@ pub const SMART_ACCOUNT: &str = "Acme Corp";
 /// Virtual Account every test account rolls up to.
 pub const VIRTUAL_ACCOUNT: &str = "Campus";
 
+/// A change a test makes to the settings before the app starts.
+type SettingsTweak = Box<dyn FnOnce(&mut Settings) + Send>;
+
 /// Builds a [`TestApp`].
 #[must_use]
 pub struct TestAppBuilder {
     accounts: Vec<String>,
-    tweaks: Vec<Box<dyn FnOnce(&mut Settings) + Send>>,
+    tweaks: Vec<SettingsTweak>,
     clock: Option<ManualClock>,
     cssm: Option<SimConfig>,
 }
@@ -98,14 +101,24 @@ impl TestApp {
         self.pool.get().await.expect("database connection")
     }
 
-    /// Runs one SQL query returning one integer (assertions on stored rows).
+    /// Runs one SQL query returning one number, read as `bigint` (assertions on stored rows).
     pub async fn count(&self, sql: &str) -> i64 {
         let client = maintenance_client(self.db.url()).await.expect("connect");
+        let sql = format!("SELECT ({sql})::bigint");
         client
-            .query_one(sql, &[])
+            .query_one(&sql, &[])
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
             .get(0)
+    }
+
+    /// Runs SQL statements (test set-up that has no API yet); returns rows changed.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        let client = maintenance_client(self.db.url()).await.expect("connect");
+        client
+            .execute(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
     }
 
     /// Runs every runnable job, one at a time, until none is left.
@@ -275,8 +288,10 @@ impl TestAppBuilder {
         std::fs::write(&cssm_ca, cssm.ca_certificate_pem().unwrap_or_default()).unwrap();
         std::fs::write(&cssm_signing, cssm.signing_certificate_pem()).unwrap();
 
-        let mut settings = Settings::default();
-        settings.data_dir = dir.path().to_path_buf();
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
         settings.database.url = Secret::new(db.url());
         settings.database.pool_size = 8;
         settings.device.https_listen = "127.0.0.1:0".parse().unwrap();
@@ -403,4 +418,113 @@ pub fn outpost_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// An `outpost` process started by a test (crash and restart tests, the CLI).
+pub struct OutpostProcess {
+    child: tokio::process::Child,
+    /// `https://127.0.0.1:<port>` of its device listener.
+    pub device_base: String,
+    /// `https://127.0.0.1:<port>` of its admin listener.
+    pub admin_base: String,
+    /// What it printed on start-up.
+    pub banner: String,
+    log: PathBuf,
+}
+
+impl OutpostProcess {
+    /// Runs `outpost serve` with `env` (settings as `OUTPOST_*` variables) and waits until it
+    /// reports its listeners. Its log goes to `log`.
+    pub async fn serve(env: &[(String, String)], log: PathBuf) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = tokio::process::Command::new(outpost_binary())
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start outpost");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        let started = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                banner.push_str(&line);
+                banner.push('\n');
+                if line.starts_with("Press Ctrl-C") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if started != Ok(true) {
+            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("outpost did not start.\nstdout:\n{banner}\nlog:\n{log_text}");
+        }
+        // Keep reading so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let address = |label: &str| {
+            banner
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix(label))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|url| url.strip_prefix("https://"))
+                .and_then(|rest| rest.split('/').next())
+                .map(|host| format!("https://{host}"))
+                .unwrap_or_else(|| panic!("no {label} line in:\n{banner}"))
+        };
+        let device_base = address("Devices:");
+        let admin_base = address("Admin:");
+        Self {
+            child,
+            device_base,
+            admin_base,
+            banner,
+            log,
+        }
+    }
+
+    /// SIGKILL: no clean-up of any kind, as in a power cut.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, then waits; returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("outpost stops within a minute")
+            .expect("wait")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Waits until `probe` returns true, checking every 100 ms, for at most `seconds`.
+pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while tokio::time::Instant::now() < deadline {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {seconds} s waiting for {what}");
 }

@@ -278,20 +278,24 @@ impl<'a> Scopes<'a> {
             return Ok(scope.clone());
         }
         let found = self.cssm.accounts(self.token).await?;
-        for sa in found.accounts.iter().filter(|sa| sa.name == smart_account) {
-            for va in sa
-                .virtual_accounts
-                .iter()
-                .filter(|va| va.name == virtual_account)
-            {
-                let scope = AccountScope {
+        let pair = found
+            .accounts
+            .iter()
+            .filter(|sa| sa.name == smart_account)
+            .find_map(|sa| {
+                let va = sa
+                    .virtual_accounts
+                    .iter()
+                    .find(|va| va.name == virtual_account)?;
+                Some(AccountScope {
                     smart_account_id: sa.account_id.clone(),
                     virtual_account_id: va.virtual_account_id.clone(),
                     requesting_system: self.requesting_system.clone(),
-                };
-                self.known.insert(key, scope.clone());
-                return Ok(scope);
-            }
+                })
+            });
+        if let Some(scope) = pair {
+            self.known.insert(key, scope.clone());
+            return Ok(scope);
         }
         Err(JobError::Fatal(format!(
             "account '{}' maps usage to Smart Account '{smart_account}' / Virtual Account '{virtual_account}', which CSSM does not know",

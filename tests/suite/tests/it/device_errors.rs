@@ -260,8 +260,13 @@ async fn inactive_and_unregistered_tenants_are_refused() {
     let device = Device::new("C9300-24UX", "FCWINACTIVE");
     let client = app.pi_client(TENANT);
 
-    let count = app.count("WITH u AS (UPDATE local_accounts SET status = 'inactive', status_reason = 'contract ended' RETURNING 1) SELECT count(*) FROM u").await;
-    assert_eq!(count, 1);
+    assert_eq!(
+        app.execute(
+            "UPDATE local_accounts SET status = 'inactive', status_reason = 'contract ended'"
+        )
+        .await,
+        1
+    );
     let (status, answer) = client.exchange(&device.hello_request()).await.unwrap();
     assert_eq!(
         (status, answer.message_code),
@@ -269,7 +274,8 @@ async fn inactive_and_unregistered_tenants_are_refused() {
     );
     assert!(answer.message.contains("contract ended"));
 
-    app.count("WITH u AS (UPDATE local_accounts SET status = 'approved' RETURNING 1) SELECT count(*) FROM u").await;
+    app.execute("UPDATE local_accounts SET status = 'approved'")
+        .await;
     let (status, answer) = client
         .exchange(&device.usage_request(vec![device.clone().next_report()]))
         .await

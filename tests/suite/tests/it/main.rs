@@ -1,6 +1,18 @@
 //! Outpost's integration suite: one binary, so it builds once and its tests share one
 //! throwaway PostgreSQL cluster (each test still gets its own database).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers of the tests abort the test on a failed step, as the tests themselves do"
+)]
+
+mod admin_api;
+mod cli;
 mod device_errors;
+mod process;
 mod push;
 mod schema;
+mod simulators;
+mod sync;

@@ -98,3 +98,65 @@ async fn schema_rs_matches_the_migrations() {
         "db/src/schema.rs is out of date with migrations/: run `UPDATE_SCHEMA=1 ./scripts/test schema`"
     );
 }
+
+/// `pg_dump --schema-only` of a database, for comparing schemas.
+fn dump_schema(db: &TestDatabase) -> String {
+    let program = db.program("pg_dump").unwrap_or_else(|| "pg_dump".into());
+    let output = std::process::Command::new(program)
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "-d",
+            db.url(),
+        ])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // `\restrict` lines carry a random key per dump (pg_dump 15.14+); they are not schema.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn every_migration_goes_down_and_up_again_to_the_same_schema() {
+    let db = TestDatabase::create_empty().await.unwrap();
+    let applied = outpost_db::migrations::run_pending(db.url()).await.unwrap();
+    assert!(!applied.is_empty());
+    let first = dump_schema(&db);
+    assert!(first.contains("CREATE TABLE public.rum_reports"));
+
+    let reverted = outpost_db::migrations::revert_all(db.url()).await.unwrap();
+    assert_eq!(reverted.len(), applied.len());
+    let client = outpost_db::embedded::maintenance_client(db.url())
+        .await
+        .unwrap();
+    let tables: i64 = client
+        .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '\\_\\_diesel%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "down.sql leaves no table behind");
+
+    outpost_db::migrations::run_pending(db.url()).await.unwrap();
+    let second = dump_schema(&db);
+    let difference = first.lines().zip(second.lines()).find(|(a, b)| a != b);
+    assert!(
+        first == second,
+        "up, down, up gives another schema; first difference: {difference:?}"
+    );
+    assert!(
+        outpost_db::migrations::pending(db.url())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

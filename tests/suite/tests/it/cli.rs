@@ -1,0 +1,230 @@
+//! The `outpost` binary as an operator uses it: settings errors, the embedded PostgreSQL of
+//! `outpost serve`, and the admin commands.
+
+use std::process::Command;
+
+use outpost_cssm_sim::{CssmSim, SimConfig};
+use outpost_db::embedded::{EmbeddedPostgres, PgBinaries};
+use outpost_db::testing::TestDatabase;
+use outpost_tests::{OutpostProcess, outpost_binary};
+
+fn outpost(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(outpost_binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("OUTPOST_DATABASE__URL")
+        .output()
+        .expect("run outpost");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn settings_errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("outpost.toml");
+    std::fs::write(&bad, "[device]\nhttps_listen = \"not an address\"\n").unwrap();
+    let (code, _, err) = outpost(&["--config", bad.to_str().unwrap(), "check-config"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("settings key `device.https_listen`"), "{err}");
+
+    let (code, _, err) = outpost(&["check-config"], &[("OUTPOST_WORKER__CONCURRENCY", "0")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`worker.concurrency`: must be at least 1"),
+        "{err}"
+    );
+
+    let (code, _, err) = outpost(
+        &["--config", "/nonexistent/outpost.toml", "check-config"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/nonexistent/outpost.toml does not exist"),
+        "{err}"
+    );
+
+    let example = outpost_tests::fixture("../../deploy/config.example.toml");
+    let (code, out, _) = outpost(
+        &["--config", example.to_str().unwrap(), "check-config"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("settings are valid"));
+}
+
+#[test]
+fn without_postgresql_serve_says_which_package_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = outpost(
+        &["serve"],
+        &[
+            ("OUTPOST_DATA_DIR", dir.path().to_str().unwrap()),
+            ("OUTPOST_EMBEDDED_POSTGRES__BIN_DIR", "/nonexistent/bin"),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Install the Debian package `postgresql`"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_its_own_postgresql_and_stops_it_on_exit() {
+    // Under /tmp: when the suite runs as root, the cluster runs as `postgres`, which must reach it.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let env: Vec<(String, String)> = [
+        ("OUTPOST_DATA_DIR", data.to_str().unwrap()),
+        ("OUTPOST_DEVICE__HTTPS_LISTEN", "127.0.0.1:0"),
+        ("OUTPOST_ADMIN__HTTPS_LISTEN", "127.0.0.1:0"),
+        ("OUTPOST_WORKER__SCHEDULES", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let outpost = OutpostProcess::serve(&env, dir.path().join("serve.log")).await;
+    assert!(
+        outpost
+            .banner
+            .contains("First admin: user \"admin\", password \""),
+        "{}",
+        outpost.banner
+    );
+    let cluster = EmbeddedPostgres::new(
+        PgBinaries::locate("").unwrap(),
+        &data.join("postgres"),
+        "postgres",
+        true,
+    )
+    .unwrap();
+    assert!(cluster.is_running().await.unwrap());
+    let ca = std::fs::read_to_string(data.join("tls/ca.crt")).unwrap();
+    let tls = outpost_core::tls::client_config(&[ca], false).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let ready = http
+        .get(format!("{}/readyz", outpost.admin_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let status = outpost.terminate().await;
+    assert!(status.success());
+    assert!(
+        !cluster.is_running().await.unwrap(),
+        "the embedded PostgreSQL stops with Outpost"
+    );
+
+    // The second start finds the cluster made by the first and prints no new password.
+    let outpost = OutpostProcess::serve(&env, dir.path().join("serve-2.log")).await;
+    assert!(
+        !outpost.banner.contains("First admin"),
+        "{}",
+        outpost.banner
+    );
+    assert!(outpost.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_onboard_an_account_and_explain_failures() {
+    let db = TestDatabase::create().await.unwrap();
+    let cssm = CssmSim::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("cssm-ca.crt");
+    std::fs::write(&ca, cssm.ca_certificate_pem().unwrap()).unwrap();
+    let env = [
+        ("OUTPOST_DATABASE__URL", db.url()),
+        ("OUTPOST_DATA_DIR", dir.path().to_str().unwrap()),
+        ("OUTPOST_CSSM__API_URL", cssm.url()),
+        ("OUTPOST_CSSM__TOKEN_URL", cssm.url()),
+        ("OUTPOST_CSSM__CA_FILE", ca.to_str().unwrap()),
+        ("OUTPOST_PUBLIC_URL", "https://outpost.acme.example"),
+    ];
+    let run = |args: &[&str]| {
+        let output = Command::new(outpost_binary())
+            .args(args)
+            .envs(env)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&[
+        "admin",
+        "create-account",
+        "--name",
+        "Acme Campus",
+        "--smart-account",
+        "Acme Corp",
+        "--virtual-account",
+        "Campus",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("registered 'Acme Campus' with CSSM"), "{out}");
+    assert!(
+        out.contains(
+            "license smart url cslu https://outpost.acme.example/cslu/v1/pi/Acme%20Campus-1"
+        ),
+        "{out}"
+    );
+
+    let (code, _, err) = run(&[
+        "admin",
+        "create-account",
+        "--name",
+        "Acme Campus",
+        "--smart-account",
+        "Acme Corp",
+        "--virtual-account",
+        "Campus",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+
+    let (code, _, err) = run(&[
+        "admin",
+        "create-account",
+        "--name",
+        "Globex",
+        "--smart-account",
+        "Globex Inc",
+        "--virtual-account",
+        "Main",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Smart Account 'Globex Inc' not found"),
+        "{err}"
+    );
+    assert!(err.contains("outpost admin register Globex"), "{err}");
+
+    let (code, out, _) = run(&["admin", "list-accounts"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Acme Campus  [active]") && out.contains("Globex  [approved]"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&["admin", "settings", "--validate-device", "on"]);
+    assert_eq!((code, out.trim()), (0, "validate_device = on"));
+
+    let (code, out, err) = run(&["admin", "sync", "Acme Campus"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("sync of 'Acme Campus' queued as job"), "{out}");
+    let (code, _, err) = run(&["admin", "sync", "Globex"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not registered with CSSM"), "{err}");
+}
