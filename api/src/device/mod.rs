@@ -11,7 +11,23 @@ use outpost_core::tenant::PUSH_PATH;
 
 /// Registers the device routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(PUSH_PATH, web::post().to(post_cslu::post_cslu_default))
+    // A tenant segment that is not valid UTF-8 after percent-decoding names no tenant.
+    let path_errors = web::PathConfig::default().error_handler(|_, _| {
+        actix_web::error::InternalError::from_response(
+            "bad tenant",
+            respond(
+                StatusCode::NOT_FOUND,
+                DeviceResponse::failed(
+                    None,
+                    MessageCode::UnknownTenant,
+                    "the tenant id in the URL is not valid",
+                ),
+            ),
+        )
+        .into()
+    });
+    cfg.app_data(path_errors)
+        .route(PUSH_PATH, web::post().to(post_cslu::post_cslu_default))
         .route(
             &format!("{PUSH_PATH}/{{tenant}}"),
             web::post().to(post_cslu::post_cslu),

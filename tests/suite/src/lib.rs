@@ -423,9 +423,9 @@ pub fn outpost_binary() -> PathBuf {
 /// An `outpost` process started by a test (crash and restart tests, the CLI).
 pub struct OutpostProcess {
     child: tokio::process::Child,
-    /// `https://127.0.0.1:<port>` of its device listener.
+    /// `https://127.0.0.1:<port>` of its device listener (empty for `outpost worker`).
     pub device_base: String,
-    /// `https://127.0.0.1:<port>` of its admin listener.
+    /// `https://127.0.0.1:<port>` of its admin listener (empty for `outpost worker`).
     pub admin_base: String,
     /// What it printed on start-up.
     pub banner: String,
@@ -436,10 +436,15 @@ impl OutpostProcess {
     /// Runs `outpost serve` with `env` (settings as `OUTPOST_*` variables) and waits until it
     /// reports its listeners. Its log goes to `log`.
     pub async fn serve(env: &[(String, String)], log: PathBuf) -> Self {
+        Self::start("serve", env, log).await
+    }
+
+    /// Runs `outpost <command>` (`serve`, `api` or `worker`) and waits until it is up.
+    pub async fn start(command: &str, env: &[(String, String)], log: PathBuf) -> Self {
         use tokio::io::AsyncBufReadExt;
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = tokio::process::Command::new(outpost_binary())
-            .arg("serve")
+            .arg(command)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -475,7 +480,7 @@ impl OutpostProcess {
                 .and_then(|url| url.strip_prefix("https://"))
                 .and_then(|rest| rest.split('/').next())
                 .map(|host| format!("https://{host}"))
-                .unwrap_or_else(|| panic!("no {label} line in:\n{banner}"))
+                .unwrap_or_default()
         };
         let device_base = address("Devices:");
         let admin_base = address("Admin:");

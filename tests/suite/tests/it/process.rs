@@ -21,80 +21,140 @@ async fn count(url: &str, sql: &str) -> i64 {
         .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
-    let db = TestDatabase::create().await.unwrap();
-    let cssm = CssmSim::start(SimConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    std::fs::write(path("cssm-ca.crt"), cssm.ca_certificate_pem().unwrap()).unwrap();
-    std::fs::write(path("cssm-signing.crt"), cssm.signing_certificate_pem()).unwrap();
-    let env: Vec<(String, String)> = [
-        ("OUTPOST_DATA_DIR", path("data")),
-        ("OUTPOST_DATABASE__URL", db.url().to_owned()),
-        ("OUTPOST_DEVICE__HTTPS_LISTEN", "127.0.0.1:0".into()),
-        ("OUTPOST_ADMIN__HTTPS_LISTEN", "127.0.0.1:0".into()),
-        ("OUTPOST_CSSM__API_URL", cssm.url().to_owned()),
-        ("OUTPOST_CSSM__TOKEN_URL", cssm.url().to_owned()),
-        ("OUTPOST_CSSM__CA_FILE", path("cssm-ca.crt")),
-        (
-            "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
-            path("cssm-signing.crt"),
-        ),
-        ("OUTPOST_CSSM__POLL_INTERVAL_SECS", "1".into()),
-        ("OUTPOST_CSSM__POLL_ATTEMPTS", "10".into()),
-        ("OUTPOST_WORKER__LEASE_SECS", "2".into()),
-        ("OUTPOST_WORKER__POLL_INTERVAL_MS", "100".into()),
-        ("OUTPOST_WORKER__SCHEDULES", "false".into()),
-        (
-            "OUTPOST_AUTH__INITIAL_ADMIN_PASSWORD",
-            "kill-test-password".into(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+/// A database, a CSSM simulator and the `OUTPOST_*` settings that point a process at them.
+struct World {
+    db: TestDatabase,
+    cssm: CssmSim,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
 
-    let outpost = OutpostProcess::serve(&env, dir.path().join("outpost-1.log")).await;
-    // Onboard an account through the library against the same database and simulator.
-    let settings = {
-        let mut s = outpost_core::settings::Settings::default();
-        s.cssm.api_url = cssm.url().to_owned();
-        s.cssm.token_url = cssm.url().to_owned();
-        s.cssm.ca_file = path("cssm-ca.crt");
-        std::sync::Arc::new(s)
-    };
-    let pool = DbPool::new(db.url(), 2, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
-    let worker = outpost_worker::WorkerContext::new(
-        pool.clone(),
-        db.url().to_owned(),
-        settings,
-        std::sync::Arc::new(outpost_core::clock::SystemClock),
-    )
-    .unwrap();
-    let request = outpost_db::accounts::AccountRequest {
-        name: "Acme Campus".into(),
-        smart_account: "Acme Corp".into(),
-        virtual_account: "Campus".into(),
-        email: String::new(),
-        time_zone: "UTC".into(),
-        status: outpost_db::enums::AccountStatus::Approved,
-    };
-    let schedule = outpost_core::schedule::Schedule::new(1, 2, 0, "UTC").unwrap();
-    let (account, _) = outpost_db::accounts::create_with_default_lva(
-        &mut pool.get().await.unwrap(),
-        &request,
-        &schedule,
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    outpost_worker::registration::register_online(&worker, account.id, "test")
+impl World {
+    async fn new() -> Self {
+        let db = TestDatabase::create().await.unwrap();
+        let cssm = CssmSim::start(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        std::fs::write(path("cssm-ca.crt"), cssm.ca_certificate_pem().unwrap()).unwrap();
+        std::fs::write(path("cssm-signing.crt"), cssm.signing_certificate_pem()).unwrap();
+        let env = [
+            ("OUTPOST_DATA_DIR", path("data")),
+            ("OUTPOST_DATABASE__URL", db.url().to_owned()),
+            ("OUTPOST_DEVICE__HTTPS_LISTEN", "127.0.0.1:0".into()),
+            ("OUTPOST_ADMIN__HTTPS_LISTEN", "127.0.0.1:0".into()),
+            ("OUTPOST_CSSM__API_URL", cssm.url().to_owned()),
+            ("OUTPOST_CSSM__TOKEN_URL", cssm.url().to_owned()),
+            ("OUTPOST_CSSM__CA_FILE", path("cssm-ca.crt")),
+            (
+                "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
+                path("cssm-signing.crt"),
+            ),
+            ("OUTPOST_CSSM__POLL_INTERVAL_SECS", "1".into()),
+            ("OUTPOST_CSSM__POLL_ATTEMPTS", "10".into()),
+            ("OUTPOST_WORKER__LEASE_SECS", "2".into()),
+            ("OUTPOST_WORKER__POLL_INTERVAL_MS", "100".into()),
+            ("OUTPOST_WORKER__SCHEDULES", "false".into()),
+            (
+                "OUTPOST_AUTH__INITIAL_ADMIN_PASSWORD",
+                "process-test-password".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        Self { db, cssm, dir, env }
+    }
+
+    /// Creates and registers "Acme Campus" through the library, against the same database.
+    async fn onboard(&self) -> outpost_db::accounts::LocalAccount {
+        let mut settings = outpost_core::settings::Settings::default();
+        settings.cssm.api_url = self.cssm.url().to_owned();
+        settings.cssm.token_url = self.cssm.url().to_owned();
+        settings.cssm.ca_file = self
+            .dir
+            .path()
+            .join("cssm-ca.crt")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let pool = DbPool::new(
+            self.db.url(),
+            2,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let worker = outpost_worker::WorkerContext::new(
+            pool.clone(),
+            self.db.url().to_owned(),
+            std::sync::Arc::new(settings),
+            std::sync::Arc::new(outpost_core::clock::SystemClock),
+        )
+        .unwrap();
+        let request = outpost_db::accounts::AccountRequest {
+            name: "Acme Campus".into(),
+            smart_account: "Acme Corp".into(),
+            virtual_account: "Campus".into(),
+            email: String::new(),
+            time_zone: "UTC".into(),
+            status: outpost_db::enums::AccountStatus::Approved,
+        };
+        let schedule = outpost_core::schedule::Schedule::new(1, 2, 0, "UTC").unwrap();
+        let (account, _) = outpost_db::accounts::create_with_default_lva(
+            &mut pool.get().await.unwrap(),
+            &request,
+            &schedule,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
+        outpost_worker::registration::register_online(&worker, account.id, "test")
+            .await
+            .unwrap()
+    }
+
+    fn ca(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data/tls/ca.crt")).unwrap()
+    }
+
+    fn log(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        count(self.db.url(), sql).await
+    }
+}
+
+/// An HTTPS client trusting `ca`, logged in as the first admin of `admin_base`.
+async fn admin_client(ca: &str, admin_base: &str) -> (reqwest::Client, String) {
+    let tls = outpost_core::tls::client_config(&[ca.to_owned()], false).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    let login: serde_json::Value = http
+        .post(format!("{admin_base}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "username": "admin", "password": "process-test-password" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    (http, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
+    let world = World::new().await;
+    let outpost = OutpostProcess::serve(&world.env, world.log("outpost-1.log")).await;
+    let account = world.onboard().await;
+    let (db, cssm) = (&world.db, &world.cssm);
 
     // 1. Three reports acknowledged with OK_POLL, then the power goes.
-    let ca = std::fs::read_to_string(dir.path().join("data/tls/ca.crt")).unwrap();
+    let ca = world.ca();
     let mut device = Device::new("C9300-24UX", "FCWKILLED01");
     let reports: Vec<_> = (0..3).map(|_| device.next_report()).collect();
     let client = PiClient::new(
@@ -112,31 +172,15 @@ async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
     );
 
     // 2. Restarted, a sync is under way (reports sent, ACKs awaited) when it is killed again.
-    let outpost = OutpostProcess::serve(&env, dir.path().join("outpost-2.log")).await;
+    let outpost = OutpostProcess::serve(&world.env, world.log("outpost-2.log")).await;
     cssm.set_latency(Endpoint::Poll, Duration::from_secs(3));
-    let http = {
-        let tls = outpost_core::tls::client_config(std::slice::from_ref(&ca), false).unwrap();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .unwrap()
-    };
-    let login: serde_json::Value = http
-        .post(format!("{}/api/v1/auth/login", outpost.admin_base))
-        .json(&serde_json::json!({ "username": "admin", "password": "kill-test-password" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap();
+    let (http, token) = admin_client(&ca, &outpost.admin_base).await;
     let queued = http
         .post(format!(
             "{}/api/v1/accounts/{}/sync",
             outpost.admin_base, account.id
         ))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -163,7 +207,7 @@ async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
 
     // 3. The next run takes the job over after its lease and completes it.
     cssm.set_latency(Endpoint::Poll, Duration::ZERO);
-    let outpost = OutpostProcess::serve(&env, dir.path().join("outpost-3.log")).await;
+    let outpost = OutpostProcess::serve(&world.env, world.log("outpost-3.log")).await;
     eventually(30, "the interrupted sync to complete", || async {
         count(
             db.url(),
@@ -188,27 +232,21 @@ async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
         1
     );
     assert_eq!(
-        count(
-            db.url(),
-            "SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL"
-        )
-        .await,
+        world
+            .count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
         3
     );
     assert_eq!(
-        count(
-            db.url(),
-            "SELECT count(*) FROM sync_runs WHERE state = 'interrupted'"
-        )
-        .await,
+        world
+            .count("SELECT count(*) FROM sync_runs WHERE state = 'interrupted'")
+            .await,
         1
     );
     assert_eq!(
-        count(
-            db.url(),
-            "SELECT count(*) FROM sync_runs WHERE state = 'succeeded'"
-        )
-        .await,
+        world
+            .count("SELECT count(*) FROM sync_runs WHERE state = 'succeeded'")
+            .await,
         1
     );
 
@@ -227,4 +265,55 @@ async fn a_killed_outpost_keeps_acknowledged_reports_and_resumes_its_sync() {
         status.success(),
         "a SIGTERM stops Outpost cleanly ({status}):\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_the_worker_run_as_separate_processes() {
+    let world = World::new().await;
+    let api = OutpostProcess::start("api", &world.env, world.log("api.log")).await;
+    assert!(!api.banner.contains("Worker:"), "{}", api.banner);
+    let worker = OutpostProcess::start("worker", &world.env, world.log("worker.log")).await;
+    assert!(
+        worker.banner.contains("Worker:") && worker.device_base.is_empty(),
+        "{}",
+        worker.banner
+    );
+    let account = world.onboard().await;
+
+    let ca = world.ca();
+    let mut device = Device::new("C9300-48UXM", "FOCTIERS001");
+    let client = PiClient::new(
+        &format!("{}/cslu/v1/pi/Acme%20Campus-1", api.device_base),
+        Some(&ca),
+    )
+    .unwrap();
+    let batch = vec![device.next_report(), device.next_report()];
+    assert_eq!(
+        device.push(&client, batch).await.unwrap().status,
+        Status::OkPoll
+    );
+
+    // The API only enqueues; the worker process picks the job up from the table.
+    let (http, token) = admin_client(&ca, &api.admin_base).await;
+    let queued = http
+        .post(format!(
+            "{}/api/v1/accounts/{}/sync",
+            api.admin_base, account.id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    eventually(30, "the worker process to run the sync", || async {
+        world
+            .count("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(device.poll(&client).await.unwrap(), 1);
+    assert_eq!(device.acknowledged_report_ids().len(), 2);
+    assert!(api.terminate().await.success());
+    assert!(worker.terminate().await.success());
 }
