@@ -262,15 +262,14 @@ async fn record(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
     );
-    let event = NewEvent {
-        account_id: Some(account),
-        pi_id: None,
+    let event = NewEvent::account(
+        account,
         actor,
-        action: action.into(),
-        result: EventResult::Ok,
+        action,
+        EventResult::Ok,
         detail,
-        created_at: chrono::Utc::now(),
-    };
+        chrono::Utc::now(),
+    );
     Ok(events::record(conn, &event).await?)
 }
 

@@ -31,6 +31,28 @@ pub struct NewEvent {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewEvent {
+    /// An event of an account (not about one device).
+    pub fn account(
+        account: AccountId,
+        actor: impl Into<String>,
+        action: &str,
+        result: EventResult,
+        detail: Value,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            account_id: Some(account),
+            pi_id: None,
+            actor: actor.into(),
+            action: action.into(),
+            result,
+            detail,
+            created_at: at,
+        }
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]

@@ -13,55 +13,40 @@ use crate::pool::DbError;
 use crate::schema::{cssm_uploads, local_virtual_accounts, product_instances, rum_reports};
 
 /// A report to upload, with what the upload needs of its device and LVA.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct OutgoingReport {
     /// Row id.
+    #[diesel(select_expression = rum_reports::id)]
     pub row_id: i64,
     /// Device.
+    #[diesel(select_expression = rum_reports::pi_id)]
     pub pi_id: ProductInstanceId,
     /// The device's report id.
+    #[diesel(select_expression = rum_reports::report_id)]
     pub report_id: i64,
     /// The exact payload.
+    #[diesel(select_expression = rum_reports::payload)]
     pub payload: String,
     /// The device's signature.
+    #[diesel(select_expression = rum_reports::signature)]
     pub signature: Value,
     /// The device's `sudi`.
+    #[diesel(select_expression = product_instances::sudi)]
     pub sudi: Value,
     /// Its hostname.
+    #[diesel(select_expression = product_instances::hostname)]
     pub hostname: Option<String>,
     /// Its software tag.
+    #[diesel(select_expression = product_instances::software_tag)]
     pub software_tag: Option<String>,
     /// SA override of its LVA.
+    #[diesel(select_expression = local_virtual_accounts::smart_account)]
     pub lva_smart_account: Option<String>,
     /// VA override of its LVA.
+    #[diesel(select_expression = local_virtual_accounts::virtual_account)]
     pub lva_virtual_account: Option<String>,
 }
-
-type OutgoingColumns = (
-    rum_reports::id,
-    rum_reports::pi_id,
-    rum_reports::report_id,
-    rum_reports::payload,
-    rum_reports::signature,
-    product_instances::sudi,
-    product_instances::hostname,
-    product_instances::software_tag,
-    local_virtual_accounts::smart_account,
-    local_virtual_accounts::virtual_account,
-);
-
-const OUTGOING_COLUMNS: OutgoingColumns = (
-    rum_reports::id,
-    rum_reports::pi_id,
-    rum_reports::report_id,
-    rum_reports::payload,
-    rum_reports::signature,
-    product_instances::sudi,
-    product_instances::hostname,
-    product_instances::software_tag,
-    local_virtual_accounts::smart_account,
-    local_virtual_accounts::virtual_account,
-);
 
 macro_rules! outgoing_query {
     () => {
@@ -87,7 +72,7 @@ pub async fn unsent_reports(
         .filter(rum_reports::id.gt(after))
         .order(rum_reports::id)
         .limit(limit)
-        .select(OUTGOING_COLUMNS)
+        .select(OutgoingReport::as_select())
         .load(conn)
         .await?)
 }
@@ -102,7 +87,7 @@ pub async fn upload_reports(
         .filter(rum_reports::account_id.eq(account))
         .filter(rum_reports::upload_id.eq(upload))
         .order(rum_reports::id)
-        .select(OUTGOING_COLUMNS)
+        .select(OutgoingReport::as_select())
         .load(conn)
         .await?)
 }

@@ -57,15 +57,14 @@ pub async fn register_online(
     {
         Ok(answer) => answer,
         Err(e) => {
-            let event = NewEvent {
-                account_id: Some(account.id),
-                pi_id: None,
-                actor: actor.into(),
-                action: "account.register".into(),
-                result: EventResult::Failed,
-                detail: json!({ "error": e.to_string() }),
-                created_at: ctx.clock.now(),
-            };
+            let event = NewEvent::account(
+                account.id,
+                actor,
+                "account.register",
+                EventResult::Failed,
+                json!({ "error": e.to_string() }),
+                ctx.clock.now(),
+            );
             events::record(&mut conn, &event).await?;
             return Err(e.into());
         }
@@ -88,15 +87,14 @@ pub async fn register_online(
     .await?;
     events::record(
         &mut conn,
-        &NewEvent {
-            account_id: Some(account.id),
-            pi_id: None,
-            actor: actor.into(),
-            action: "account.register".into(),
-            result: EventResult::Ok,
-            detail: json!({ "mode": "online", "registration_id": answer.registration_id }),
-            created_at: now,
-        },
+        &NewEvent::account(
+            account.id,
+            actor,
+            "account.register",
+            EventResult::Ok,
+            json!({ "mode": "online", "registration_id": answer.registration_id }),
+            now,
+        ),
     )
     .await?;
     Ok(account)

@@ -185,15 +185,14 @@ pub async fn run(
         );
         events::record(
             conn,
-            &NewEvent {
-                account_id: Some(tenant.account.id),
-                pi_id: None,
+            &NewEvent::account(
+                tenant.account.id,
                 actor,
-                action: format!("device.{}", request.message_type.as_str()),
-                result: EventResult::Rejected,
-                detail: json!({ "reason": "DEVICE_NOT_ALLOWED", "tenant": tenant.lva.tenant_id, "source_address": source_address }),
-                created_at: now,
-            },
+                &format!("device.{}", request.message_type.as_str()),
+                EventResult::Rejected,
+                json!({ "reason": "DEVICE_NOT_ALLOWED", "tenant": tenant.lva.tenant_id, "source_address": source_address }),
+                now,
+            ),
         )
         .await?;
         return Err(refused(MessageCode::DeviceNotAllowed, message));

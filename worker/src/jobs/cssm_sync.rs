@@ -174,19 +174,18 @@ impl RunJob for CssmSync {
         }
         events::record(
             &mut conn,
-            &NewEvent {
-                account_id: Some(account.id),
-                pi_id: None,
-                actor: "system".into(),
-                action: "cssm.sync".into(),
-                result: if result.is_ok() {
+            &NewEvent::account(
+                account.id,
+                "system",
+                "cssm.sync",
+                if result.is_ok() {
                     EventResult::Ok
                 } else {
                     EventResult::Failed
                 },
-                detail: json!({ "sync_run": run_id, "state": state, "message": message }),
-                created_at: finished,
-            },
+                json!({ "sync_run": run_id, "state": state, "message": message }),
+                finished,
+            ),
         )
         .await?;
 

@@ -40,15 +40,14 @@ pub async fn create_sync(
     let (job_id, created) = jobs::enqueue(&mut conn, &job, now).await?;
     events::record(
         &mut conn,
-        &NewEvent {
-            account_id: Some(account.id),
-            pi_id: None,
-            actor: principal.actor(),
-            action: "cssm.sync_requested".into(),
-            result: EventResult::Ok,
-            detail: json!({ "job_id": job_id, "already_queued": !created }),
-            created_at: now,
-        },
+        &NewEvent::account(
+            account.id,
+            principal.actor(),
+            "cssm.sync_requested",
+            EventResult::Ok,
+            json!({ "job_id": job_id, "already_queued": !created }),
+            now,
+        ),
     )
     .await?;
     Ok(HttpResponse::Accepted().json(json!({ "job_id": job_id, "already_queued": !created })))

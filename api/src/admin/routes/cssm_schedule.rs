@@ -75,15 +75,14 @@ pub async fn put_cssm_schedule(
     .await?;
     events::record(
         &mut conn,
-        &NewEvent {
-            account_id: Some(account.id),
-            pi_id: None,
-            actor: principal.actor(),
-            action: "schedule.cssm_sync.update".into(),
-            result: EventResult::Ok,
-            detail: render(&row),
-            created_at: now,
-        },
+        &NewEvent::account(
+            account.id,
+            principal.actor(),
+            "schedule.cssm_sync.update",
+            EventResult::Ok,
+            render(&row),
+            now,
+        ),
     )
     .await?;
     Ok(HttpResponse::Ok().json(render(&row)))
