@@ -65,8 +65,8 @@ impl Scheduler {
         .await
     }
 
-    /// Whether this process holds (or just took) the leader lock.
-    async fn lead(&self) -> bool {
+    /// Whether this process holds (or just took) the leader lock; only the leader enqueues.
+    pub async fn lead(&self) -> bool {
         let mut leader = self.leader.lock().await;
         if let Some(conn) = leader.as_mut() {
             // Still connected? A lost connection means a lost lock.

@@ -228,3 +228,25 @@ async fn admin_commands_onboard_an_account_and_explain_failures() {
     assert_eq!(code, 1);
     assert!(err.contains("not registered with CSSM"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_brings_an_empty_database_up_to_date() {
+    let db = TestDatabase::create_empty().await.unwrap();
+    let output = Command::new(outpost_binary())
+        .arg("migrate")
+        .env("OUTPOST_DATABASE__URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("the database schema is up to date"));
+    assert!(
+        outpost_db::migrations::pending(db.url())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -345,3 +345,37 @@ async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
         .unwrap();
     assert_eq!(answer.status, Status::OkPoll);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_database_connection_means_try_again_not_an_error() {
+    let app = TestApp::builder()
+        .with_settings(|s| {
+            s.database.pool_size = 1;
+            s.database.acquire_timeout_ms = 300;
+        })
+        .with_account("Acme Campus")
+        .start()
+        .await;
+    let device = Device::new("C9300-24UX", "FCWBUSYDB01");
+    let request = device.usage_request(vec![device.clone().next_report()]);
+    // The test holds the only connection of the pool.
+    let held = app.conn().await;
+    let response = app
+        .http()
+        .post(app.tenant_url(TENANT))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("Retry-After").unwrap(), "60");
+    let answer: DeviceResponse = response.json().await.unwrap();
+    assert_eq!(
+        (answer.status, answer.message_code),
+        (Status::OkTryAgain, MessageCode::TryAgain)
+    );
+    assert_eq!(answer.nonce, request.data.nonce);
+    drop(held);
+    let (status, answer) = app.pi_client(TENANT).exchange(&request).await.unwrap();
+    assert_eq!((status, answer.status), (200, Status::OkPoll));
+}

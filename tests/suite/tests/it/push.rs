@@ -35,6 +35,11 @@ async fn pushed_reports_are_stored_once_synced_and_acknowledged() {
     assert_eq!(app.count("SELECT count(*) FROM rum_reports").await, 3);
     assert_eq!(app.count("SELECT count(*) FROM product_instances").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM pi_ha_members").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM product_instances WHERE source_address = '127.0.0.1' AND last_contact_at > now() - interval '1 minute' AND hostname = 'sw-fcw2134l00c'").await,
+        1,
+        "the exchange updated the device's last contact, address and hostname"
+    );
 
     // Nothing acknowledged yet: the poll says so.
     assert_eq!(device.poll(&client).await.unwrap(), 0);

@@ -427,3 +427,26 @@ async fn two_syncs_of_one_account_never_run_at_once() {
     clock.advance(chrono::Duration::seconds(2));
     assert_eq!(app.run_jobs().await[0].1, JobState::Succeeded);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_at_a_time_leads_the_schedules() {
+    let app = TestApp::new().await;
+    let first = Scheduler::new(app.worker.clone());
+    let second = Scheduler::new(app.worker.clone());
+    assert!(first.lead().await);
+    assert!(first.lead().await, "the leader keeps its lock");
+    assert!(!second.lead().await, "a second worker does not lead");
+    drop(first);
+    eventually_leads(&second).await;
+}
+
+/// The lock ends with the old leader's connection, which closes in the background.
+async fn eventually_leads(scheduler: &Scheduler) {
+    for _ in 0..50 {
+        if scheduler.lead().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the second worker never took the lead");
+}
