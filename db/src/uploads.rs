@@ -124,7 +124,8 @@ pub struct Upload {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// Records a batch before it is sent and tags its reports with it, in one transaction.
+/// Records a batch before it is sent and tags its reports with it, in one transaction. Returns
+/// the row ids actually tagged: a report another batch took meanwhile is not among them.
 pub async fn create_upload(
     conn: &mut AsyncPgConnection,
     account: AccountId,
@@ -133,11 +134,10 @@ pub async fn create_upload(
     nonce: &str,
     row_ids: &[i64],
     now: DateTime<Utc>,
-) -> Result<Upload, DbError> {
+) -> Result<(Upload, Vec<i64>), DbError> {
     let id = UploadId::new();
-    let count = i32::try_from(row_ids.len()).unwrap_or(i32::MAX);
     conn.transaction::<_, DbError, _>(async |conn| {
-        let upload = diesel::insert_into(cssm_uploads::table)
+        diesel::insert_into(cssm_uploads::table)
             .values((
                 cssm_uploads::id.eq(id),
                 cssm_uploads::account_id.eq(account),
@@ -145,22 +145,28 @@ pub async fn create_upload(
                 cssm_uploads::virtual_account.eq(virtual_account),
                 cssm_uploads::nonce.eq(nonce),
                 cssm_uploads::state.eq(UploadState::Sending),
-                cssm_uploads::report_count.eq(count),
+                cssm_uploads::report_count.eq(0),
                 cssm_uploads::created_at.eq(now),
             ))
-            .returning(Upload::as_returning())
-            .get_result(conn)
+            .execute(conn)
             .await?;
-        diesel::update(
+        let tagged: Vec<i64> = diesel::update(
             rum_reports::table
                 .filter(rum_reports::account_id.eq(account))
                 .filter(rum_reports::id.eq_any(row_ids))
                 .filter(rum_reports::upload_id.is_null()),
         )
         .set(rum_reports::upload_id.eq(id))
-        .execute(conn)
+        .returning(rum_reports::id)
+        .get_results(conn)
         .await?;
-        Ok(upload)
+        let count = i32::try_from(tagged.len()).unwrap_or(i32::MAX);
+        let upload = diesel::update(cssm_uploads::table.find(id))
+            .set(cssm_uploads::report_count.eq(count))
+            .returning(Upload::as_returning())
+            .get_result(conn)
+            .await?;
+        Ok((upload, tagged))
     })
     .await
 }
@@ -222,4 +228,45 @@ pub async fn mark_complete(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// CSSM no longer knows the batch's poll id: back to `sending`, so the next sync sends it again.
+pub async fn reset_for_resend(
+    conn: &mut AsyncPgConnection,
+    upload: UploadId,
+) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::update(cssm_uploads::table.find(upload))
+            .set((
+                cssm_uploads::state.eq(UploadState::Sending),
+                cssm_uploads::poll_id.eq(None::<String>),
+                cssm_uploads::sent_at.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::update(rum_reports::table.filter(rum_reports::upload_id.eq(upload)))
+            .set(rum_reports::uploaded_at.eq(None::<DateTime<Utc>>))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Puts the reports of a completed batch that no ACK covered back among the unsent ones.
+pub async fn release_unacknowledged(
+    conn: &mut AsyncPgConnection,
+    upload: UploadId,
+) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        rum_reports::table
+            .filter(rum_reports::upload_id.eq(upload))
+            .filter(rum_reports::acked_at.is_null()),
+    )
+    .set((
+        rum_reports::upload_id.eq(None::<UploadId>),
+        rum_reports::uploaded_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?)
 }

@@ -212,6 +212,7 @@ struct State {
     faults: HashMap<Endpoint, VecDeque<Fault>>,
     latency: HashMap<Endpoint, Duration>,
     ok_polls_before_complete: u32,
+    ack_omissions: usize,
     log: Vec<LoggedRequest>,
 }
 
@@ -387,6 +388,16 @@ impl CssmSim {
     /// New polls answer `OK_POLL` this many times before `COMPLETE`.
     pub fn set_ok_polls(&self, count: u32) {
         self.shared.state().ok_polls_before_complete = count;
+    }
+
+    /// Forgets every poll id, as CSSM does when they expire.
+    pub fn forget_polls(&self) {
+        self.shared.state().polls.clear();
+    }
+
+    /// New ACKs leave out the last `count` report ids of each device (a partial answer).
+    pub fn set_ack_omissions(&self, count: usize) {
+        self.shared.state().ack_omissions = count;
     }
 
     /// Stops the server.
@@ -751,6 +762,7 @@ async fn poll(
             ));
         }
         let mut state = shared.state();
+        let omissions = state.ack_omissions;
         let poll = state.polls.get_mut(&body.data.poll_id).ok_or_else(|| {
             error(
                 StatusCode::NOT_FOUND,
@@ -768,9 +780,10 @@ async fn poll(
         if poll.acks.is_none() {
             let mut acks = Vec::new();
             for (sudi, ids) in &poll.devices {
+                let kept = ids.len().saturating_sub(omissions);
                 let data = AckData {
                     sudi: sudi.clone(),
-                    acked_report_ids: ids.clone(),
+                    acked_report_ids: ids[..kept].to_vec(),
                     smart_account: poll.smart_account.clone(),
                     virtual_account: poll.virtual_account.clone(),
                     timestamp: Utc::now().timestamp_millis(),

@@ -63,6 +63,8 @@ struct Figures {
     bytes_sent: i64,
     bytes_received: i64,
     still_pending: usize,
+    /// Reports a completed batch's ACKs did not cover, put back to be sent again.
+    released: i32,
     hasher: Sha256,
 }
 
@@ -113,6 +115,13 @@ impl RunJob for CssmSync {
 
         let finished = worker.clock.now();
         let (state, message) = match &result {
+            Ok(()) if figures.still_pending == 0 && figures.released > 0 => (
+                SyncState::Pending,
+                format!(
+                    "{} reports sent, {} ACKs stored; CSSM's ACKs left {} reports unacknowledged, a follow-up sync sends them again",
+                    figures.reports_sent, figures.acks_received, figures.released
+                ),
+            ),
             Ok(()) if figures.still_pending == 0 => (
                 SyncState::Succeeded,
                 format!(
@@ -189,7 +198,7 @@ impl RunJob for CssmSync {
         )
         .await?;
 
-        if result.is_ok() && figures.still_pending > 0 {
+        if result.is_ok() && (figures.still_pending > 0 || figures.released > 0) {
             let follow_up = finished
                 + chrono::Duration::seconds(
                     i64::try_from(worker.settings.cssm.follow_up_secs).unwrap_or(900),
@@ -325,15 +334,21 @@ async fn synchronise(
     };
     let token = worker.cssm.token(client_id, client_secret).await?;
     let mut scopes = Scopes::new(&worker.cssm, &token, account)?;
+    // Problems confined to one batch are noted and the sync goes on with the others, so one bad
+    // batch never holds back the rest; they are reported (and retried) at the end.
+    let mut skipped: Vec<String> = Vec::new();
 
     // 1. Batches recorded but not confirmed sent (a crash or failure mid-call): resend as is.
     for upload in uploads::open_uploads(conn, account.id).await? {
         if upload.state == UploadState::Sending {
             let outgoing = uploads::upload_reports(conn, account.id, upload.id).await?;
-            let scope = scopes
-                .scope(&upload.smart_account, &upload.virtual_account)
-                .await?;
-            send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await?;
+            let sent = async {
+                let scope = scopes
+                    .scope(&upload.smart_account, &upload.virtual_account)
+                    .await?;
+                send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await
+            };
+            note(sent.await, &mut skipped)?;
         }
     }
 
@@ -362,20 +377,29 @@ async fn synchronise(
             }
         }
         for ((smart_account, virtual_account), outgoing) in pairs {
-            let scope = scopes.scope(&smart_account, &virtual_account).await?;
-            let row_ids: Vec<i64> = outgoing.iter().map(|r| r.row_id).collect();
-            let nonce = random_alphanumeric(16);
-            let upload = uploads::create_upload(
-                conn,
-                account.id,
-                &smart_account,
-                &virtual_account,
-                &nonce,
-                &row_ids,
-                worker.clock.now(),
-            )
-            .await?;
-            send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await?;
+            let sent = async {
+                let scope = scopes.scope(&smart_account, &virtual_account).await?;
+                let row_ids: Vec<i64> = outgoing.iter().map(|r| r.row_id).collect();
+                let nonce = random_alphanumeric(16);
+                let now = worker.clock.now();
+                let (upload, tagged) = uploads::create_upload(
+                    conn,
+                    account.id,
+                    &smart_account,
+                    &virtual_account,
+                    &nonce,
+                    &row_ids,
+                    now,
+                )
+                .await?;
+                // Send exactly the reports this batch tagged, none another sync holds.
+                let outgoing: Vec<OutgoingReport> = outgoing
+                    .into_iter()
+                    .filter(|r| tagged.contains(&r.row_id))
+                    .collect();
+                send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await
+            };
+            note(sent.await, &mut skipped)?;
         }
     }
 
@@ -392,32 +416,18 @@ async fn synchronise(
             break;
         }
         for upload in polling {
-            let Some(poll_id) = upload.poll_id.clone() else {
-                continue;
-            };
-            let scope = scopes
-                .scope(&upload.smart_account, &upload.virtual_account)
-                .await?;
-            let now = worker.clock.now();
-            let data = PollData {
-                timestamp: now.timestamp_millis(),
-                nonce: random_alphanumeric(16),
-                poll_id,
-                action: "acknowledgements".into(),
-            };
-            let answer = worker.cssm.poll_acks(&token, &scope, data).await?;
-            if answer.status == STATUS_COMPLETE {
-                store_acks(
-                    ctx,
-                    conn,
-                    account.id,
-                    &upload,
-                    &answer.data.acknowledgements,
-                    verifier,
-                    figures,
+            let polled = async {
+                let scope = scopes
+                    .scope(&upload.smart_account, &upload.virtual_account)
+                    .await?;
+                poll_once(
+                    ctx, conn, &token, &scope, account.id, &upload, verifier, figures,
                 )
-                .await?;
-                figures.still_pending -= 1;
+                .await
+            };
+            match polled.await {
+                Ok(true) => figures.still_pending -= 1,
+                outcome => note(outcome.map(|_| ()), &mut skipped)?,
             }
         }
         if figures.still_pending > 0 && attempt + 1 < attempts {
@@ -428,6 +438,14 @@ async fn synchronise(
             );
             tokio::time::sleep(Duration::from_secs(worker.settings.cssm.poll_interval_secs)).await;
         }
+    }
+    if !skipped.is_empty() {
+        // Licenses are still synced below only when every batch went through; report first.
+        return Err(JobError::Retry(format!(
+            "{} batch problem(s): {}",
+            skipped.len(),
+            skipped.join("; ")
+        )));
     }
 
     // 4. Purchased licenses down into the default LVA.
@@ -460,6 +478,108 @@ async fn synchronise(
     Ok(())
 }
 
+/// How one batch failed.
+enum BatchFailure {
+    /// CSSM or the database is unreachable: stop the whole sync, retry it later.
+    Stop(JobError),
+    /// Only this batch is affected: note it and carry on with the others.
+    Skip(String),
+}
+
+impl From<CssmError> for BatchFailure {
+    fn from(e: CssmError) -> Self {
+        if e.is_retryable() {
+            BatchFailure::Stop(e.into())
+        } else {
+            BatchFailure::Skip(e.to_string())
+        }
+    }
+}
+
+impl From<outpost_db::DbError> for BatchFailure {
+    fn from(e: outpost_db::DbError) -> Self {
+        BatchFailure::Stop(e.into())
+    }
+}
+
+impl From<JobError> for BatchFailure {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Retry(message) | JobError::Fatal(message) => BatchFailure::Skip(message),
+        }
+    }
+}
+
+/// Keeps going after a batch-only failure; stops the sync on anything wider.
+fn note(outcome: Result<(), BatchFailure>, skipped: &mut Vec<String>) -> Result<(), JobError> {
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(BatchFailure::Skip(message)) => {
+            tracing::warn!(error = %message, "a batch failed; the sync goes on with the others");
+            skipped.push(message);
+            Ok(())
+        }
+        Err(BatchFailure::Stop(e)) => Err(e),
+    }
+}
+
+/// Polls one batch once; `true` when its ACKs arrived and are stored.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the sync's state, passed explicitly"
+)]
+async fn poll_once(
+    ctx: &JobContext,
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    scope: &AccountScope,
+    account: AccountId,
+    upload: &Upload,
+    verifier: &outpost_core::crypto::SignatureVerifier,
+    figures: &mut Figures,
+) -> Result<bool, BatchFailure> {
+    let Some(poll_id) = upload.poll_id.clone() else {
+        return Ok(false);
+    };
+    let now = ctx.worker.clock.now();
+    let data = PollData {
+        timestamp: now.timestamp_millis(),
+        nonce: random_alphanumeric(16),
+        poll_id,
+        action: "acknowledgements".into(),
+    };
+    let answer = match ctx.worker.cssm.poll_acks(token, scope, data).await {
+        Ok(answer) => answer,
+        Err(CssmError::Status {
+            status: 404,
+            message,
+            ..
+        }) => {
+            // CSSM no longer knows the poll id (expired, or CSSM lost it): send the batch again;
+            // CSSM recognises the reports it already has.
+            uploads::reset_for_resend(conn, upload.id).await?;
+            return Err(BatchFailure::Skip(format!(
+                "CSSM does not know the poll id of a batch ({message}); it will be sent again"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if answer.status != STATUS_COMPLETE {
+        return Ok(false);
+    }
+    store_acks(
+        ctx,
+        conn,
+        account,
+        upload,
+        &answer.data.acknowledgements,
+        verifier,
+        figures,
+    )
+    .await?;
+    Ok(true)
+}
+
 /// Sends one recorded batch and records CSSM's poll id.
 async fn send(
     ctx: &JobContext,
@@ -469,7 +589,7 @@ async fn send(
     upload: &Upload,
     outgoing: &[OutgoingReport],
     figures: &mut Figures,
-) -> Result<(), JobError> {
+) -> Result<(), BatchFailure> {
     if outgoing.is_empty() {
         // Every report of the batch was deleted with its device; nothing left to send.
         uploads::mark_complete(conn, upload.id, ctx.worker.clock.now()).await?;
@@ -504,7 +624,7 @@ async fn send(
         },
     };
     let body = serde_json::to_vec(&body)
-        .map_err(|e| JobError::Fatal(format!("encoding the upload: {e}")))?;
+        .map_err(|e| BatchFailure::Skip(format!("encoding the upload: {e}")))?;
     let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     figures.hasher.update(&body);
     let answer = ctx.worker.cssm.report_usage(token, scope, body).await?;
@@ -547,7 +667,7 @@ async fn store_acks(
     entries: &[AckEntry],
     verifier: &outpost_core::crypto::SignatureVerifier,
     figures: &mut Figures,
-) -> Result<(), JobError> {
+) -> Result<(), BatchFailure> {
     let now = ctx.worker.clock.now();
     let mut checked = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -556,17 +676,18 @@ async fn store_acks(
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| {
-                JobError::Retry(format!(
+                BatchFailure::Skip(format!(
                     "the ACK for {} is not base64 UTF-8 text",
                     entry.sudi
                 ))
             })?;
         // A bad signature is refused outright: it stays unstored and the batch keeps polling, so
         // fixing cssm.signing_certificate_file and syncing again recovers it.
-        let verified = verify_ack(&file, verifier, now)
-            .map_err(|e| JobError::Retry(format!("the ACK for {} was refused: {e}", entry.sudi)))?;
+        let verified = verify_ack(&file, verifier, now).map_err(|e| {
+            BatchFailure::Skip(format!("the ACK for {} was refused: {e}", entry.sudi))
+        })?;
         if !verified.ack.sudi.same_device(&entry.sudi) {
-            return Err(JobError::Retry(format!(
+            return Err(BatchFailure::Skip(format!(
                 "the ACK listed for {} is signed for {}",
                 entry.sudi, verified.ack.sudi
             )));
@@ -580,7 +701,7 @@ async fn store_acks(
         });
     }
 
-    let (stored, acked) = conn
+    let (stored, acked, released) = conn
         .transaction::<_, outpost_db::DbError, _>(async |conn| {
             let mut stored = 0;
             let mut acked = 0;
@@ -628,10 +749,20 @@ async fn store_acks(
                 .await?;
             }
             uploads::mark_complete(conn, upload.id, now).await?;
-            Ok((stored, acked))
+            // Reports CSSM's ACKs did not cover go back to the unsent pool for the next sync,
+            // instead of waiting forever in a completed batch.
+            let released = uploads::release_unacknowledged(conn, upload.id).await?;
+            Ok((stored, acked, released))
         })
         .await?;
     figures.acks_received += stored;
     figures.reports_acked += acked;
+    if released > 0 {
+        tracing::warn!(
+            reports = released,
+            "CSSM's ACKs left reports of a batch unacknowledged; they will be sent again"
+        );
+        figures.released += i32::try_from(released).unwrap_or(i32::MAX);
+    }
     Ok(())
 }

@@ -234,7 +234,7 @@ async fn a_batch_recorded_before_a_crash_is_resent_once_and_a_second_run_sends_n
         .await
         .unwrap();
     let rows: Vec<i64> = outgoing.iter().map(|r| r.row_id).collect();
-    uploads::create_upload(
+    let _tagged = uploads::create_upload(
         &mut *app.conn().await,
         account.id,
         "Acme Corp",
@@ -449,4 +449,141 @@ async fn eventually_leads(scheduler: &Scheduler) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the second worker never took the lead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_id_cssm_forgot_makes_the_batch_go_again() {
+    let clock = manual_clock();
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account(ACCOUNT)
+        .start()
+        .await;
+    let mut device = push(&app, "FCWFORGOT01", 2).await;
+    app.cssm.set_ok_polls(10);
+    assert_eq!(
+        app.sync(ACCOUNT).await,
+        JobState::Succeeded,
+        "pending, with a follow-up"
+    );
+    app.cssm.forget_polls();
+    app.cssm.set_ok_polls(0);
+
+    clock.advance(chrono::Duration::seconds(
+        i64::try_from(app.settings.cssm.follow_up_secs).unwrap() + 1,
+    ));
+    assert_eq!(
+        app.run_jobs().await[0].1,
+        JobState::Queued,
+        "the 404 is noted and the sync retried"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM cssm_uploads WHERE state = 'sending' AND poll_id IS NULL")
+            .await,
+        1
+    );
+    clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(app.run_jobs().await[0].1, JobState::Succeeded);
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.cssm
+            .received_reports()
+            .iter()
+            .filter(|r| r.duplicate)
+            .count(),
+        2,
+        "CSSM saw the resend as duplicates"
+    );
+    assert_eq!(device.poll(&app.pi_client(TENANT)).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_batch_does_not_hold_back_the_others() {
+    let mut app = TestApp::builder()
+        .with_settings(|s| s.worker.max_attempts = 1)
+        .with_account(ACCOUNT)
+        .start()
+        .await;
+    // LVA 2 maps its usage to a Virtual Account CSSM does not know.
+    app.execute(
+        "INSERT INTO local_virtual_accounts (id, account_id, number, name, tenant_id, smart_account, virtual_account)
+         SELECT gen_random_uuid(), id, 2, 'Lab', 'Acme Campus-2', 'Acme Corp', 'Nowhere' FROM local_accounts",
+    )
+    .await;
+    let mut good = push(&app, "FCWGOODLVA1", 2).await;
+    let mut lab = Device::new("C9300-24UX", "FCWLABLVA01");
+    let report = lab.next_report();
+    assert_eq!(
+        lab.push(&app.pi_client("Acme Campus-2"), vec![report])
+            .await
+            .unwrap()
+            .status,
+        Status::OkPoll
+    );
+
+    assert_eq!(app.sync(ACCOUNT).await, JobState::Failed);
+    app.expect_failed_jobs(1);
+    assert_eq!(
+        good.poll(&app.pi_client(TENANT)).await.unwrap(),
+        1,
+        "the good batch went through"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE upload_id IS NULL")
+            .await,
+        1,
+        "the lab report waits"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_runs WHERE state = 'failed' AND message LIKE '%Virtual Account ''Nowhere'', which CSSM does not know%'").await,
+        1
+    );
+    assert_eq!(lab.poll(&app.pi_client("Acme Campus-2")).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_an_ack_left_out_are_sent_again() {
+    let clock = manual_clock();
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account(ACCOUNT)
+        .start()
+        .await;
+    let mut device = push(&app, "FCWPARTIAL1", 3).await;
+    app.cssm.set_ack_omissions(1);
+    assert_eq!(app.sync(ACCOUNT).await, JobState::Succeeded);
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE upload_id IS NULL")
+            .await,
+        1,
+        "back among the unsent"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sync_runs WHERE state = 'pending' AND message LIKE '%left 1 reports unacknowledged%'").await, 1);
+
+    app.cssm.set_ack_omissions(0);
+    clock.advance(chrono::Duration::seconds(
+        i64::try_from(app.settings.cssm.follow_up_secs).unwrap() + 1,
+    ));
+    assert_eq!(app.run_jobs().await[0].1, JobState::Succeeded);
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
+        3
+    );
+    assert_eq!(device.poll(&app.pi_client(TENANT)).await.unwrap(), 1);
+    assert_eq!(device.acknowledged_report_ids().len(), 3);
 }
