@@ -14,7 +14,7 @@ pub const MAX_NONCE_LEN: usize = 128;
 /// Longest hostname (DNS limit).
 pub const MAX_HOSTNAME_LEN: usize = 255;
 /// Longest free-text identifier (software version, tags, PI identifier).
-pub const MAX_FIELD_LEN: usize = 512;
+pub const MAX_FIELD_LEN: usize = crate::rum::MAX_TEXT_LEN;
 
 /// The exchanges a device makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +180,18 @@ impl DeviceRequest {
             sudi.validate()
                 .map_err(|e| InvalidRequest(format!("data.sudi: {e}")))?;
         }
+        if d.ha_udi.len() > crate::udi::MAX_HA_MEMBERS {
+            return Err(InvalidRequest(format!(
+                "data.ha_udi has {} members; an HA set has at most {}",
+                d.ha_udi.len(),
+                crate::udi::MAX_HA_MEMBERS
+            )));
+        }
+        if d.trust_requests.iter().any(crate::rum::contains_nul) {
+            return Err(InvalidRequest(
+                "data.trust_requests contains a NUL character".into(),
+            ));
+        }
         for (i, member) in d.ha_udi.iter().enumerate() {
             member
                 .sudi
@@ -225,6 +237,8 @@ pub enum MessageCode {
     MalformedRequest,
     /// The body is larger than the configured limit.
     BodyTooLarge,
+    /// The body did not arrive in time.
+    RequestTimeout,
     /// No tenant has that id.
     UnknownTenant,
     /// The tenant is deactivated.

@@ -8,7 +8,23 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::udi::{HaMember, HaRole, Sudi};
+use crate::udi::{HaMember, HaRole, MAX_HA_MEMBERS, Sudi};
+
+/// Longest text field read from a payload (tags, versions, identifiers).
+pub const MAX_TEXT_LEN: usize = 512;
+/// Latest measurement end accepted: 9999-12-31 (PostgreSQL and people agree on that range).
+const MAX_EPOCH_SECONDS: i64 = 253_402_300_799;
+
+/// True when any string (or object key) inside holds a NUL character, which PostgreSQL cannot
+/// store in `text` or `jsonb` and no real device sends.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
 
 /// A signed RUM report as it travels on the wire and in files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +111,11 @@ impl RumEnvelope {
         if !self.signature.is_object() {
             return Err(RumError::Envelope("signature is not an object"));
         }
+        if contains_nul(&self.signature) || self.header.as_ref().is_some_and(contains_nul) {
+            return Err(RumError::Envelope(
+                "signature or header contains a NUL character",
+            ));
+        }
         parse_payload(&self.payload)
     }
 }
@@ -105,6 +126,9 @@ pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
         serde_json::from_str(payload).map_err(|e| RumError::PayloadNotJson(e.to_string()))?;
     if !doc.is_object() {
         return Err(RumError::PayloadNotJson("not a JSON object".into()));
+    }
+    if contains_nul(&doc) {
+        return Err(RumError::Envelope("payload contains a NUL character"));
     }
     let asset_id = &doc["asset_identification"];
     let meta = &doc["meta"];
@@ -162,18 +186,31 @@ pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
         version: doc["version"].as_str().map(str::to_owned),
         report_id,
         instance,
-        product_instance_identifier: opt_str(&asset_id["instance"]["product_instance_identifier"]),
-        software_tag: opt_str(&asset_id["asset"]["name"]),
-        entitlement_tag: opt_str(&meta["entitlement_tag"]),
-        software_version: opt_str(&meta["software_version"]),
+        product_instance_identifier: text(
+            &asset_id["instance"]["product_instance_identifier"],
+            "asset_identification.instance.product_instance_identifier",
+        )?,
+        software_tag: text(
+            &asset_id["asset"]["name"],
+            "asset_identification.asset.name",
+        )?,
+        entitlement_tag: text(&meta["entitlement_tag"], "meta.entitlement_tag")?,
+        software_version: text(&meta["software_version"], "meta.software_version")?,
         ha_udi: ha_members(&meta["ha_udi"])?,
         telemetry: meta["report_type"].as_str() == Some("telemetry"),
         measurements,
     })
 }
 
-fn opt_str(v: &Value) -> Option<String> {
-    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+/// An optional text field, refused when longer than any real one.
+fn text(v: &Value, field: &'static str) -> Result<Option<String>, RumError> {
+    match v.as_str().filter(|s| !s.is_empty()) {
+        Some(s) if s.chars().count() > MAX_TEXT_LEN => Err(RumError::Field {
+            field,
+            problem: "is longer than 512 characters",
+        }),
+        other => Ok(other.map(str::to_owned)),
+    }
 }
 
 /// Report ids and counts arrive as numbers or decimal strings depending on the release.
@@ -197,10 +234,21 @@ fn measurement(m: &Value) -> Option<Result<Measurement, RumError>> {
         return None;
     }
     Some((|| {
-        Ok(Measurement {
-            end_time: integer(&m["end_time"], "measurements[].end_time")?,
-            count: integer(&m["value"]["value"], "measurements[].value.value")?,
-        })
+        let end_time = integer(&m["end_time"], "measurements[].end_time")?;
+        if !(0..=MAX_EPOCH_SECONDS).contains(&end_time) {
+            return Err(RumError::Field {
+                field: "measurements[].end_time",
+                problem: "is out of range",
+            });
+        }
+        let count = integer(&m["value"]["value"], "measurements[].value.value")?;
+        if count < 0 {
+            return Err(RumError::Field {
+                field: "measurements[].value.value",
+                problem: "is negative",
+            });
+        }
+        Ok(Measurement { end_time, count })
     })())
 }
 
@@ -208,6 +256,12 @@ fn ha_members(v: &Value) -> Result<Vec<HaMember>, RumError> {
     let Some(items) = v.as_array() else {
         return Ok(Vec::new());
     };
+    if items.len() > MAX_HA_MEMBERS {
+        return Err(RumError::Field {
+            field: "meta.ha_udi",
+            problem: "has more members than any HA set",
+        });
+    }
     items
         .iter()
         .map(|item| {
@@ -258,6 +312,36 @@ mod tests {
         assert_eq!(facts.report_id, 42);
         assert!(facts.telemetry);
         assert!(facts.measurements.is_empty());
+    }
+
+    #[test]
+    fn refuses_what_storage_cannot_hold() {
+        let nul = V2.replace("17.09.02", "17.09\\u0000");
+        assert_eq!(
+            parse_payload(&nul).unwrap_err(),
+            RumError::Envelope("payload contains a NUL character")
+        );
+        let long = V2.replace("17.09.02", &"9".repeat(600));
+        assert!(
+            parse_payload(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("meta.software_version is longer")
+        );
+        let ancient = V2.replace("1671966644", "-99999999999999");
+        assert!(
+            parse_payload(&ancient)
+                .unwrap_err()
+                .to_string()
+                .contains("end_time is out of range")
+        );
+        let negative = V2.replace("\"value\":\"2\"", "\"value\":\"-2\"");
+        assert!(
+            parse_payload(&negative)
+                .unwrap_err()
+                .to_string()
+                .contains("is negative")
+        );
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct DeviceSettings {
     pub http_listen: Option<SocketAddr>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Seconds a device may take to send its body; a slower one is cut off so it cannot hold a
+    /// slot of `max_in_flight` forever.
+    pub body_timeout_secs: u64,
     /// Device requests handled at once; more are answered `OK_TRY_AGAIN`.
     pub max_in_flight: usize,
     /// Seconds a device is told to wait in an `OK_TRY_AGAIN`.
@@ -273,6 +276,7 @@ impl Default for DeviceSettings {
             https_listen: SocketAddr::from(([0, 0, 0, 0], 443)),
             http_listen: None,
             max_body_bytes: 4 * 1024 * 1024,
+            body_timeout_secs: 30,
             max_in_flight: 256,
             retry_after_secs: 60,
             default_tenant: String::new(),
@@ -420,6 +424,9 @@ impl Settings {
         }
         if self.device.max_body_bytes < 1024 {
             return invalid("device.max_body_bytes", "must be at least 1024");
+        }
+        if self.device.body_timeout_secs == 0 {
+            return invalid("device.body_timeout_secs", "must be at least 1");
         }
         if self.device.max_in_flight == 0 {
             return invalid("device.max_in_flight", "must be at least 1");

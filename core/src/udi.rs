@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 
 /// Longest PID or serial number accepted; real ones are under 40 characters.
 const MAX_PART_LEN: usize = 64;
+/// Most members an HA set (a stack) is accepted with; real stacks have up to 16.
+pub const MAX_HA_MEMBERS: usize = 64;
 
 /// A UDI in its JSON `sudi` form. Optional keys a device adds (`udi_vid`, `uuid`, `suvi`, ...)
 /// are kept in `extra` so they travel on unchanged.
@@ -33,6 +35,9 @@ pub enum UdiError {
     /// A part holds a control character or a separator that would make the text form ambiguous.
     #[error("{0} contains a control character, ',' or ':'")]
     BadCharacter(&'static str),
+    /// An optional key holds a NUL character.
+    #[error("a key of the sudi contains a NUL character")]
+    Nul,
 }
 
 impl Sudi {
@@ -48,7 +53,15 @@ impl Sudi {
     /// Checks both parts are usable as a key; devices never send anything this refuses.
     pub fn validate(&self) -> Result<(), UdiError> {
         check_part("udi_pid", &self.udi_pid)?;
-        check_part("udi_serial_number", &self.udi_serial_number)
+        check_part("udi_serial_number", &self.udi_serial_number)?;
+        if self
+            .extra
+            .iter()
+            .any(|(k, v)| k.contains('\0') || crate::rum::contains_nul(v))
+        {
+            return Err(UdiError::Nul);
+        }
+        Ok(())
     }
 
     /// True when both identify the same device (optional keys ignored).

@@ -51,6 +51,7 @@ pub(crate) fn status_for(code: MessageCode) -> StatusCode {
     match code {
         MessageCode::MalformedRequest => StatusCode::BAD_REQUEST,
         MessageCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        MessageCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         MessageCode::UnknownTenant | MessageCode::UnknownPollId => StatusCode::NOT_FOUND,
         MessageCode::TenantInactive | MessageCode::DeviceNotAllowed => StatusCode::FORBIDDEN,
         MessageCode::NotSupported => StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,6 +1,8 @@
 //! `POST /cslu/v1/pi/{tenant}`: reads the body within the size limit, parses it (JSON, or an
 //! offline RUM file as XML), finds the tenant and hands the exchange to [`super::exchange`].
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -116,21 +118,20 @@ async fn handle(
     };
 
     let limit = state.settings.device.max_body_bytes;
-    let body = match read_body(payload, limit).await {
-        Ok(Some(body)) => body,
-        Ok(None) => {
-            return failed(
-                None,
-                MessageCode::BodyTooLarge,
-                format!("the body is larger than {limit} bytes"),
-            );
+    let patience = Duration::from_secs(state.settings.device.body_timeout_secs);
+    let body = match tokio::time::timeout(patience, read_body(payload, limit)).await {
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => {
+            let message = format!("the body is larger than {limit} bytes");
+            return failed(None, MessageCode::BodyTooLarge, message);
         }
-        Err(e) => {
-            return failed(
-                None,
-                MessageCode::MalformedRequest,
-                format!("the body could not be read: {e}"),
-            );
+        Ok(Err(e)) => {
+            let message = format!("the body could not be read: {e}");
+            return failed(None, MessageCode::MalformedRequest, message);
+        }
+        Err(_) => {
+            let message = format!("the body did not arrive within {} s", patience.as_secs());
+            return failed(None, MessageCode::RequestTimeout, message);
         }
     };
     let (request, source) = match parse(classify(&req, body)) {

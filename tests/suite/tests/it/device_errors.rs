@@ -29,6 +29,25 @@ fn json_body(value: serde_json::Value) -> Vec<u8> {
 fn cases(device: &mut Device, stranger: &mut Device) -> Vec<Case> {
     let sudi = json!({ "udi_pid": device.sudi.udi_pid, "udi_serial_number": device.sudi.udi_serial_number });
     let foreign_report = stranger.next_report();
+    // Reports of the device whose payload carries what storage cannot hold.
+    let mut spoiled = |from: &str, to: &str| {
+        let mut report = device.next_report();
+        assert!(report.payload.contains(from));
+        report.payload = report.payload.replacen(from, to, 1);
+        json_body(
+            json!({"message_type": "usage_report", "data": {"sudi": sudi, "usage": [report]}}),
+        )
+    };
+    let out_of_range = spoiled("\"end_time\":", "\"end_time\":-99999999999999,\"x\":");
+    let long_tag = spoiled("regid.2017-03.com.cisco.advantagek9", &"x".repeat(9000));
+    let nul_in_payload = spoiled(
+        "\"software_version\":\"17.12.1\"",
+        "\"software_version\":\"17\\u0000\"",
+    );
+    let many = vec![
+        json!({"role": "Member", "sudi": {"udi_pid": "C9300-24UX", "udi_serial_number": "FCW0000MEMB"}});
+        100
+    ];
     let doctype = "<?xml version=\"1.0\"?><!DOCTYPE smartLicense [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><smartLicense><RUMReport>&x;</RUMReport></smartLicense>";
     vec![
         Case {
@@ -378,4 +397,46 @@ async fn no_database_connection_means_try_again_not_an_error() {
     drop(held);
     let (status, answer) = app.pi_client(TENANT).exchange(&request).await.unwrap();
     assert_eq!((status, answer.status), (200, Status::OkPoll));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_finishes_its_body_is_cut_off() {
+    let app = TestApp::builder()
+        .with_settings(|s| {
+            s.device.max_in_flight = 1;
+            s.device.body_timeout_secs = 1;
+        })
+        .with_account("Acme Campus")
+        .start()
+        .await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    sender
+        .send(Ok(b"{\"message_type\": ".to_vec()))
+        .await
+        .unwrap();
+    let request = app
+        .http()
+        .post(app.tenant_url(TENANT))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(20), request)
+        .await
+        .expect("Outpost cuts a slow body off long before 20 s")
+        .unwrap();
+    assert_eq!(response.status(), 408);
+    let answer: DeviceResponse = response.json().await.unwrap();
+    assert_eq!(answer.message_code, MessageCode::RequestTimeout);
+    drop(sender);
+    // Its slot is free again.
+    let device = Device::new("C9300-24UX", "FCWAFTERSLO");
+    let (status, _) = app
+        .pi_client(TENANT)
+        .exchange(&device.hello_request())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
 }
