@@ -221,6 +221,9 @@ pub struct WorkerSettings {
     pub backoff_max_secs: u64,
     /// Whether this process enqueues scheduled jobs (one leader does, elected in PostgreSQL).
     pub schedules: bool,
+    /// Seconds a stopping worker lets running jobs finish before stopping them and handing
+    /// them back to the queue.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Settings {
@@ -339,6 +342,7 @@ impl Default for WorkerSettings {
             backoff_base_secs: 15,
             backoff_max_secs: 3600,
             schedules: true,
+            shutdown_grace_secs: 10,
         }
     }
 }

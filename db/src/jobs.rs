@@ -135,7 +135,8 @@ pub async fn claim_next(
                 heartbeat_at = $2, started_at = COALESCE(started_at, $2)
          WHERE id = (
              SELECT id FROM jobs
-             WHERE (state = 'queued' AND run_at <= $2) OR (state = 'running' AND heartbeat_at < $3)
+             WHERE (state = 'queued' AND run_at <= $2)
+                OR (state = 'running' AND heartbeat_at < $3 AND locked_by IS DISTINCT FROM $1)
              ORDER BY run_at
              FOR UPDATE SKIP LOCKED
              LIMIT 1)

@@ -1,7 +1,7 @@
 //! The job runner: claims jobs from the durable table, runs them with a heartbeat, and records
 //! the outcome: success, a retry after exponential backoff, or failure when attempts run out.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,20 +11,18 @@ use outpost_db::jobs::{self, Job};
 use outpost_db::{DbError, JobId};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::WorkerContext;
 use crate::jobs::{JobContext, JobError, dispatch};
-
-/// How long a stopping worker lets running jobs finish before handing them back to the queue.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A worker process's runner.
 #[derive(Debug, Clone)]
 pub struct Runner {
     ctx: Arc<WorkerContext>,
     worker_id: String,
-    held: Arc<Mutex<HashSet<JobId>>>,
+    /// Jobs this worker runs, with the handle that stops their code (graceful shutdown).
+    held: Arc<Mutex<HashMap<JobId, AbortHandle>>>,
 }
 
 impl Runner {
@@ -101,29 +99,25 @@ impl Runner {
             }
         }
 
-        // Let running jobs finish; hand back those that do not, so another worker (or this one
-        // after a restart) picks them up at once instead of after the lease.
-        let grace = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        // Let running jobs finish. Those that do not are stopped, and only once their code has
+        // stopped does each go back to the queue (by `execute`), so it never runs twice at once.
+        let grace = Duration::from_secs(self.ctx.settings.worker.shutdown_grace_secs);
+        let finished = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
         })
         .await;
-        if grace.is_err() {
-            running.abort_all();
-            let held: Vec<JobId> = self
+        if finished.is_err() {
+            let handles: Vec<AbortHandle> = self
                 .held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .drain()
+                .values()
+                .cloned()
                 .collect();
-            if let Ok(mut conn) = self.ctx.pool.get().await {
-                for id in held {
-                    if let Err(e) =
-                        jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await
-                    {
-                        tracing::warn!(job.id = %id, error = %e, "could not hand a job back; it is retried after its lease");
-                    }
-                }
+            for handle in handles {
+                handle.abort();
             }
+            while running.join_next().await.is_some() {}
         }
         tracing::info!(worker.id = %self.worker_id, "job runner stopped");
     }
@@ -167,10 +161,6 @@ impl Runner {
             );
             return self.record(&job, Err(JobError::Fatal(message)), now).await;
         }
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
         let span = tracing::info_span!("job", job.id = %id, job.kind = %job.kind, job.attempt = job.attempts);
         let _entered = span.enter();
         tracing::info!("job started");
@@ -178,6 +168,10 @@ impl Runner {
         let progress = Arc::new(Mutex::new(None::<Value>));
         let ctx = JobContext::new(self.ctx.clone(), job.clone(), progress.clone());
         let mut task = tokio::spawn(dispatch(ctx));
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, task.abort_handle());
         let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<()>();
         let heartbeat = tokio::spawn(self.clone().heartbeat(id, progress, lost_tx));
 
@@ -185,7 +179,20 @@ impl Runner {
             joined = &mut task => match joined {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => Err(JobError::Retry("the job panicked (a bug; see the log)".into())),
-                Err(e) => Err(JobError::Retry(format!("the job was aborted: {e}"))),
+                Err(_) => {
+                    // Stopped by a shutdown: its code no longer runs, so hand it back as is.
+                    heartbeat.abort();
+                    self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                    let released = async {
+                        let mut conn = self.ctx.pool.get().await?;
+                        jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await
+                    };
+                    if let Err(e) = released.await {
+                        tracing::warn!(error = %e, "could not hand the job back; it is retried after its lease");
+                    }
+                    tracing::info!("job stopped by shutdown and handed back to the queue");
+                    return JobState::Queued;
+                }
             },
             _ = &mut lost_rx => {
                 task.abort();

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_db::accounts;
+use outpost_db::enums::AccountStatus;
 use outpost_db::jobs::{self, catalog::CssmSync};
 use outpost_db::schedules::{self, kinds};
 use outpost_db::{AsyncConnection, AsyncPgConnection, DbError, locks};
@@ -53,8 +55,13 @@ impl Scheduler {
                 };
                 match row.kind.as_str() {
                     kinds::CSSM_SYNC => {
-                        jobs::enqueue(conn, &CssmSync { account_id: row.account_id }.job(now, max_attempts), now).await?;
-                        enqueued += 1;
+                        // Until an account is registered (or while it is deactivated) there is
+                        // nothing to synchronise; the schedule just moves on.
+                        let account = accounts::find_account(conn, row.account_id).await?;
+                        if account.status == AccountStatus::Active {
+                            jobs::enqueue(conn, &CssmSync { account_id: row.account_id }.job(now, max_attempts), now).await?;
+                            enqueued += 1;
+                        }
                     }
                     other => tracing::warn!(account.id = %row.account_id, schedule.kind = other, "no job for this schedule kind yet"),
                 }

@@ -376,6 +376,28 @@ async fn a_schedule_enqueues_its_sync_once_when_due() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_of_unregistered_accounts_enqueue_nothing() {
+    let clock = ManualClock::new(at("2026-01-10T01:00:00Z"));
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account(ACCOUNT)
+        .start()
+        .await;
+    app.execute("UPDATE local_accounts SET status = 'inactive'")
+        .await;
+    let scheduler = Scheduler::new(app.worker.clone());
+    clock.set(at("2026-01-10T02:00:30Z"));
+    assert_eq!(scheduler.tick().await.unwrap(), 0);
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM schedules WHERE next_run_at = '2026-01-11T02:00:00Z'")
+            .await,
+        1,
+        "it moved on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_is_taken_over_after_its_lease() {
     let clock = manual_clock();
     let app = TestApp::builder()
@@ -586,4 +608,50 @@ async fn reports_an_ack_left_out_are_sent_again() {
     );
     assert_eq!(device.poll(&app.pi_client(TENANT)).await.unwrap(), 1);
     assert_eq!(device.acknowledged_report_ids().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_unfinished_jobs_back() {
+    let app = TestApp::builder()
+        .with_settings(|s| {
+            s.worker.shutdown_grace_secs = 1;
+            s.worker.poll_interval_ms = 50;
+            s.cssm.request_timeout_secs = 30;
+        })
+        .with_account(ACCOUNT)
+        .start()
+        .await;
+    push(&app, "FCWSHUTDOWN", 1).await;
+    app.cssm.inject(
+        Endpoint::ReportUsage,
+        &[Fault::Hang(Duration::from_secs(20))],
+    );
+    app.enqueue_sync(ACCOUNT).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = app.runner.clone();
+    let running = tokio::spawn(async move { runner.run(stopped).await });
+    outpost_tests::eventually(10, "the sync to be running", || async {
+        app.count("SELECT count(*) FROM jobs WHERE state = 'running'")
+            .await
+            == 1
+    })
+    .await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the worker stops after its grace period")
+        .unwrap();
+
+    assert_eq!(app.count("SELECT count(*) FROM jobs WHERE state = 'queued' AND attempts = 0 AND locked_by IS NULL").await, 1);
+    assert_eq!(
+        app.run_jobs().await[0].1,
+        JobState::Succeeded,
+        "another run completes it"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
+            .await,
+        1
+    );
 }
