@@ -58,6 +58,12 @@ pub enum EmbeddedError {
         "{0} exists but is not a PostgreSQL data directory; move it away or choose another data_dir"
     )]
     NotACluster(String),
+    /// Something else sits where the socket directory goes.
+    #[error(
+        "{0} exists but is not a private directory of the cluster's user (a symlink, a file, or \
+         another user's); remove it"
+    )]
+    UnsafeSocketDir(String),
     /// A path PostgreSQL's option syntax cannot carry.
     #[error("path {0} contains a quote or backslash; choose another data_dir")]
     BadPath(String),
@@ -218,6 +224,11 @@ impl EmbeddedPostgres {
         &self.cluster
     }
 
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
     /// The server programs in use.
     pub fn binaries(&self) -> &PgBinaries {
         &self.binaries
@@ -225,8 +236,9 @@ impl EmbeddedPostgres {
 
     /// A key/value connection string for `dbname` over the private socket.
     pub fn connection_string(&self, dbname: &str) -> String {
+        // Quoted: a data directory may contain spaces (never quotes: see `BadPath`).
         format!(
-            "host={} port={PORT} user={SUPERUSER} dbname={dbname}",
+            "host='{}' port={PORT} user={SUPERUSER} dbname={dbname}",
             self.socket_dir.display()
         )
     }
@@ -248,6 +260,37 @@ impl EmbeddedPostgres {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         if let Some((uid, gid, _)) = &self.run_as {
             chown(dir, Some(uid.as_raw()), Some(gid.as_raw())).map_err(io_error(dir))?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_error(dir))
+    }
+
+    /// Creates the socket directory, or checks the existing one is a real directory of the
+    /// cluster's user. The fallback under /tmp has a predictable name: a symlink planted there
+    /// must never make Outpost chown or chmod what it points at.
+    fn prepare_socket_dir(&self) -> Result<(), EmbeddedError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = &self.socket_dir;
+        let unsafe_dir = || EmbeddedError::UnsafeSocketDir(dir.display().to_string());
+        let owner = self
+            .run_as
+            .as_ref()
+            .map(|(uid, _, _)| *uid)
+            .unwrap_or_else(Uid::effective);
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) => {
+                if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != owner.as_raw() {
+                    return Err(unsafe_dir());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // create_dir, not create_dir_all: it fails if the name appeared meanwhile.
+                std::fs::create_dir(dir).map_err(io_error(dir))?;
+                if let Some((uid, gid, _)) = &self.run_as {
+                    std::os::unix::fs::lchown(dir, Some(uid.as_raw()), Some(gid.as_raw()))
+                        .map_err(io_error(dir))?;
+                }
+            }
+            Err(e) => return Err(io_error(dir)(e)),
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_error(dir))
     }
@@ -328,6 +371,7 @@ impl EmbeddedPostgres {
     pub async fn start(&self) -> Result<StartOutcome, EmbeddedError> {
         self.own_private_dir(&self.root)?;
         self.check_reachable()?;
+        self.prepare_socket_dir()?;
         let mut initialised = false;
         if !self.cluster.join("PG_VERSION").is_file() {
             let occupied = std::fs::read_dir(&self.cluster)
@@ -361,7 +405,6 @@ impl EmbeddedPostgres {
             });
         }
 
-        self.own_private_dir(&self.socket_dir)?;
         let mut options = format!(
             "-c listen_addresses='' -c unix_socket_directories='{}' -p {PORT} -c max_connections=200",
             self.socket_dir.display()

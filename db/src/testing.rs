@@ -47,13 +47,8 @@ pub fn with_dbname(conn: &str, dbname: &str) -> String {
             .unwrap_or(query_start);
         format!("{}/{}{}", &conn[..path_start], dbname, &conn[query_start..])
     } else {
-        let mut parts: Vec<String> = conn
-            .split_whitespace()
-            .filter(|p| !p.starts_with("dbname="))
-            .map(str::to_owned)
-            .collect();
-        parts.push(format!("dbname={dbname}"));
-        parts.join(" ")
+        // In key/value strings a later key wins; values may be quoted, so do not split them.
+        format!("{conn} dbname={dbname}")
     }
 }
 
@@ -254,8 +249,8 @@ mod tests {
         );
         assert_eq!(with_dbname("postgres://u@h", "x"), "postgres://u@h/x");
         assert_eq!(
-            with_dbname("host=/tmp port=5432 dbname=postgres", "x"),
-            "host=/tmp port=5432 dbname=x"
+            with_dbname("host='/tmp/a b' port=5432 dbname=postgres", "x"),
+            "host='/tmp/a b' port=5432 dbname=postgres dbname=x"
         );
     }
 }

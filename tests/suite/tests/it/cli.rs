@@ -76,8 +76,12 @@ fn without_postgresql_serve_says_which_package_to_install() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_its_own_postgresql_and_stops_it_on_exit() {
-    // Under /tmp: when the suite runs as root, the cluster runs as `postgres`, which must reach it.
-    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    // Under /tmp: when the suite runs as root, the cluster runs as `postgres`, which must reach
+    // it. A space in the path, as operators' paths sometimes have.
+    let dir = tempfile::Builder::new()
+        .prefix("outpost data ")
+        .tempdir_in("/tmp")
+        .unwrap();
     let data = dir.path().join("data");
     let env: Vec<(String, String)> = [
         ("OUTPOST_DATA_DIR", data.to_str().unwrap()),
@@ -248,5 +252,39 @@ async fn migrate_brings_an_empty_database_up_to_date() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_symlink_never_redirects_the_socket_directory() {
+    // A data directory too deep for a socket path makes the cluster use /tmp/outpost-pg-<hash>,
+    // a name anyone could create first.
+    let base = tempfile::tempdir_in("/tmp").unwrap();
+    let deep = base.path().join("d".repeat(60)).join("e".repeat(40));
+    let cluster =
+        EmbeddedPostgres::new(PgBinaries::locate("").unwrap(), &deep, "postgres", false).unwrap();
+    let socket = cluster.socket_dir().to_path_buf();
+    assert!(
+        socket.starts_with(std::env::temp_dir()),
+        "{}",
+        socket.display()
+    );
+    let victim = base.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let before = std::fs::metadata(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, &socket).unwrap();
+
+    let err = cluster.start().await.unwrap_err();
+    std::fs::remove_file(&socket).unwrap();
+    assert!(
+        err.to_string().contains("is not a private directory"),
+        "{err}"
+    );
+    let after = std::fs::metadata(&victim).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (before.uid(), before.mode()),
+        (after.uid(), after.mode()),
+        "the symlink's target was not touched"
     );
 }
