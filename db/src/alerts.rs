@@ -22,6 +22,8 @@ pub mod kinds {
     pub const DEVICE_REJECTED: &str = "device_rejected";
     /// The last CSSM sync of the account failed.
     pub const SYNC_FAILED: &str = "cssm_sync_failed";
+    /// A device asked for a trust code, which this Outpost does not forward yet.
+    pub const TRUST_REQUEST_NOT_FORWARDED: &str = "trust_request_not_forwarded";
 }
 
 /// An alert row.

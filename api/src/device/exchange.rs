@@ -244,7 +244,17 @@ pub async fn run(
             }
 
             let (mut response, mut detail, mut files) = match request.message_type {
-                MessageType::UsageReport => store_usage(conn, tenant, pi, prepared, now).await?,
+                MessageType::UsageReport => {
+                    store_usage(
+                        conn,
+                        tenant,
+                        pi,
+                        prepared,
+                        request.data.trust_requests.len(),
+                        now,
+                    )
+                    .await?
+                }
                 MessageType::ResultPoll => {
                     match result_poll(conn, pi, request.data.poll_id.as_deref()).await? {
                         Ok(parts) => parts,
@@ -316,6 +326,7 @@ async fn store_usage(
     tenant: &Tenant,
     pi: ProductInstanceId,
     prepared: Vec<PreparedReport>,
+    trust_requests: usize,
     now: DateTime<Utc>,
 ) -> Result<Parts, DbError> {
     if prepared.is_empty() {
@@ -360,23 +371,51 @@ async fn store_usage(
         .into_iter()
         .collect();
     let poll = reports::create_device_poll(conn, tenant.account.id, pi, &report_ids, now).await?;
-    alerts::raise(
-        conn,
-        tenant.account.id,
-        Some(pi),
-        kinds::USAGE_REPORT,
-        Severity::Info,
-        "Usage report from product instance",
-        now,
-    )
-    .await?;
+    // The status line says a report awaits CSSM; reports resent after their ACK change nothing.
+    if reports::count_unacknowledged_of_pi(conn, pi).await? > 0 {
+        let message = "Usage report from product instance";
+        alerts::raise(
+            conn,
+            tenant.account.id,
+            Some(pi),
+            kinds::USAGE_REPORT,
+            Severity::Info,
+            message,
+            now,
+        )
+        .await?;
+    }
+    if trust_requests > 0 {
+        let message = "Trust code requested; this Outpost does not forward trust code requests yet";
+        alerts::raise(
+            conn,
+            tenant.account.id,
+            Some(pi),
+            kinds::TRUST_REQUEST_NOT_FORWARDED,
+            Severity::Warning,
+            message,
+            now,
+        )
+        .await?;
+    }
 
     let known = rows.len() - new_ids.len();
-    let message = format!(
+    let mut message = format!(
         "usage accepted: {} reports ({known} already known)",
         rows.len()
     );
-    let detail = json!({ "reports": rows.len(), "new": new_ids.len(), "already_known": known, "poll_id": poll });
+    if trust_requests > 0 {
+        message.push_str(&format!(
+            "; {trust_requests} trust code requests not forwarded (not supported yet)"
+        ));
+    }
+    let detail = json!({
+        "reports": rows.len(),
+        "new": new_ids.len(),
+        "already_known": known,
+        "poll_id": poll,
+        "trust_requests_not_forwarded": trust_requests,
+    });
     Ok((
         answer(
             Status::OkPoll,
