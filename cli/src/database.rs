@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use outpost_core::settings::Settings;
 use outpost_db::DbPool;
-use outpost_db::embedded::{EmbeddedPostgres, PgBinaries};
+use outpost_db::embedded::EmbeddedPostgres;
 
 /// The embedded database is named like this inside its cluster.
 const EMBEDDED_DATABASE: &str = "outpost";
@@ -27,9 +27,8 @@ pub struct Database {
 /// Finds or starts the database, migrates it and opens a pool.
 pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
     let (url, embedded, started_here) = if settings.database.url.is_empty() {
-        let binaries = PgBinaries::locate(&settings.embedded_postgres.bin_dir)?;
-        let cluster = EmbeddedPostgres::new(
-            binaries,
+        let cluster = EmbeddedPostgres::open(
+            &settings.embedded_postgres.bin_dir,
             &settings.data_dir.join("postgres"),
             &settings.embedded_postgres.run_as_user,
             true,

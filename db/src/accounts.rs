@@ -9,8 +9,9 @@ use crate::ids::{AccountId, LvaId};
 use crate::pool::DbError;
 use crate::schema::{local_accounts, local_virtual_accounts};
 
-/// A local account row. Holds CSSM client credentials: never serialise it as is.
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A local account row. Holds CSSM client credentials: never serialise it as is (its `Debug`
+/// leaves the secret out).
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = local_accounts, check_for_backend(diesel::pg::Pg))]
 pub struct LocalAccount {
     /// Id.
@@ -45,6 +46,19 @@ pub struct LocalAccount {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for LocalAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalAccount")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("smart_account", &self.smart_account)
+            .field("virtual_account", &self.virtual_account)
+            .field("status", &self.status)
+            .field("cssm_client_id", &self.cssm_client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A new local account.

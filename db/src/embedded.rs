@@ -18,6 +18,8 @@ use nix::unistd::{Gid, Uid, User};
 pub const SUPERUSER: &str = "outpost";
 /// Port number; it only names the socket file, nothing listens on TCP.
 pub const PORT: u16 = 5432;
+/// The data directory (`PGDATA`) inside a cluster's root.
+const CLUSTER_DIR: &str = "cluster";
 /// Longest Unix socket path Linux accepts (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -145,6 +147,23 @@ impl PgBinaries {
         }
     }
 
+    /// Like [`PgBinaries::locate`], but when `cluster_dir` already holds a cluster, prefers the
+    /// installed version that created it (a newer major version cannot start an older cluster).
+    pub fn locate_for(configured: &str, cluster_dir: &Path) -> Result<Self, EmbeddedError> {
+        if configured.is_empty() {
+            let version =
+                std::fs::read_to_string(cluster_dir.join("PG_VERSION")).unwrap_or_default();
+            let version = version.trim();
+            if !version.is_empty() {
+                let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+                if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                    return Ok(Self { dir });
+                }
+            }
+        }
+        Self::locate(configured)
+    }
+
     /// Path of a server program (`initdb`, `pg_ctl`, `pg_dump`, ...).
     pub fn program(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -174,6 +193,18 @@ pub struct EmbeddedPostgres {
 }
 
 impl EmbeddedPostgres {
+    /// A cluster under `root` with the server programs that suit it: those in `bin_dir` when
+    /// set, else the installed version that created the cluster, else the newest installed.
+    pub fn open(
+        bin_dir: &str,
+        root: &Path,
+        run_as_user: &str,
+        durable: bool,
+    ) -> Result<Self, EmbeddedError> {
+        let binaries = PgBinaries::locate_for(bin_dir, &root.join(CLUSTER_DIR))?;
+        Self::new(binaries, root, run_as_user, durable)
+    }
+
     /// Prepares (but does not start) a cluster under `root`. `durable: false` turns off fsync,
     /// for throwaway test clusters only.
     pub fn new(
@@ -210,7 +241,7 @@ impl EmbeddedPostgres {
 
         Ok(Self {
             binaries,
-            cluster: root.join("cluster"),
+            cluster: root.join(CLUSTER_DIR),
             log_file: root.join("postgres.log"),
             root,
             socket_dir,

@@ -20,7 +20,6 @@ use outpost_db::DbPool;
 use crate::cssm_client::CssmClient;
 
 /// What jobs need, built once per process.
-#[derive(Debug)]
 pub struct WorkerContext {
     /// The pool.
     pub pool: DbPool,
@@ -50,6 +49,15 @@ pub enum SetupError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl std::fmt::Debug for WorkerContext {
+    // The database URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkerContext {

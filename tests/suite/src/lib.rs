@@ -230,18 +230,25 @@ impl Drop for TestApp {
         let panicking = std::thread::panicking();
         // The listeners and the database run on the test's runtime; block on them from a
         // runtime worker that steps aside (tests use the multi-thread flavour).
-        let failed: Vec<String> = tokio::task::block_in_place(|| {
+        let failed: Result<Vec<String>, String> = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async move {
                 for handle in handles {
                     handle.stop(false).await;
                 }
-                let client = maintenance_client(&url).await.ok()?;
-                let rows = client.query("SELECT kind || ': ' || COALESCE(last_error, '') FROM jobs WHERE state = 'failed'", &[]).await.ok()?;
-                Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                let client = maintenance_client(&url).await?;
+                let rows = client
+                    .query("SELECT kind || ': ' || COALESCE(last_error, '') FROM jobs WHERE state = 'failed'", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
             })
-        })
-        .unwrap_or_default();
-        if !panicking && failed.len() != allowed {
+        });
+        if panicking {
+            return;
+        }
+        // A check that cannot run must not pass.
+        let failed = failed.unwrap_or_else(|e| panic!("could not check for failed jobs: {e}"));
+        if failed.len() != allowed {
             panic!(
                 "the test left {} failed jobs (expected {allowed}): {failed:?}",
                 failed.len()

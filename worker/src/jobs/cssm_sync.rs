@@ -454,23 +454,30 @@ async fn synchronise(
         let lvas = accounts::list_lvas(conn, account.id).await?;
         if let Some(default_lva) = lvas.iter().find(|l| l.number == 1) {
             let now = worker.clock.now();
-            let rows: Vec<License> = entries
-                .iter()
-                .map(|e| License {
-                    account_id: account.id,
-                    lva_id: default_lva.id,
-                    entitlement_tag: e.entitlement_tag.clone(),
-                    name: e.name.clone(),
-                    quantity: e.quantity.max(0),
-                    enforcement: e.enforcement.as_str().into(),
-                    term: e.term.as_str().into(),
-                    end_date: e
-                        .end_date
-                        .as_deref()
-                        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
-                    synced_at: now,
-                })
-                .collect();
+            let mut rows: Vec<License> = Vec::with_capacity(entries.len());
+            for license in entries.iter().map(|e| License {
+                account_id: account.id,
+                lva_id: default_lva.id,
+                entitlement_tag: e.entitlement_tag.clone(),
+                name: e.name.clone(),
+                quantity: e.quantity.max(0),
+                enforcement: e.enforcement.as_str().into(),
+                term: e.term.as_str().into(),
+                end_date: e
+                    .end_date
+                    .as_deref()
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                synced_at: now,
+            }) {
+                // One pool per entitlement: CSSM may list a tag twice (e.g. two terms); add them up.
+                match rows
+                    .iter_mut()
+                    .find(|r| r.entitlement_tag == license.entitlement_tag)
+                {
+                    Some(row) => row.quantity = row.quantity.saturating_add(license.quantity),
+                    None => rows.push(license),
+                }
+            }
             licenses::replace_for_lva(conn, account.id, default_lva.id, &rows).await?;
             figures.licenses_synced = i32::try_from(rows.len()).unwrap_or(i32::MAX);
         }

@@ -5,7 +5,7 @@ use outpost_db::users;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::auth::verify_password;
+use crate::admin::auth::{hash_password, verify_password};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -14,6 +14,15 @@ use crate::state::AppState;
 pub struct Login {
     username: String,
     password: String,
+}
+
+/// A hash of a random password, made once, checked against for unknown users.
+async fn dummy_hash() -> Result<String, ApiError> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY
+        .get_or_try_init(|| hash_password(outpost_core::crypto::random_alphanumeric(24)))
+        .await
+        .cloned()
 }
 
 /// Issues an access token.
@@ -33,7 +42,10 @@ pub async fn create_login(
             "wrong username or password",
         )
     };
+    // An unknown user costs the same argon2 check as a wrong password, so the answer's timing
+    // does not tell which user names exist.
     let Some(user) = user.filter(|u| !u.disabled) else {
+        verify_password(password, dummy_hash().await?).await?;
         return Err(refused());
     };
     if !verify_password(password, user.password_hash.clone()).await? {
