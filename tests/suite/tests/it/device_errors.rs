@@ -382,7 +382,18 @@ async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
         .send(Ok(b"{\"message_type\": ".to_vec()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until it holds the slot: a request for no tenant then gets 429 instead of 404 (a
+    // slot is taken before anything else, and such a probe stores nothing).
+    let probe = format!("{}/cslu/v1/pi/nobody-1", app.device_base);
+    outpost_tests::eventually(10, "the slow request to hold the slot", || async {
+        app.http()
+            .post(&probe)
+            .body("{}")
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 429)
+    })
+    .await;
 
     // ...so the next one is told to retry after the configured delay.
     let mut device = Device::new("C9300-24UX", "FCWSTORM001");

@@ -285,7 +285,11 @@ async fn a_lost_answer_from_cssm_is_resent_and_counted_as_duplicates() {
         &[Fault::Hang(Duration::from_secs(2))],
     );
     assert_eq!(app.sync(ACCOUNT).await, JobState::Queued);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // CSSM records the batch when its slow answer finally goes out.
+    outpost_tests::eventually(10, "CSSM to record the first batch", || async {
+        app.cssm.received_reports().len() == 2
+    })
+    .await;
     clock.advance(chrono::Duration::seconds(2));
     assert_eq!(app.run_jobs().await[0].1, JobState::Succeeded);
 
