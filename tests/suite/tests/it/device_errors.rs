@@ -356,6 +356,18 @@ async fn inactive_and_unregistered_tenants_are_refused() {
     assert_eq!(app.count("SELECT count(*) FROM product_instances").await, 0);
 }
 
+/// A request body the test feeds piece by piece through the sender (a slow device).
+fn slow_body() -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (sender, reqwest::Body::wrap_stream(stream))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
     let app = TestApp::builder()
@@ -367,15 +379,12 @@ async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
         .start()
         .await;
     // A device that sends its body slowly holds the only slot...
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let (sender, stream) = slow_body();
     let slow = app
         .http()
         .post(app.tenant_url(TENANT))
         .header("Content-Type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
+        .body(stream)
         .send();
     let slow = tokio::spawn(slow);
     sender
@@ -469,10 +478,7 @@ async fn a_device_that_never_finishes_its_body_is_cut_off() {
         .with_account("Acme Campus")
         .start()
         .await;
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let (sender, stream) = slow_body();
     sender
         .send(Ok(b"{\"message_type\": ".to_vec()))
         .await
@@ -481,7 +487,7 @@ async fn a_device_that_never_finishes_its_body_is_cut_off() {
         .http()
         .post(app.tenant_url(TENANT))
         .header("Content-Type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
+        .body(stream)
         .send();
     let response = tokio::time::timeout(Duration::from_secs(20), request)
         .await
