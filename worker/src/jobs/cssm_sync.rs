@@ -114,87 +114,14 @@ impl RunJob for CssmSync {
         let result = synchronise(ctx, &mut conn, &account, &mut figures).await;
 
         let finished = worker.clock.now();
-        let (state, message) = match &result {
-            Ok(()) if figures.still_pending == 0 && figures.released > 0 => (
-                SyncState::Pending,
-                format!(
-                    "{} reports sent, {} ACKs stored; CSSM's ACKs left {} reports unacknowledged, a follow-up sync sends them again",
-                    figures.reports_sent, figures.acks_received, figures.released
-                ),
-            ),
-            Ok(()) if figures.still_pending == 0 => (
-                SyncState::Succeeded,
-                format!(
-                    "{} reports sent in {} batches ({} already known to CSSM), {} ACKs stored, {} licenses synced",
-                    figures.reports_sent,
-                    figures.uploads,
-                    figures.duplicates,
-                    figures.acks_received,
-                    figures.licenses_synced
-                ),
-            ),
-            Ok(()) => (
-                SyncState::Pending,
-                format!(
-                    "{} reports sent; ACKs of {} batches still pending at CSSM, a follow-up sync will poll again",
-                    figures.reports_sent, figures.still_pending
-                ),
-            ),
-            Err(e) => (SyncState::Failed, e.to_string()),
-        };
-        let hash = hex::encode(std::mem::take(&mut figures.hasher).finalize());
-        sync_runs::finish(
+        let state = record_outcome(
             &mut conn,
+            &account,
             run_id,
-            &SyncRunOutcome {
-                state: Some(state),
-                finished_at: Some(finished),
-                duration_ms: Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)),
-                reports_sent: Some(figures.reports_sent),
-                reports_duplicate: Some(figures.duplicates),
-                acks_received: Some(figures.acks_received),
-                reports_acked: Some(figures.reports_acked),
-                licenses_synced: Some(figures.licenses_synced),
-                bytes_sent: Some(figures.bytes_sent),
-                bytes_received: Some(figures.bytes_received),
-                sha256: (figures.bytes_sent > 0).then_some(hash),
-                message: Some(message.clone()),
-            },
-        )
-        .await?;
-
-        match &result {
-            Ok(()) => {
-                alerts::clear(&mut conn, account.id, None, kinds::SYNC_FAILED, finished).await?
-            }
-            Err(e) => {
-                let text = format!("Synchronization with Cisco failed: {e}");
-                alerts::raise(
-                    &mut conn,
-                    account.id,
-                    None,
-                    kinds::SYNC_FAILED,
-                    Severity::Error,
-                    &text,
-                    finished,
-                )
-                .await?;
-            }
-        }
-        events::record(
-            &mut conn,
-            &NewEvent::account(
-                account.id,
-                "system",
-                "cssm.sync",
-                if result.is_ok() {
-                    EventResult::Ok
-                } else {
-                    EventResult::Failed
-                },
-                json!({ "sync_run": run_id, "state": state, "message": message }),
-                finished,
-            ),
+            started,
+            &mut figures,
+            &result,
+            finished,
         )
         .await?;
 
@@ -224,6 +151,108 @@ impl RunJob for CssmSync {
             "licenses_synced": figures.licenses_synced,
         }))
     }
+}
+
+impl Figures {
+    /// The ledger state and summary of a finished sync.
+    fn outcome(&self, result: &Result<(), JobError>) -> (SyncState, String) {
+        match result {
+            Ok(()) if self.still_pending == 0 && self.released > 0 => (
+                SyncState::Pending,
+                format!(
+                    "{} reports sent, {} ACKs stored; CSSM's ACKs left {} reports unacknowledged, a follow-up sync sends them again",
+                    self.reports_sent, self.acks_received, self.released
+                ),
+            ),
+            Ok(()) if self.still_pending == 0 => (
+                SyncState::Succeeded,
+                format!(
+                    "{} reports sent in {} batches ({} already known to CSSM), {} ACKs stored, {} licenses synced",
+                    self.reports_sent,
+                    self.uploads,
+                    self.duplicates,
+                    self.acks_received,
+                    self.licenses_synced
+                ),
+            ),
+            Ok(()) => (
+                SyncState::Pending,
+                format!(
+                    "{} reports sent; ACKs of {} batches still pending at CSSM, a follow-up sync will poll again",
+                    self.reports_sent, self.still_pending
+                ),
+            ),
+            Err(e) => (SyncState::Failed, e.to_string()),
+        }
+    }
+}
+
+/// Writes the ledger row, the account's sync alert and the event of a finished sync; returns
+/// the ledger state.
+async fn record_outcome(
+    conn: &mut AsyncPgConnection,
+    account: &LocalAccount,
+    run_id: outpost_db::SyncRunId,
+    started: Instant,
+    figures: &mut Figures,
+    result: &Result<(), JobError>,
+    finished: chrono::DateTime<chrono::Utc>,
+) -> Result<SyncState, JobError> {
+    let (state, message) = figures.outcome(result);
+    let hash = hex::encode(std::mem::take(&mut figures.hasher).finalize());
+    sync_runs::finish(
+        conn,
+        run_id,
+        &SyncRunOutcome {
+            state: Some(state),
+            finished_at: Some(finished),
+            duration_ms: Some(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)),
+            reports_sent: Some(figures.reports_sent),
+            reports_duplicate: Some(figures.duplicates),
+            acks_received: Some(figures.acks_received),
+            reports_acked: Some(figures.reports_acked),
+            licenses_synced: Some(figures.licenses_synced),
+            bytes_sent: Some(figures.bytes_sent),
+            bytes_received: Some(figures.bytes_received),
+            sha256: (figures.bytes_sent > 0).then_some(hash),
+            message: Some(message.clone()),
+        },
+    )
+    .await?;
+
+    match result {
+        Ok(()) => alerts::clear(conn, account.id, None, kinds::SYNC_FAILED, finished).await?,
+        Err(e) => {
+            let text = format!("Synchronization with Cisco failed: {e}");
+            alerts::raise(
+                conn,
+                account.id,
+                None,
+                kinds::SYNC_FAILED,
+                Severity::Error,
+                &text,
+                finished,
+            )
+            .await?;
+        }
+    }
+    events::record(
+        conn,
+        &NewEvent::account(
+            account.id,
+            "system",
+            "cssm.sync",
+            if result.is_ok() {
+                EventResult::Ok
+            } else {
+                EventResult::Failed
+            },
+            json!({ "sync_run": run_id, "state": state, "message": message }),
+            finished,
+        ),
+    )
+    .await?;
+    Ok(state)
 }
 
 /// Resolves SA/VA names to CSSM ids, asking CSSM only for pairs other than the account's own.
