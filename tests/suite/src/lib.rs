@@ -505,14 +505,23 @@ impl OutpostProcess {
         self.child.kill().await.expect("kill");
     }
 
-    /// SIGTERM, then waits; returns the exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    /// SIGTERM (what systemd sends), then waits; returns the exit status.
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM).await
+    }
+
+    /// SIGINT (Ctrl-C in a terminal), then waits; returns the exit status.
+    pub async fn interrupt(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGINT).await
+    }
+
+    async fn signal(mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
+            signal,
         )
-        .expect("SIGTERM");
+        .expect("signal");
         tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
             .await
             .expect("outpost stops within a minute")

@@ -121,8 +121,8 @@ async fn serve_runs_its_own_postgresql_and_stops_it_on_exit() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 
-    let status = outpost.terminate().await;
-    assert!(status.success());
+    let status = outpost.interrupt().await;
+    assert!(status.success(), "Ctrl-C stops Outpost cleanly");
     assert!(
         !cluster.is_running().await.unwrap(),
         "the embedded PostgreSQL stops with Outpost"
