@@ -12,6 +12,7 @@ use outpost_core::tenant::PUSH_PATH;
 use outpost_worker::WorkerContext;
 use outpost_worker::runner::Runner;
 use outpost_worker::scheduler::Scheduler;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::database::{self, Database};
@@ -27,33 +28,47 @@ pub enum Tiers {
     Worker,
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment the process starts: a signal that
+/// arrives while Outpost is still starting is kept and acted on once it is up, instead of
+/// killing the process and leaving the embedded PostgreSQL behind.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
 
 /// Runs the tiers until a shutdown signal.
 pub async fn run(settings: Settings, tiers: Tiers) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::install()?;
     let settings = Arc::new(settings);
     let db = database::open(&settings).await?;
-    let result = serve(&settings, &db, tiers).await;
+    let result = serve(&settings, &db, tiers, signals).await;
     // `serve` owns its embedded cluster; separate tiers leave it to whoever started it.
     db.close(tiers == Tiers::Both).await;
     result
 }
 
-async fn serve(settings: &Arc<Settings>, db: &Database, tiers: Tiers) -> anyhow::Result<()> {
+async fn serve(
+    settings: &Arc<Settings>,
+    db: &Database,
+    tiers: Tiers,
+    mut signals: ShutdownSignals,
+) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let mut summary = String::from("Outpost is running.\n");
 
@@ -135,7 +150,7 @@ async fn serve(settings: &Arc<Settings>, db: &Database, tiers: Tiers) -> anyhow:
         }
     };
     let outcome = tokio::select! {
-        () = shutdown_signal() => Ok(()),
+        () = signals.recv() => Ok(()),
         e = listener_failed => Err(e),
     };
     tracing::info!("stopping");

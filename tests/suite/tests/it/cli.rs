@@ -288,3 +288,43 @@ async fn a_planted_symlink_never_redirects_the_socket_directory() {
         "the symlink's target was not touched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signal_during_start_up_still_stops_cleanly() {
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let mut child = tokio::process::Command::new(outpost_binary())
+        .arg("serve")
+        .env("OUTPOST_DATA_DIR", &data)
+        .env("OUTPOST_DEVICE__HTTPS_LISTEN", "127.0.0.1:0")
+        .env("OUTPOST_ADMIN__HTTPS_LISTEN", "127.0.0.1:0")
+        .env_remove("OUTPOST_DATABASE__URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // While initdb still runs (it takes a second or more).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the signal is kept until start-up is done, then honoured: {status}"
+    );
+    let cluster = EmbeddedPostgres::new(
+        PgBinaries::locate("").unwrap(),
+        &data.join("postgres"),
+        "postgres",
+        true,
+    )
+    .unwrap();
+    assert!(
+        !cluster.is_running().await.unwrap(),
+        "no PostgreSQL is left running"
+    );
+}
