@@ -150,6 +150,36 @@ impl SignatureVerifier {
     }
 }
 
+/// Verifies a DER ECDSA P-256 / SHA-256 signature with a public key given as SPKI PEM
+/// (`-----BEGIN PUBLIC KEY-----`), for files that carry their signer's key.
+pub fn verify_with_public_key_pem(
+    public_key_pem: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), CryptoError> {
+    use rustls::pki_types::SubjectPublicKeyInfoDer;
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(public_key_pem.as_bytes())
+        .map_err(|e| CryptoError::Key(format!("public key: {e}")))?;
+    let (_, parsed) = <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<
+        x509_parser::error::X509Error,
+    >>::from_der(spki.as_ref())
+    .map_err(|e| CryptoError::Key(format!("public key: {e}")))?;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &parsed.subject_public_key.data)
+        .verify(message, signature)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+/// Reads the certificate that signs CSSM files from `path`; `None` when `path` is empty.
+pub fn load_verifier(path: &str) -> Result<Option<SignatureVerifier>, String> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    SignatureVerifier::from_certificate_pem(&pem)
+        .map(Some)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct CertifiedKey {

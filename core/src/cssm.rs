@@ -1,9 +1,13 @@
 //! Outpost <-> CSSM online API shapes (`PROTOCOL.md` section 5), shared by the worker's CSSM
 //! client and the CSSM simulator so both always agree.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::crypto::{CryptoError, EcdsaSigner};
 use crate::udi::Sudi;
 
 /// Base path of the Smart Accounts and Licensing API.
@@ -279,4 +283,150 @@ pub struct ErrorResponse {
     pub status: String,
     /// Human text.
     pub message: String,
+}
+
+/// `type` of an offline registration request file [ours].
+pub const REGISTRATION_REQUEST_FILE: &str = "outpost-registration-request";
+/// `type` of an offline registration response file [ours].
+pub const REGISTRATION_RESPONSE_FILE: &str = "outpost-registration-response";
+
+/// A file carried by hand between Outpost and CSSM [ours]: `data` is JSON text and
+/// `signature` the base64 DER ECDSA P-256 / SHA-256 signature of its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedFile {
+    /// What the file is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The signed JSON text.
+    pub data: String,
+    /// base64 of the signature.
+    pub signature: String,
+}
+
+/// Why a signed file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedFileError {
+    /// Not a signed file, or another kind.
+    #[error("not an {expected} file: {message}")]
+    Format {
+        /// The kind expected.
+        expected: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The signature does not verify.
+    #[error("the signature does not verify: {0}")]
+    Signature(CryptoError),
+}
+
+impl SignedFile {
+    /// Signs `data` as a file of `kind`.
+    pub fn sign<T: Serialize>(
+        kind: &str,
+        data: &T,
+        signer: &EcdsaSigner,
+    ) -> Result<Self, CryptoError> {
+        let data = serde_json::to_string(data).map_err(|e| CryptoError::Generate(e.to_string()))?;
+        let signature = STANDARD.encode(signer.sign(data.as_bytes())?);
+        Ok(Self {
+            kind: kind.to_owned(),
+            data,
+            signature,
+        })
+    }
+
+    /// Reads a file of kind `expected` and checks its signature with `verify(message, sig)`.
+    pub fn open<T: DeserializeOwned>(
+        text: &str,
+        expected: &'static str,
+        verify: impl FnOnce(&T, &[u8], &[u8]) -> Result<(), CryptoError>,
+    ) -> Result<T, SignedFileError> {
+        let format = |message: String| SignedFileError::Format { expected, message };
+        let file: SignedFile = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
+        if file.kind != expected {
+            return Err(format(format!("its type is '{}'", file.kind)));
+        }
+        let data: T = serde_json::from_str(&file.data).map_err(|e| format(format!("data: {e}")))?;
+        let signature = STANDARD
+            .decode(&file.signature)
+            .map_err(|_| format("signature is not base64".into()))?;
+        verify(&data, file.data.as_bytes(), &signature).map_err(SignedFileError::Signature)?;
+        Ok(data)
+    }
+}
+
+/// What an offline registration request says, signed with the Outpost instance key [ours].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationRequestData {
+    /// The request proper, as sent online.
+    #[serde(flatten)]
+    pub request: RegistrationRequest,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// Echoed by the response, so a response answers exactly this request.
+    pub nonce: String,
+}
+
+/// What an offline registration response says, signed with the CSSM key [ours].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationResponseData {
+    /// The registration, as returned online.
+    #[serde(flatten)]
+    pub registration: RegistrationResponse,
+    /// The local account's name from the request.
+    pub name: String,
+    /// The request's nonce.
+    pub request_nonce: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{generate_key_pair, verify_with_public_key_pem};
+
+    #[test]
+    fn a_registration_request_carries_its_own_key() {
+        let (private, public) = generate_key_pair().unwrap();
+        let signer = EcdsaSigner::from_pkcs8_pem(&private).unwrap();
+        let data = RegistrationRequestData {
+            request: RegistrationRequest {
+                name: "Acme".into(),
+                smart_account: "Acme Corp".into(),
+                virtual_account: "Campus".into(),
+                public_key_pem: public,
+            },
+            timestamp: 1,
+            nonce: "n".into(),
+        };
+        let file = serde_json::to_string(
+            &SignedFile::sign(REGISTRATION_REQUEST_FILE, &data, &signer).unwrap(),
+        )
+        .unwrap();
+        let check = |d: &RegistrationRequestData, msg: &[u8], sig: &[u8]| {
+            verify_with_public_key_pem(&d.request.public_key_pem, msg, sig)
+        };
+        assert_eq!(
+            SignedFile::open(&file, REGISTRATION_REQUEST_FILE, check).unwrap(),
+            data
+        );
+
+        let tampered = file.replace("Campus", "DC");
+        assert!(matches!(
+            SignedFile::open(&tampered, REGISTRATION_REQUEST_FILE, check),
+            Err(SignedFileError::Signature(_))
+        ));
+        let err = SignedFile::open(
+            &file,
+            REGISTRATION_RESPONSE_FILE,
+            |_: &RegistrationResponseData, _: &[u8], _: &[u8]| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("its type is 'outpost-registration-request'"),
+            "{err}"
+        );
+    }
 }

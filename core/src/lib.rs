@@ -4,6 +4,7 @@
 //! Nothing here talks to a database or serves HTTP, so the simulators can share these types
 //! with the server without pulling either in (`cargo tree -p outpost_core -i diesel` is empty).
 
+pub mod bundle;
 pub mod clock;
 pub mod crypto;
 pub mod cssm;
