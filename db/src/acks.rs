@@ -131,3 +131,83 @@ pub async fn list_for_pi(
         .load(conn)
         .await?)
 }
+
+/// An ACK whose signatures verified, for a known device of the account.
+#[derive(Debug, Clone)]
+pub struct VerifiedAck {
+    /// The device.
+    pub pi_id: ProductInstanceId,
+    /// The signed file exactly as CSSM issued it.
+    pub file: String,
+    /// Report ids it acknowledges.
+    pub report_ids: Vec<i64>,
+    /// Carries a policy.
+    pub has_policy: bool,
+}
+
+/// Stores one verified ACK and all it implies: reports marked acknowledged, the device's
+/// "Acknowledgement received from CSSM" alert (and its usage alert cleared once nothing waits),
+/// an event. Idempotent: the same file again changes nothing. Returns (new, reports newly
+/// acknowledged). Call inside the caller's transaction.
+pub async fn store_verified(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ack: &VerifiedAck,
+    source: AckSource,
+    upload: Option<UploadId>,
+    now: DateTime<Utc>,
+) -> Result<(bool, usize), DbError> {
+    use crate::alerts::{self, kinds};
+    use crate::enums::{EventResult, Severity};
+    use crate::events::{self, NewEvent};
+
+    let (ack_id, new) = insert_ack(
+        conn,
+        &NewAck {
+            id: AckId::new(),
+            account_id: account,
+            pi_id: ack.pi_id,
+            smart_license: ack.file.clone(),
+            sha256: outpost_core::crypto::sha256_hex(ack.file.as_bytes()),
+            acked_report_ids: ack.report_ids.clone(),
+            has_policy: ack.has_policy,
+            source,
+            upload_id: upload,
+            received_at: now,
+        },
+    )
+    .await?;
+    let marked = mark_reports_acked(conn, ack.pi_id, &ack.report_ids, ack_id, now).await?;
+    if new {
+        let message = "Acknowledgement received from CSSM";
+        alerts::raise(
+            conn,
+            account,
+            Some(ack.pi_id),
+            kinds::ACK_RECEIVED,
+            Severity::Info,
+            message,
+            now,
+        )
+        .await?;
+    }
+    if crate::reports::count_unacknowledged_of_pi(conn, ack.pi_id).await? == 0 {
+        alerts::clear(conn, account, Some(ack.pi_id), kinds::USAGE_REPORT, now).await?;
+    }
+    let event = NewEvent {
+        account_id: Some(account),
+        pi_id: Some(ack.pi_id),
+        actor: "system".into(),
+        action: "cssm.ack_received".into(),
+        result: EventResult::Ok,
+        detail: serde_json::json!({
+            "report_ids": ack.report_ids,
+            "new": new,
+            "policy": ack.has_policy,
+            "source": source,
+        }),
+        created_at: now,
+    };
+    events::record(conn, &event).await?;
+    Ok((new, marked))
+}

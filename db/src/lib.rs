@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod embedded;
 pub mod enums;
 pub mod events;
+pub mod exports;
 pub mod ids;
 pub mod jobs;
 pub mod licenses;

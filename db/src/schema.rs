@@ -138,6 +138,7 @@ diesel::table! {
         registered_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        registration_request_nonce -> Nullable<Text>,
     }
 }
 

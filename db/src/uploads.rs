@@ -69,6 +69,8 @@ pub async fn unsent_reports(
     Ok(outgoing_query!()
         .filter(rum_reports::account_id.eq(account))
         .filter(rum_reports::upload_id.is_null())
+        // Exported reports travel by file; uploading them too would only confuse the ledger.
+        .filter(rum_reports::exported_at.is_null())
         .filter(rum_reports::id.gt(after))
         .order(rum_reports::id)
         .limit(limit)

@@ -5,21 +5,17 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
-use outpost_core::crypto::{random_alphanumeric, sha256_hex};
+use outpost_core::crypto::random_alphanumeric;
 use outpost_core::cssm::{
     AckEntry, DeviceUsage, PollData, ReportUsageData, ReportUsageRequest, STATUS_COMPLETE,
     UsageItem,
 };
 use outpost_core::signed_file::verify_ack;
-use outpost_db::alerts::{self, kinds};
-use outpost_db::enums::{AckSource, EventResult, Severity};
-use outpost_db::events::{self, NewEvent};
+use outpost_db::enums::AckSource;
 use outpost_db::uploads::{self, OutgoingReport, Upload};
 use outpost_db::{
-    AccountId, AckId, AsyncConnection, AsyncPgConnection, ProductInstanceId, acks,
-    product_instances, reports,
+    AccountId, AsyncConnection, AsyncPgConnection, ProductInstanceId, acks, product_instances,
 };
-use serde_json::json;
 use sha2::Digest;
 
 use super::{Figures, JobContext, JobError};
@@ -251,52 +247,42 @@ async fn store_acks(
         });
     }
 
+    // Devices are looked up first; an ACK for a device deleted meanwhile is skipped.
+    let mut verified = Vec::with_capacity(checked.len());
+    for ack in checked {
+        let key = product_instances::UdiKey {
+            account_id: account,
+            pid: &ack.sudi.udi_pid,
+            serial: &ack.sudi.udi_serial_number,
+        };
+        match product_instances::find_by_udi(conn, key).await? {
+            Some(pi) => verified.push(acks::VerifiedAck {
+                pi_id: pi.id,
+                file: ack.file,
+                report_ids: ack.report_ids,
+                has_policy: ack.has_policy,
+            }),
+            None => {
+                tracing::warn!(pi.udi = %ack.sudi, "ACK for a device no longer in the inventory; not stored")
+            }
+        }
+    }
     let (stored, acked, released) = conn
         .transaction::<_, outpost_db::DbError, _>(async |conn| {
             let mut stored = 0;
             let mut acked = 0;
-            for ack in &checked {
-                let key = product_instances::UdiKey { account_id: account, pid: &ack.sudi.udi_pid, serial: &ack.sudi.udi_serial_number };
-                let Some(pi) = product_instances::find_by_udi(conn, key).await? else {
-                    tracing::warn!(pi.udi = %ack.sudi, "ACK for a device no longer in the inventory; not stored");
-                    continue;
-                };
-                let (ack_id, new) = acks::insert_ack(
+            for ack in &verified {
+                let (new, marked) = acks::store_verified(
                     conn,
-                    &acks::NewAck {
-                        id: AckId::new(),
-                        account_id: account,
-                        pi_id: pi.id,
-                        smart_license: ack.file.clone(),
-                        sha256: sha256_hex(ack.file.as_bytes()),
-                        acked_report_ids: ack.report_ids.clone(),
-                        has_policy: ack.has_policy,
-                        source: AckSource::CssmSync,
-                        upload_id: Some(upload.id),
-                        received_at: now,
-                    },
+                    account,
+                    ack,
+                    AckSource::CssmSync,
+                    Some(upload.id),
+                    now,
                 )
                 .await?;
-                let marked = acks::mark_reports_acked(conn, pi.id, &ack.report_ids, ack_id, now).await?;
                 stored += i32::from(new);
                 acked += i32::try_from(marked).unwrap_or(i32::MAX);
-                alerts::raise(conn, account, Some(pi.id), kinds::ACK_RECEIVED, Severity::Info, "Acknowledgement received from CSSM", now).await?;
-                if reports::count_unacknowledged_of_pi(conn, pi.id).await? == 0 {
-                    alerts::clear(conn, account, Some(pi.id), kinds::USAGE_REPORT, now).await?;
-                }
-                events::record(
-                    conn,
-                    &NewEvent {
-                        account_id: Some(account),
-                        pi_id: Some(pi.id),
-                        actor: "system".into(),
-                        action: "cssm.ack_received".into(),
-                        result: EventResult::Ok,
-                        detail: json!({ "report_ids": ack.report_ids, "new": new, "policy": ack.has_policy }),
-                        created_at: now,
-                    },
-                )
-                .await?;
             }
             uploads::mark_complete(conn, upload.id, now).await?;
             // Reports CSSM's ACKs did not cover go back to the unsent pool for the next sync,
