@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod device;
 pub mod error;
+pub mod offline;
 pub mod state;
 pub mod tls;
 
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The token keys could not be loaded.
     #[error("loading the access token key: {0}")]
     Auth(#[from] error::ApiError),
+    /// The CSSM signing certificate could not be read.
+    #[error("cssm.signing_certificate_file {0}")]
+    SigningCertificate(String),
 }
 
 fn bind_error(key: &'static str, addr: SocketAddr, source: std::io::Error) -> StartError {
@@ -96,7 +100,12 @@ impl Application {
             settings.auth.token_lifetime_secs,
         )
         .await?;
+        let cssm_verifier =
+            outpost_core::crypto::load_verifier(&settings.cssm.signing_certificate_file)
+                .map_err(StartError::SigningCertificate)?
+                .map(Arc::new);
         let state = web::Data::new(AppState {
+            cssm_verifier,
             pool,
             settings: settings.clone(),
             clock,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use outpost_core::clock::SharedClock;
+use outpost_core::crypto::SignatureVerifier;
 use outpost_core::settings::Settings;
 use outpost_db::DbPool;
 use tokio::sync::Semaphore;
@@ -23,4 +24,7 @@ pub struct AppState {
     pub device_slots: Arc<Semaphore>,
     /// Signs and checks admin access tokens.
     pub jwt: Arc<JwtKeys>,
+    /// Verifies files signed by CSSM (ACK bundles, registration responses); `None` until
+    /// `cssm.signing_certificate_file` is set.
+    pub cssm_verifier: Option<Arc<SignatureVerifier>>,
 }

@@ -58,6 +58,10 @@ pub enum AdminCommand {
         /// Days between scheduled CSSM syncs.
         #[arg(long, default_value_t = 1)]
         sync_every_days: u16,
+        /// Do not register online (air-gapped site): register with `registration-request` and
+        /// `registration-response` instead.
+        #[arg(long)]
+        offline: bool,
     },
     /// Register an existing local account with CSSM online (after a failed attempt).
     Register {
@@ -74,6 +78,9 @@ pub enum AdminCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Files for air-gapped sites: usage export, ACK import, offline registration, device files.
+    #[command(flatten)]
+    Files(crate::files::FileCommand),
     /// Show or change the global settings kept in the database.
     Settings {
         /// Device validation: refuse reports from devices not in the tenant's inventory.
@@ -114,6 +121,7 @@ async fn dispatch(
             time_zone,
             sync_at,
             sync_every_days,
+            offline,
         } => {
             validate_account_name(&name).map_err(|e| anyhow!("--name: {e}"))?;
             if smart_account.trim().is_empty() || virtual_account.trim().is_empty() {
@@ -152,7 +160,14 @@ async fn dispatch(
             .await?;
             drop(conn);
             println!("created local account '{}' ({})", account.name, account.id);
-            register(&*worker()?, &account).await?;
+            if offline {
+                println!(
+                    "not registered yet (air-gapped): run `outpost admin registration-request {}` and carry the file to CSSM",
+                    account.name
+                );
+            } else {
+                register(&*worker()?, &account).await?;
+            }
             print_account(settings, db, account.id).await
         }
         AdminCommand::Register { account } => {
@@ -218,6 +233,7 @@ async fn dispatch(
             }
             Ok(())
         }
+        AdminCommand::Files(command) => crate::files::run(settings, db, command).await,
         AdminCommand::Settings { validate_device } => {
             let mut conn = db.pool.get().await?;
             if let Some(value) = validate_device {
@@ -240,7 +256,16 @@ fn parse_time(text: &str) -> anyhow::Result<(u8, u8)> {
     ))
 }
 
-async fn find_account(conn: &mut AsyncPgConnection, key: &str) -> anyhow::Result<LocalAccount> {
+/// How a command-line user appears in event logs.
+pub fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// An account by id or name.
+pub async fn find_account(conn: &mut AsyncPgConnection, key: &str) -> anyhow::Result<LocalAccount> {
     let found = match key.parse::<AccountId>() {
         Ok(id) => accounts::find_account(conn, id).await,
         Err(_) => accounts::find_account_by_name(conn, key).await,
@@ -258,10 +283,7 @@ async fn record(
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = actor();
     let event = NewEvent::account(
         account,
         actor,
@@ -274,10 +296,7 @@ async fn record(
 }
 
 async fn register(ctx: &WorkerContext, account: &LocalAccount) -> anyhow::Result<()> {
-    let actor = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = actor();
     match outpost_worker::registration::register_online(ctx, account.id, &actor).await {
         Ok(account) => {
             println!(

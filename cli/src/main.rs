@@ -5,6 +5,7 @@
 
 mod admin;
 mod database;
+mod files;
 mod serve;
 
 use std::path::PathBuf;

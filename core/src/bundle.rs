@@ -302,6 +302,11 @@ impl<W: Write> UsageBundleWriter<W> {
         Ok(name)
     }
 
+    /// How many `UD_VA_...` archives the bundle has so far.
+    pub fn archive_count(&self) -> u64 {
+        self.inner.len() as u64
+    }
+
     /// Writes the manifest and every inner archive; returns the output.
     pub fn finish(self) -> io::Result<W> {
         let manifest = Manifest {

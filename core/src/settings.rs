@@ -148,6 +148,8 @@ pub struct DeviceSettings {
 pub struct AdminSettings {
     /// HTTPS address of the admin API, web UI and health endpoints.
     pub https_listen: SocketAddr,
+    /// Largest file accepted by an upload (ACK bundle, RUM file), in bytes.
+    pub max_upload_bytes: u64,
 }
 
 /// TLS material.
@@ -291,6 +293,7 @@ impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            max_upload_bytes: 512 * 1024 * 1024,
         }
     }
 }

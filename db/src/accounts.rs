@@ -211,6 +211,45 @@ pub async fn record_registration(
         .await?)
 }
 
+/// Remembers (or forgets, with `None`) the nonce of the account's offline registration request.
+pub async fn set_registration_nonce(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    nonce: Option<&str>,
+) -> Result<(), DbError> {
+    diesel::update(local_accounts::table.find(id))
+        .set(local_accounts::registration_request_nonce.eq(nonce))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The nonce of the account's pending offline registration request.
+pub async fn registration_nonce(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<Option<String>, DbError> {
+    Ok(local_accounts::table
+        .find(id)
+        .select(local_accounts::registration_request_nonce)
+        .first(conn)
+        .await?)
+}
+
+/// The local virtual account `number` of an account.
+pub async fn find_lva(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    number: i32,
+) -> Result<LocalVirtualAccount, DbError> {
+    Ok(local_virtual_accounts::table
+        .filter(local_virtual_accounts::account_id.eq(account))
+        .filter(local_virtual_accounts::number.eq(number))
+        .select(LocalVirtualAccount::as_select())
+        .first(conn)
+        .await?)
+}
+
 /// The local virtual accounts of an account, by number.
 pub async fn list_lvas(
     conn: &mut AsyncPgConnection,

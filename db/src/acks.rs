@@ -211,3 +211,32 @@ pub async fn store_verified(
     events::record(conn, &event).await?;
     Ok((new, marked))
 }
+
+/// Whether this exact file is already stored for the device.
+pub async fn exists(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    sha256: &str,
+) -> Result<bool, DbError> {
+    use diesel::dsl::exists;
+    Ok(diesel::select(exists(
+        acks::table
+            .filter(acks::pi_id.eq(pi))
+            .filter(acks::sha256.eq(sha256)),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// Marks an ACK delivered (handed to its device), if it was not already.
+pub async fn mark_delivered(
+    conn: &mut AsyncPgConnection,
+    ack: AckId,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(acks::table.find(ack).filter(acks::delivered_at.is_null()))
+        .set(acks::delivered_at.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -24,7 +24,9 @@ impl Selection {
     /// The SQL condition on `r` (`rum_reports`); `$2` is the time of [`Selection::Since`].
     fn condition(self) -> &'static str {
         match self {
-            Selection::Unsent => "r.upload_id IS NULL AND r.exported_at IS NULL AND r.acked_at IS NULL",
+            Selection::Unsent => {
+                "r.upload_id IS NULL AND r.exported_at IS NULL AND r.acked_at IS NULL"
+            }
             Selection::Since(_) => "r.received_at >= $2",
         }
     }
@@ -79,12 +81,24 @@ struct Count {
 }
 
 /// How many reports an export would carry.
-pub async fn count(conn: &mut AsyncPgConnection, account: AccountId, selection: Selection) -> Result<i64, DbError> {
-    let sql = format!("SELECT count(*) AS count FROM rum_reports r WHERE r.account_id = $1 AND {}", selection.condition());
+pub async fn count(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    selection: Selection,
+) -> Result<i64, DbError> {
+    let sql = format!(
+        "SELECT count(*) AS count FROM rum_reports r WHERE r.account_id = $1 AND {}",
+        selection.condition()
+    );
     let query = diesel::sql_query(sql).bind::<SqlUuid, _>(account);
     let row: Count = match selection {
         Selection::Unsent => query.get_result(conn).await?,
-        Selection::Since(_) => query.bind::<Timestamptz, _>(selection.since()).get_result(conn).await?,
+        Selection::Since(_) => {
+            query
+                .bind::<Timestamptz, _>(selection.since())
+                .get_result(conn)
+                .await?
+        }
     };
     Ok(row.count)
 }
@@ -130,7 +144,9 @@ pub async fn mark_exported(
     let mut marked = 0;
     for chunk in row_ids.chunks(10_000) {
         marked += diesel::update(
-            rum_reports::table.filter(rum_reports::account_id.eq(account)).filter(rum_reports::id.eq_any(chunk)),
+            rum_reports::table
+                .filter(rum_reports::account_id.eq(account))
+                .filter(rum_reports::id.eq_any(chunk)),
         )
         .set(rum_reports::exported_at.eq(now))
         .execute(conn)

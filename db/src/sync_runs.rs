@@ -80,6 +80,8 @@ pub struct SyncRunOutcome {
     pub bytes_received: Option<i64>,
     /// Hash.
     pub sha256: Option<String>,
+    /// File name, for file syncs.
+    pub file_name: Option<String>,
     /// Summary or error.
     pub message: Option<String>,
 }

@@ -44,6 +44,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/accounts/{id}/schedules/cssm-sync",
                     web::put().to(cssm_schedule::put_cssm_schedule),
                 )
+                .route(
+                    "/accounts/{id}/usage-export",
+                    web::get().to(offline_files::get_usage_export),
+                )
+                .route(
+                    "/accounts/{id}/ack-import",
+                    web::post().to(offline_files::create_ack_import),
+                )
+                .route(
+                    "/accounts/{id}/registration-request",
+                    web::get().to(offline_files::get_registration_request),
+                )
+                .route(
+                    "/accounts/{id}/registration-response",
+                    web::post().to(offline_files::create_registration_response),
+                )
+                .route(
+                    "/accounts/{id}/usage-files",
+                    web::post().to(offline_files::create_usage_file),
+                )
+                .route(
+                    "/accounts/{id}/product-instances/{pi}/ack-file",
+                    web::get().to(offline_files::get_ack_file),
+                )
                 .route("/jobs/{id}", web::get().to(get_job::get_job))
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::not_found("API endpoint"))

@@ -1,7 +1,7 @@
 //! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`PROTOCOL.md`
 //! section 3). Every answer, errors included, is the protocol's JSON with the request's nonce.
 
-mod exchange;
+pub(crate) mod exchange;
 mod post_cslu;
 
 use actix_web::http::StatusCode;

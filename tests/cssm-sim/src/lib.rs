@@ -226,8 +226,121 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: SimConfig) -> anyhow::Result<Arc<Self>> {
+        let signing = match config.signing {
+            Some(signing) => signing,
+            None => crypto::generate_signing_certificate("CSSM Simulator ACK signing")?,
+        };
+        let registrations = match &config.state_file {
+            Some(path) if path.is_file() => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            _ => HashMap::new(),
+        };
+        Ok(Arc::new(Shared {
+            accounts: config.accounts,
+            state_file: config.state_file,
+            registration_token: config.registration_token,
+            signer: EcdsaSigner::from_pkcs8_pem(&signing.key_pem)?,
+            signing_cert_pem: signing.cert_pem,
+            state: Mutex::new(State {
+                registrations,
+                ..State::default()
+            }),
+        }))
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers an on-prem instance for an SA/VA pair (online call or portal).
+    fn create_registration(
+        &self,
+        smart_account: &str,
+        virtual_account: &str,
+    ) -> Result<RegistrationResponse, SimError> {
+        let (i, j) = find_pair(self, smart_account, virtual_account)?;
+        let client_id = format!("onprem-{}", crypto::random_alphanumeric(12));
+        let registration = Registration {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_secret: crypto::random_alphanumeric(32),
+            account: i,
+            virtual_account: j,
+        };
+        let response = RegistrationResponse {
+            registration_id: registration.id.clone(),
+            client_id: client_id.clone(),
+            client_secret: registration.client_secret.clone(),
+            smart_account_id: account_id(i),
+            virtual_account_id: virtual_account_id(i, j),
+        };
+        let mut state = self.state();
+        state.registrations.insert(client_id, registration);
+        if let Some(path) = &self.state_file {
+            // Kept so client credentials stay valid when the simulator restarts.
+            let text = serde_json::to_string_pretty(&state.registrations)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            std::fs::write(path, text)
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        }
+        Ok(response)
+    }
+
+    /// Records received reports (duplicates flagged); returns the duplicates.
+    fn record(
+        &self,
+        device: &Sudi,
+        reports: &[(i64, String)],
+        poll_id: &str,
+    ) -> Vec<DuplicateReport> {
+        let mut state = self.state();
+        let mut duplicates = Vec::new();
+        for (report_id, payload) in reports {
+            let key = (
+                device.udi_pid.clone(),
+                device.udi_serial_number.clone(),
+                *report_id,
+            );
+            let duplicate = state.seen.insert(key, ()).is_some();
+            if duplicate {
+                duplicates.push(DuplicateReport {
+                    sudi: device.clone(),
+                    report_id: *report_id,
+                });
+            }
+            state.received.push(ReceivedReport {
+                sudi: device.clone(),
+                report_id: *report_id,
+                payload: payload.clone(),
+                duplicate,
+                poll_id: poll_id.to_owned(),
+            });
+        }
+        duplicates
+    }
+
+    /// A signed ACK (with the Cisco-default policy) for reports of a device.
+    fn ack_file(
+        &self,
+        device: &Sudi,
+        report_ids: Vec<i64>,
+        smart_account: &str,
+        virtual_account: &str,
+    ) -> Result<String, SimError> {
+        let data = AckData {
+            sudi: device.clone(),
+            acked_report_ids: report_ids,
+            smart_account: smart_account.to_owned(),
+            virtual_account: virtual_account.to_owned(),
+            timestamp: Utc::now().timestamp_millis(),
+            nonce: crypto::random_alphanumeric(16),
+        };
+        build_ack(&data, Some(&PolicyData::cisco_default()), &self.signer)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }
 
@@ -257,31 +370,10 @@ fn virtual_account_id(account: usize, va: usize) -> String {
 impl CssmSim {
     /// Starts a simulator on the current tokio runtime.
     pub async fn start(config: SimConfig) -> anyhow::Result<Self> {
-        let signing = match config.signing {
-            Some(signing) => signing,
-            None => crypto::generate_signing_certificate("CSSM Simulator ACK signing")?,
-        };
-        let registrations = match &config.state_file {
-            Some(path) if path.is_file() => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-                serde_json::from_str(&text)
-                    .with_context(|| format!("reading {}", path.display()))?
-            }
-            _ => HashMap::new(),
-        };
-        let shared = Arc::new(Shared {
-            accounts: config.accounts,
-            state_file: config.state_file,
-            registration_token: config.registration_token,
-            signer: EcdsaSigner::from_pkcs8_pem(&signing.key_pem)?,
-            signing_cert_pem: signing.cert_pem,
-            state: Mutex::new(State {
-                registrations,
-                ..State::default()
-            }),
-        });
-
+        let listen = config.listen;
+        let tls = config.tls;
+        let tls_ca = config.tls_ca.clone();
+        let shared = Shared::new(config)?;
         let data = web::Data::from(shared.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -310,8 +402,8 @@ impl CssmSim {
         .disable_signals()
         .shutdown_timeout(1);
 
-        let (server, url, ca_pem) = if config.tls {
-            let ca = match config.tls_ca {
+        let (server, url, ca_pem) = if tls {
+            let ca = match tls_ca {
                 Some(ca) => ca,
                 None => crypto::generate_ca("CSSM Simulator CA")?,
             };
@@ -319,7 +411,7 @@ impl CssmSim {
                 crypto::issue_server_certificate(&ca, &["localhost".into(), "127.0.0.1".into()])?;
             let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
             let server = server
-                .bind_rustls_0_23(config.listen, tls)
+                .bind_rustls_0_23(listen, tls)
                 .context("binding the CSSM simulator")?;
             let addr = server.addrs()[0];
             (
@@ -328,9 +420,7 @@ impl CssmSim {
                 Some(ca.cert_pem),
             )
         } else {
-            let server = server
-                .bind(config.listen)
-                .context("binding the CSSM simulator")?;
+            let server = server.bind(listen).context("binding the CSSM simulator")?;
             let addr = server.addrs()[0];
             (server, format!("http://{}", display_addr(addr)), None)
         };
@@ -403,6 +493,129 @@ impl CssmSim {
     /// Stops the server.
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+    }
+}
+
+/// The manual side of CSSM, as its web portal offers it: a usage bundle in, an ACK bundle out;
+/// a registration request file in, a response file out. Nothing crosses a network.
+#[derive(Clone)]
+pub struct Portal {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Portal")
+    }
+}
+
+impl CssmSim {
+    /// The portal of this simulator (same accounts, keys and received reports).
+    pub fn portal(&self) -> Portal {
+        Portal {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Portal {
+    /// A portal working from its keys alone, without a server (`cssm-sim portal-*`).
+    pub fn offline(config: SimConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            shared: Shared::new(config)?,
+        })
+    }
+
+    /// Ingests a usage bundle as "upload usage" does and returns the ACK bundle:
+    /// (`ACK_<name>`, bytes). The reports are recorded like online ones.
+    pub fn answer_usage_bundle(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(String, Vec<u8>), String> {
+        let usage =
+            outpost_core::bundle::read_usage_bundle(bytes, name).map_err(|e| e.to_string())?;
+        let poll_id = format!("file:{}", usage.manifest.export_uuid);
+        let mut answer = Vec::new();
+        for section in &usage.manifest.sections {
+            let smart_account = section
+                .smart_account
+                .as_ref()
+                .map_or(&usage.manifest.smart_account, |(sa, _)| sa);
+            find_pair(&self.shared, smart_account, &section.virtual_account)
+                .map_err(|e| format!("{name}: {}", e.1))?;
+            let mut acks = Vec::new();
+            for file in usage
+                .device_files
+                .iter()
+                .filter(|f| f.archive == section.file_name)
+            {
+                let parsed = outpost_core::offline_file::parse(&file.text)
+                    .map_err(|e| format!("{}: {e}", file.name))?;
+                let device = parsed
+                    .device()
+                    .ok_or_else(|| format!("{}: names no device", file.name))?;
+                let mut reports = Vec::new();
+                for envelope in &parsed.reports {
+                    let facts = envelope
+                        .facts()
+                        .map_err(|e| format!("{}: {e}", file.name))?;
+                    if !facts.instance.same_device(&device) {
+                        return Err(format!("{}: a report names another device", file.name));
+                    }
+                    reports.push((facts.report_id, envelope.payload.clone()));
+                }
+                self.shared.record(&device, &reports, &poll_id);
+                let ids = reports.iter().map(|(id, _)| *id).collect();
+                let ack = self
+                    .shared
+                    .ack_file(&device, ids, smart_account, &section.virtual_account)
+                    .map_err(|e| e.1)?;
+                acks.push((file.device_id.clone(), ack));
+            }
+            let ts = section
+                .file_name
+                .trim_start_matches("UD_VA_")
+                .trim_end_matches(".tar.gz")
+                .to_owned();
+            answer.push((ts, acks));
+        }
+        let bytes = outpost_core::bundle::write_ack_bundle(Vec::new(), &answer, Utc::now())
+            .map_err(|e| e.to_string())?;
+        Ok((format!("ACK_{name}"), bytes))
+    }
+
+    /// Turns a registration request file into a signed response file.
+    pub fn answer_registration_request(&self, text: &str) -> Result<String, String> {
+        use outpost_core::cssm::{
+            REGISTRATION_REQUEST_FILE, REGISTRATION_RESPONSE_FILE, RegistrationRequestData,
+            RegistrationResponseData, SignedFile,
+        };
+        // The request carries the key that signed it: proof the sender holds the instance key.
+        let request: RegistrationRequestData = SignedFile::open(
+            text,
+            REGISTRATION_REQUEST_FILE,
+            |data: &RegistrationRequestData, message, signature| {
+                crypto::verify_with_public_key_pem(&data.request.public_key_pem, message, signature)
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let registration = self
+            .shared
+            .create_registration(
+                &request.request.smart_account,
+                &request.request.virtual_account,
+            )
+            .map_err(|e| e.1)?;
+        let data = RegistrationResponseData {
+            registration,
+            name: request.request.name,
+            request_nonce: request.nonce,
+            timestamp: Utc::now().timestamp_millis(),
+        };
+        let file = SignedFile::sign(REGISTRATION_RESPONSE_FILE, &data, &self.shared.signer)
+            .map_err(|e| e.to_string())?;
+        serde_json::to_string_pretty(&file).map_err(|e| e.to_string())
     }
 }
 
@@ -595,30 +808,7 @@ async fn register(
                 "public_key_pem must be a PEM public key",
             ));
         }
-        let (i, j) = find_pair(&shared, &body.smart_account, &body.virtual_account)?;
-        let client_id = format!("onprem-{}", crypto::random_alphanumeric(12));
-        let registration = Registration {
-            id: uuid::Uuid::new_v4().to_string(),
-            client_secret: crypto::random_alphanumeric(32),
-            account: i,
-            virtual_account: j,
-        };
-        let response = RegistrationResponse {
-            registration_id: registration.id.clone(),
-            client_id: client_id.clone(),
-            client_secret: registration.client_secret.clone(),
-            smart_account_id: account_id(i),
-            virtual_account_id: virtual_account_id(i, j),
-        };
-        let mut state = shared.state();
-        state.registrations.insert(client_id, registration);
-        if let Some(path) = &shared.state_file {
-            // Kept so client credentials stay valid when the simulator restarts.
-            let text = serde_json::to_string_pretty(&state.registrations)
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            std::fs::write(path, text)
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        }
+        let response = shared.create_registration(&body.smart_account, &body.virtual_account)?;
         Ok(HttpResponse::Created().json(response))
     })
     .await
@@ -702,30 +892,15 @@ async fn report_usage(
         }
         let poll_id = uuid::Uuid::new_v4().to_string();
         let mut duplicates = Vec::new();
-        let mut state = shared.state();
         for (device, (sudi, ids)) in body.data.reports.iter().zip(&devices) {
-            for (item, report_id) in device.usage.iter().zip(ids) {
-                let key = (
-                    sudi.udi_pid.clone(),
-                    sudi.udi_serial_number.clone(),
-                    *report_id,
-                );
-                let duplicate = state.seen.insert(key, ()).is_some();
-                if duplicate {
-                    duplicates.push(DuplicateReport {
-                        sudi: sudi.clone(),
-                        report_id: *report_id,
-                    });
-                }
-                state.received.push(ReceivedReport {
-                    sudi: sudi.clone(),
-                    report_id: *report_id,
-                    payload: item.payload.clone(),
-                    duplicate,
-                    poll_id: poll_id.clone(),
-                });
-            }
+            let reports: Vec<(i64, String)> = ids
+                .iter()
+                .copied()
+                .zip(device.usage.iter().map(|item| item.payload.clone()))
+                .collect();
+            duplicates.extend(shared.record(sudi, &reports, &poll_id));
         }
+        let mut state = shared.state();
         let pending_polls = state.ok_polls_before_complete;
         state.polls.insert(
             poll_id.clone(),
@@ -781,16 +956,12 @@ async fn poll(
             let mut acks = Vec::new();
             for (sudi, ids) in &poll.devices {
                 let kept = ids.len().saturating_sub(omissions);
-                let data = AckData {
-                    sudi: sudi.clone(),
-                    acked_report_ids: ids[..kept].to_vec(),
-                    smart_account: poll.smart_account.clone(),
-                    virtual_account: poll.virtual_account.clone(),
-                    timestamp: Utc::now().timestamp_millis(),
-                    nonce: crypto::random_alphanumeric(16),
-                };
-                let file = build_ack(&data, Some(&PolicyData::cisco_default()), &shared.signer)
-                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                let file = shared.ack_file(
+                    sudi,
+                    ids[..kept].to_vec(),
+                    &poll.smart_account,
+                    &poll.virtual_account,
+                )?;
                 acks.push(AckEntry {
                     sudi: sudi.clone(),
                     smart_license: STANDARD.encode(file),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use outpost_core::crypto::{self, CertifiedKey};
-use outpost_cssm_sim::{CssmSim, SimConfig};
+use outpost_cssm_sim::{CssmSim, Portal, SimConfig};
 
 /// A CSSM simulator for Outpost.
 #[derive(Parser)]
@@ -29,6 +29,30 @@ struct Args {
     /// Require this token to register an on-prem instance.
     #[arg(long)]
     registration_token: Option<String>,
+    /// The manual side (CSSM's portal), offline; without one, the simulator serves its API.
+    #[command(subcommand)]
+    portal: Option<PortalCommand>,
+}
+
+/// What an administrator does by hand in CSSM's web portal.
+#[derive(clap::Subcommand)]
+enum PortalCommand {
+    /// Upload a usage bundle (UD_SA_*.tar.gz) and download its ACK bundle.
+    AnswerUsage {
+        /// The usage bundle.
+        input: PathBuf,
+        /// Where to write the ACK bundle (a directory, or a file name).
+        #[arg(long, default_value = ".")]
+        output: PathBuf,
+    },
+    /// Turn a registration request file into a registration response file.
+    AnswerRegistration {
+        /// The request file.
+        input: PathBuf,
+        /// Where to write the response file.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 /// Loads a key pair from `<dir>/<name>.crt|.key`, creating it on first use.
@@ -65,6 +89,14 @@ async fn main() -> anyhow::Result<()> {
     let tls_ca = load_or_create(&dir, "cssm-ca", || {
         Ok(crypto::generate_ca("CSSM Simulator CA")?)
     })?;
+    if let Some(command) = args.portal {
+        let portal = Portal::offline(SimConfig {
+            signing: Some(signing),
+            state_file: Some(dir.join("registrations.json")),
+            ..SimConfig::default()
+        })?;
+        return answer(&portal, command);
+    }
     let sim = CssmSim::start(SimConfig {
         listen: args.listen,
         tls: !args.http,
@@ -95,5 +127,39 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("{out}");
     tokio::signal::ctrl_c().await?;
     sim.stop().await;
+    Ok(())
+}
+
+/// Runs one portal operation on files.
+fn answer(portal: &Portal, command: PortalCommand) -> anyhow::Result<()> {
+    match command {
+        PortalCommand::AnswerUsage { input, output } => {
+            let name = input
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("usage.tar.gz")
+                .to_owned();
+            let bytes = std::fs::read(&input).with_context(|| input.display().to_string())?;
+            let (ack_name, ack) = portal
+                .answer_usage_bundle(&name, &bytes)
+                .map_err(anyhow::Error::msg)?;
+            let path = if output.is_dir() {
+                output.join(&ack_name)
+            } else {
+                output
+            };
+            std::fs::write(&path, ack).with_context(|| path.display().to_string())?;
+            tracing::info!("wrote {}", path.display());
+        }
+        PortalCommand::AnswerRegistration { input, output } => {
+            let text =
+                std::fs::read_to_string(&input).with_context(|| input.display().to_string())?;
+            let response = portal
+                .answer_registration_request(&text)
+                .map_err(anyhow::Error::msg)?;
+            std::fs::write(&output, response).with_context(|| output.display().to_string())?;
+            tracing::info!("wrote {}", output.display());
+        }
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod list_alerts;
 pub mod list_events;
 pub mod list_sync_runs;
 pub mod list_virtual_accounts;
+pub mod offline_files;
 pub mod ui;
 
 use outpost_db::AccountId;

@@ -211,6 +211,7 @@ async fn record_outcome(
             bytes_sent: Some(figures.bytes_sent),
             bytes_received: Some(figures.bytes_received),
             sha256: (figures.bytes_sent > 0).then_some(hash),
+            file_name: None,
             message: Some(message.clone()),
         },
     )

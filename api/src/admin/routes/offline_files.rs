@@ -1,0 +1,251 @@
+//! The file operations of air-gapped sites (see `crate::offline`): usage export download, ACK
+//! bundle upload, offline registration files, device RUM and ACK files.
+
+use std::io::{Seek, Write};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use outpost_db::exports::Selection;
+use outpost_db::{AccountId, ProductInstanceId};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{OPERATORS, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::offline;
+use crate::state::AppState;
+
+/// Reads a request body into an anonymous temporary file, up to `admin.max_upload_bytes`.
+async fn spool(mut payload: web::Payload, limit: u64) -> Result<std::fs::File, ApiError> {
+    let mut file = tempfile::tempfile().map_err(ApiError::internal)?;
+    let mut size = 0u64;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the upload is larger than {limit} bytes (admin.max_upload_bytes)"),
+            ));
+        }
+        file.write_all(&chunk).map_err(ApiError::internal)?;
+    }
+    file.rewind().map_err(ApiError::internal)?;
+    Ok(file)
+}
+
+/// A text upload (a RUM file, a registration response).
+async fn text_upload(payload: web::Payload, limit: u64) -> Result<String, ApiError> {
+    let mut file = spool(payload, limit).await?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text)
+        .map_err(|_| ApiError::bad_request("the upload is not UTF-8 text"))?;
+    Ok(text)
+}
+
+fn attachment(name: &str) -> ContentDisposition {
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(name.to_owned())],
+    }
+}
+
+fn verifier(state: &AppState) -> Result<&outpost_core::crypto::SignatureVerifier, ApiError> {
+    state.cssm_verifier.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_configured",
+            "cssm.signing_certificate_file is not set: Outpost cannot verify files signed by CSSM",
+        )
+    })
+}
+
+/// `?days=N`: every report of the last N days instead of the unsent ones.
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    days: Option<u32>,
+}
+
+/// `GET /accounts/{id}/usage-export`: "Export Usage to Cisco", a `UD_SA_<ts>.tar.gz` download.
+pub async fn get_usage_export(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let now = state.clock.now();
+    let selection = match query.days {
+        None => Selection::Unsent,
+        Some(0) => return Err(ApiError::invalid("days must be at least 1")),
+        Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
+    };
+    let file = tempfile::tempfile().map_err(ApiError::internal)?;
+    let (mut file, summary) = offline::export::export_usage(
+        &state.pool,
+        account.id,
+        selection,
+        file,
+        now,
+        &principal.actor(),
+        |_, _| {},
+    )
+    .await?;
+    file.rewind().map_err(ApiError::internal)?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok(HttpResponse::Ok()
+        .content_type("application/gzip")
+        .insert_header(attachment(&summary.file_name))
+        .insert_header(("X-Outpost-Reports", summary.reports.to_string()))
+        .insert_header(("X-Outpost-Device-Files", summary.device_files.to_string()))
+        .insert_header(("X-Outpost-Sha256", summary.sha256.clone()))
+        .streaming(stream))
+}
+
+/// `?dry_run=true&file_name=...`.
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+    file_name: Option<String>,
+}
+
+/// `POST /accounts/{id}/ack-import`: "Import From Cisco" (body: the ACK bundle).
+pub async fn create_ack_import(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    query: web::Query<ImportQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let verifier = verifier(&state)?;
+    let file = spool(payload, state.settings.admin.max_upload_bytes).await?;
+    let name = query
+        .file_name
+        .clone()
+        .unwrap_or_else(|| "upload.tar.gz".into());
+    let summary = offline::import::import_ack_bundle(
+        &state.pool,
+        verifier,
+        account.id,
+        &offline::file_safe(&name),
+        file,
+        query.dry_run,
+        state.clock.now(),
+        &principal.actor(),
+        |_, _| {},
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// `GET /accounts/{id}/registration-request`: the signed request file to carry to CSSM.
+pub async fn get_registration_request(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let (name, text) = offline::registration::registration_request(
+        &state.pool,
+        account.id,
+        state.clock.now(),
+        &principal.actor(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(attachment(&name))
+        .body(text))
+}
+
+/// `POST /accounts/{id}/registration-response`: registers the account from CSSM's response file.
+pub async fn create_registration_response(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let verifier = verifier(&state)?;
+    let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
+    let account = offline::registration::registration_response(
+        &state.pool,
+        verifier,
+        account.id,
+        &text,
+        state.clock.now(),
+        &principal.actor(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": account.id,
+        "name": account.name,
+        "status": account.status,
+        "registered_at": account.registered_at,
+    })))
+}
+
+/// `?lva=N` (default 1).
+#[derive(Debug, Deserialize)]
+pub struct UsageFileQuery {
+    lva: Option<i32>,
+}
+
+/// `POST /accounts/{id}/usage-files`: a RUM file written by `license smart save usage`.
+pub async fn create_usage_file(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    query: web::Query<UsageFileQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    principal.require(OPERATORS)?;
+    let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
+    let response = offline::device_files::upload_usage_file(
+        &state.pool,
+        account.id,
+        query.lva.unwrap_or(1),
+        &text,
+        state.clock.now(),
+        &principal.actor(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// `GET /accounts/{id}/product-instances/{pi}/ack-file`: the device's latest ACK, for
+/// `license smart import`.
+pub async fn get_ack_file(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(AccountId, ProductInstanceId)>,
+) -> Result<HttpResponse, ApiError> {
+    let (account, pi) = path.into_inner();
+    let account = visible_account(&state, &principal, account).await?;
+    principal.require(OPERATORS)?;
+    let (name, text) =
+        offline::device_files::ack_file(&state.pool, account.id, pi, state.clock.now())
+            .await
+            .map_err(|e| match e {
+                offline::OfflineError::Db(db) if db.is_not_found() => {
+                    ApiError::not_found("product instance")
+                }
+                other => other.into(),
+            })?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(attachment(&name))
+        .body(text))
+}

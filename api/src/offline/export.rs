@@ -1,0 +1,252 @@
+//! "Export Usage to Cisco": one `UD_SA_<ts>.tar.gz` per local account, one `UD_VA_...` per
+//! SA/VA pair, one device file per product instance. Reports are read in pages and written by a
+//! blocking task through a small channel, so memory stays flat whatever their number.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use outpost_core::Sudi;
+use outpost_core::bundle::{self, UsageBundleWriter};
+use outpost_core::offline_file::{self, SystemInfo};
+use outpost_core::rum::RumEnvelope;
+use outpost_db::enums::{EventResult, SyncChannel, SyncDirection, SyncState};
+use outpost_db::events::{self, NewEvent};
+use outpost_db::exports::{self, ExportRow, Selection};
+use outpost_db::sync_runs::{self, SyncRunOutcome};
+use outpost_db::{AccountId, DbPool, ProductInstanceId, SyncRunId, accounts};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{Hashing, OfflineError, require_registered};
+
+/// Reports read per query.
+const PAGE: i64 = 1000;
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// `UD_SA_<ts>.tar.gz`.
+    pub file_name: String,
+    /// Device files (one per product instance).
+    pub device_files: u64,
+    /// Reports in them.
+    pub reports: u64,
+    /// `UD_VA_...` archives (SA/VA pairs).
+    pub virtual_accounts: u64,
+    /// Size of the bundle.
+    pub bytes: u64,
+    /// Its SHA-256.
+    pub sha256: String,
+    /// The ledger row.
+    pub sync_run: SyncRunId,
+}
+
+/// The bundle's file name for an export started at `now`.
+pub fn file_name(now: DateTime<Utc>) -> String {
+    format!("UD_SA_{}.tar.gz", bundle::timestamp(now))
+}
+
+/// One device file on its way to the writer.
+struct DeviceFile {
+    smart_account: (String, String),
+    virtual_account: (String, String),
+    device_id: String,
+    text: String,
+}
+
+/// Exports an account's reports to `out`; `progress(done, total)` follows the reports.
+pub async fn export_usage<W: Write + Send + 'static>(
+    pool: &DbPool,
+    account_id: AccountId,
+    selection: Selection,
+    out: W,
+    now: DateTime<Utc>,
+    actor: &str,
+    progress: impl Fn(u64, u64) + Send,
+) -> Result<(W, ExportSummary), OfflineError> {
+    let mut conn = pool.get().await?;
+    let account = accounts::find_account(&mut conn, account_id).await?;
+    let (sa_id, va_id) = require_registered(&account)?;
+    let (sa_id, va_id) = (sa_id.to_owned(), va_id.to_owned());
+    let total = u64::try_from(exports::count(&mut conn, account.id, selection).await?).unwrap_or(0);
+    if total == 0 {
+        return Err(OfflineError::Conflict(match selection {
+            Selection::Unsent => format!(
+                "local account '{}' has no report that was not already sent, exported or acknowledged; export the last N days to send some again",
+                account.name
+            ),
+            Selection::Since(since) => format!(
+                "local account '{}' has no report received since {since}",
+                account.name
+            ),
+        }));
+    }
+
+    // The writer owns the bundle on a blocking thread; a small channel keeps memory flat.
+    let (sender, mut receiver) = mpsc::channel::<DeviceFile>(8);
+    let own_sa = (account.smart_account.clone(), sa_id.clone());
+    let writer =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(W, u64, String, u64, u64)> {
+            let mut bundle = UsageBundleWriter::new(
+                Hashing::new(out),
+                (&own_sa.0, &own_sa.1),
+                &uuid::Uuid::new_v4().to_string(),
+                now,
+            );
+            let mut files = 0;
+            while let Some(file) = receiver.blocking_recv() {
+                let sa = (file.smart_account.0.as_str(), file.smart_account.1.as_str());
+                let va = (
+                    file.virtual_account.0.as_str(),
+                    file.virtual_account.1.as_str(),
+                );
+                let archive = bundle.virtual_account(sa, va)?;
+                bundle.add_device_file(archive, &file.device_id, &file.text)?;
+                files += 1;
+            }
+            let archives = bundle.archive_count();
+            let (out, bytes, sha256) = bundle.finish()?.finish();
+            Ok((out, bytes, sha256, files, archives))
+        });
+
+    let mut exported: Vec<i64> = Vec::new();
+    let mut current: Vec<ExportRow> = Vec::new();
+    let mut after = (ProductInstanceId(uuid::Uuid::nil()), 0);
+    let mut send_error = false;
+    loop {
+        let page = exports::page(&mut conn, account.id, selection, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = (last.pi_id, last.id);
+        for row in page {
+            if current
+                .first()
+                .is_some_and(|first| first.pi_id != row.pi_id)
+            {
+                let rows = std::mem::take(&mut current);
+                if sender
+                    .send(device_file(&account, &sa_id, &va_id, rows, now))
+                    .await
+                    .is_err()
+                {
+                    send_error = true;
+                    break;
+                }
+            }
+            exported.push(row.id);
+            current.push(row);
+        }
+        progress(exported.len() as u64, total);
+        if send_error {
+            break;
+        }
+    }
+    if !current.is_empty() && !send_error {
+        let rows = std::mem::take(&mut current);
+        let _ = sender
+            .send(device_file(&account, &sa_id, &va_id, rows, now))
+            .await;
+    }
+    drop(sender);
+    let (out, bytes, sha256, files, archives) = writer
+        .await
+        .map_err(|e| OfflineError::Io(format!("the export writer stopped: {e}")))?
+        .map_err(|e| OfflineError::Io(format!("writing the export: {e}")))?;
+
+    // Marked only once the whole bundle is written.
+    let file_name = file_name(now);
+    exports::mark_exported(&mut conn, account.id, &exported, now).await?;
+    let run = sync_runs::start(
+        &mut conn,
+        account.id,
+        None,
+        SyncChannel::File,
+        SyncDirection::Outbound,
+        now,
+    )
+    .await?;
+    let reports = exported.len() as u64;
+    let message = format!("exported {reports} reports of {files} devices to {file_name}");
+    let outcome = SyncRunOutcome {
+        state: Some(SyncState::Succeeded),
+        finished_at: Some(now),
+        duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
+        reports_sent: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
+        bytes_sent: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+        sha256: Some(sha256.clone()),
+        file_name: Some(file_name.clone()),
+        message: Some(message),
+        ..SyncRunOutcome::default()
+    };
+    sync_runs::finish(&mut conn, run, &outcome).await?;
+    let detail = json!({ "file_name": file_name, "reports": reports, "devices": files, "bytes": bytes, "sha256": sha256 });
+    events::record(
+        &mut conn,
+        &NewEvent::account(
+            account.id,
+            actor,
+            "cssm.export",
+            EventResult::Ok,
+            detail,
+            now,
+        ),
+    )
+    .await?;
+    Ok((
+        out,
+        ExportSummary {
+            file_name,
+            device_files: files,
+            reports,
+            virtual_accounts: archives,
+            bytes,
+            sha256,
+            sync_run: run,
+        },
+    ))
+}
+
+/// The offline RUM file of one device's reports, with the SA/VA it goes to.
+fn device_file(
+    account: &accounts::LocalAccount,
+    sa_id: &str,
+    va_id: &str,
+    rows: Vec<ExportRow>,
+    now: DateTime<Utc>,
+) -> DeviceFile {
+    let first = &rows[0];
+    let sudi: Option<Sudi> = serde_json::from_value(first.sudi.clone()).ok();
+    let smart_account = match &first.lva_smart_account {
+        Some(sa) if *sa != account.smart_account => (sa.clone(), String::new()),
+        _ => (account.smart_account.clone(), sa_id.to_owned()),
+    };
+    // A VA id is only known for the account's own pair; CSSM finds the others by name.
+    let virtual_account = match &first.lva_virtual_account {
+        Some(va) if *va != account.virtual_account || smart_account.0 != account.smart_account => {
+            (va.clone(), String::new())
+        }
+        _ => (account.virtual_account.clone(), va_id.to_owned()),
+    };
+    let info = SystemInfo {
+        sudi,
+        timestamp: Some(now.timestamp_millis()),
+        nonce: Some(outpost_core::crypto::random_alphanumeric(16)),
+        hostname: first.hostname.clone(),
+        software_tag_identifier: first.software_tag.clone(),
+    };
+    let device_id = first.pi_id.0.simple().to_string();
+    let reports: Vec<RumEnvelope> = rows
+        .into_iter()
+        .map(|row| RumEnvelope {
+            payload: row.payload,
+            header: row.header,
+            signature: row.signature,
+        })
+        .collect();
+    DeviceFile {
+        smart_account,
+        virtual_account,
+        device_id,
+        text: offline_file::write(Some(&info), &reports),
+    }
+}
