@@ -518,7 +518,7 @@ pub fn read_ack_bundle(reader: impl Read, archive: &str) -> Result<Vec<TextMembe
         if !(name.starts_with("ACK_UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        let inner_name = format!("{archive}/{name}");
+        let inner_name = format!("{archive}: {name}");
         walk(entry, &inner_name, |member, data, size| {
             let Some(id) = device_id(member, "ACK_dev_") else {
                 return Ok(());
@@ -562,7 +562,7 @@ pub fn read_usage_bundle(reader: impl Read, archive: &str) -> Result<UsageBundle
         if !(name.starts_with("UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        let inner_name = format!("{archive}/{name}");
+        let inner_name = format!("{archive}: {name}");
         walk(entry, &inner_name, |member, data, size| {
             let Some(id) = device_id(member, "dev_") else {
                 return Ok(());

@@ -80,7 +80,12 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
     let (members, bytes, sha256) = read;
 
     let checked = match members {
-        Ok(members) => check(&mut conn, verifier, &account, &members, now, &progress).await,
+        Ok(members) => {
+            check(
+                &mut conn, verifier, &account, file_name, &members, now, &progress,
+            )
+            .await
+        }
         Err(e) => Err(OfflineError::Rejected(e.to_string())),
     };
     let checked = match checked {
@@ -204,6 +209,7 @@ async fn check(
     conn: &mut outpost_db::AsyncPgConnection,
     verifier: &SignatureVerifier,
     account: &accounts::LocalAccount,
+    file_name: &str,
     members: &[bundle::TextMember],
     now: DateTime<Utc>,
     progress: &(impl Fn(u64, u64) + Send),
@@ -223,7 +229,7 @@ async fn check(
     let mut devices = HashMap::new();
     let mut checked = Vec::with_capacity(members.len());
     for (i, member) in members.iter().enumerate() {
-        let where_ = format!("{}/{}", member.archive, member.name);
+        let where_ = format!("{file_name}: {}/{}", member.archive, member.name);
         let verified = verify_ack(&member.text, verifier, now)
             .map_err(|e| OfflineError::Rejected(format!("{where_}: {e}")))?;
         let ack = &verified.ack;

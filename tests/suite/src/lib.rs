@@ -112,6 +112,16 @@ impl TestApp {
             .get(0)
     }
 
+    /// Runs a query and returns its first column as text, one string per row.
+    pub async fn count_rows(&self, sql: &str) -> Vec<String> {
+        let client = maintenance_client(self.db.url()).await.expect("connect");
+        let rows = client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        rows.iter().map(|row| row.get::<_, String>(0)).collect()
+    }
+
     /// Runs SQL statements (test set-up that has no API yet); returns rows changed.
     pub async fn execute(&self, sql: &str) -> u64 {
         let client = maintenance_client(self.db.url()).await.expect("connect");
@@ -413,12 +423,13 @@ pub fn outpost_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/it-<hash> -> target/<profile>/outpost
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("outpost"))
-        .expect("target dir");
+    // target/<profile>/deps/it-<hash> (a test) or target/<profile>/<bench> (a binary) ->
+    // target/<profile>/outpost
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
+    let path = dir.join("outpost");
     assert!(
         path.is_file(),
         "{} is missing: build it first with `cargo build --bin outpost` (scripts/test does)",
