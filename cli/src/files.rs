@@ -124,30 +124,43 @@ pub async fn run(
                 Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
             };
             let path = target(output, &export::file_name(now));
-            let file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
+            if path.exists() && !path.is_file() {
+                bail!("{}: neither a directory nor a regular file", path.display());
+            }
+            // Written under a temporary name beside the target, made durable and renamed before
+            // the reports are marked exported: a crash or a full disk leaves no half bundle and
+            // no report marked for a bundle that does not exist.
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            let partial = tempfile::Builder::new()
+                .prefix(".UD_SA_")
+                .suffix(".partial")
+                .tempfile_in(&dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            let target_path = path.clone();
+            let finish = move |file: tempfile::NamedTempFile| {
+                file.as_file().sync_all()?;
+                file.persist(&target_path).map_err(|e| e.error)?;
+                Ok(())
+            };
+            let request = export::ExportRequest {
+                account: account.id,
+                selection,
+                now,
+                actor: &actor(),
+            };
             let progress = bar(0, "reports");
             let shown = progress.clone();
-            let result = export::export_usage(
-                &db.pool,
-                account.id,
-                selection,
-                file,
-                now,
-                &actor(),
-                move |done, total| {
+            let result =
+                export::export_usage(&db.pool, &request, partial, finish, move |done, total| {
                     shown.set_length(total);
                     shown.set_position(done);
-                },
-            )
-            .await;
+                })
+                .await;
             progress.finish_and_clear();
-            let summary = match result {
-                Ok((_, summary)) => summary,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e.into());
-                }
-            };
+            let ((), summary) = result?;
             println!(
                 "wrote {}: {} device files ({} product instances), {} reports, {} virtual account archives, {} bytes, sha256 {}",
                 path.display(),

@@ -13,7 +13,7 @@ use outpost_db::enums::{EventResult, SyncChannel, SyncDirection, SyncState};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::exports::{self, ExportRow, Selection};
 use outpost_db::sync_runs::{self, SyncRunOutcome};
-use outpost_db::{AccountId, DbPool, ProductInstanceId, SyncRunId, accounts};
+use outpost_db::{AccountId, AsyncConnection, DbPool, ProductInstanceId, SyncRunId, accounts};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -47,6 +47,19 @@ pub fn file_name(now: DateTime<Utc>) -> String {
     format!("UD_SA_{}.tar.gz", bundle::timestamp(now))
 }
 
+/// What to export, when and for whom.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRequest<'a> {
+    /// The local account.
+    pub account: AccountId,
+    /// Unsent reports, or all of the last N days.
+    pub selection: Selection,
+    /// The export's time: the bundle's name and the reports' `exported_at`.
+    pub now: DateTime<Utc>,
+    /// Who asked, for the audit trail.
+    pub actor: &'a str,
+}
+
 /// One device file on its way to the writer.
 struct DeviceFile {
     smart_account: (String, String),
@@ -56,154 +69,168 @@ struct DeviceFile {
 }
 
 /// Exports an account's reports to `out`; `progress(done, total)` follows the reports.
-pub async fn export_usage<W: Write + Send + 'static>(
+///
+/// Everything happens in one transaction: reports are marked exported page by page as they are
+/// written, so no list of them is kept, and the marks (with the ledger row) commit only once the
+/// whole bundle is written and `finish` has accepted it (a file sink makes the file durable and
+/// gives it its name there). A failed export leaves every report as it was.
+pub async fn export_usage<W, R>(
     pool: &DbPool,
-    account_id: AccountId,
-    selection: Selection,
+    request: &ExportRequest<'_>,
     out: W,
-    now: DateTime<Utc>,
-    actor: &str,
-    progress: impl Fn(u64, u64) + Send,
-) -> Result<(W, ExportSummary), OfflineError> {
+    finish: impl FnOnce(W) -> std::io::Result<R> + Send + 'static,
+    progress: impl Fn(u64, u64) + Send + Sync,
+) -> Result<(R, ExportSummary), OfflineError>
+where
+    W: Write + Send + 'static,
+    R: Send + 'static,
+{
+    let &ExportRequest {
+        account: account_id,
+        selection,
+        now,
+        actor,
+    } = request;
     let mut conn = pool.get().await?;
     let account = accounts::find_account(&mut conn, account_id).await?;
     let (sa_id, va_id) = require_registered(&account)?;
     let (sa_id, va_id) = (sa_id.to_owned(), va_id.to_owned());
-    let total = u64::try_from(exports::count(&mut conn, account.id, selection).await?).unwrap_or(0);
-    if total == 0 {
-        return Err(OfflineError::Conflict(match selection {
-            Selection::Unsent => format!(
-                "local account '{}' has no report that was not already sent, exported or acknowledged; export the last N days to send some again",
-                account.name
-            ),
-            Selection::Since(since) => format!(
-                "local account '{}' has no report received since {since}",
-                account.name
-            ),
-        }));
-    }
+    conn.transaction::<_, OfflineError, _>(async |conn| {
+        let total = u64::try_from(exports::count(conn, account.id, selection).await?).unwrap_or(0);
+        if total == 0 {
+            return Err(OfflineError::Conflict(match selection {
+                Selection::Unsent => format!(
+                    "local account '{}' has no report that was not already sent, exported or acknowledged; export the last N days to send some again",
+                    account.name
+                ),
+                Selection::Since(since) => format!(
+                    "local account '{}' has no report received since {since}",
+                    account.name
+                ),
+            }));
+        }
 
-    // The writer owns the bundle on a blocking thread; a small channel keeps memory flat.
-    let (sender, mut receiver) = mpsc::channel::<DeviceFile>(8);
-    let own_sa = (account.smart_account.clone(), sa_id.clone());
-    let writer =
-        tokio::task::spawn_blocking(move || -> std::io::Result<(W, u64, String, u64, u64)> {
-            let mut bundle = UsageBundleWriter::new(
-                Hashing::new(out),
-                (&own_sa.0, &own_sa.1),
-                &uuid::Uuid::new_v4().to_string(),
-                now,
-            );
-            let mut files = 0;
-            while let Some(file) = receiver.blocking_recv() {
-                let sa = (file.smart_account.0.as_str(), file.smart_account.1.as_str());
-                let va = (
-                    file.virtual_account.0.as_str(),
-                    file.virtual_account.1.as_str(),
-                );
-                let archive = bundle.virtual_account(sa, va)?;
-                bundle.add_device_file(archive, &file.device_id, &file.text)?;
-                files += 1;
-            }
-            let archives = bundle.archive_count();
-            let (out, bytes, sha256) = bundle.finish()?.finish();
-            Ok((out, bytes, sha256, files, archives))
+        // The writer owns the bundle on a blocking thread; a small channel keeps memory flat.
+        let (sender, receiver) = mpsc::channel::<DeviceFile>(8);
+        let own_sa = (account.smart_account.clone(), sa_id.clone());
+        let writer = tokio::task::spawn_blocking(move || {
+            let (out, bytes, sha256, files, archives) = write_bundle(out, own_sa, receiver, now)?;
+            Ok::<_, std::io::Error>((finish(out)?, bytes, sha256, files, archives))
         });
 
-    let mut exported: Vec<i64> = Vec::new();
-    let mut current: Vec<ExportRow> = Vec::new();
-    let mut after = (ProductInstanceId(uuid::Uuid::nil()), 0);
-    let mut send_error = false;
-    loop {
-        let page = exports::page(&mut conn, account.id, selection, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = (last.pi_id, last.id);
-        for row in page {
-            if current
-                .first()
-                .is_some_and(|first| first.pi_id != row.pi_id)
-            {
-                let rows = std::mem::take(&mut current);
-                if sender
-                    .send(device_file(&account, &sa_id, &va_id, rows, now))
-                    .await
-                    .is_err()
-                {
-                    send_error = true;
-                    break;
+        let mut reports = 0u64;
+        let mut current: Vec<ExportRow> = Vec::new();
+        let mut after = (ProductInstanceId(uuid::Uuid::nil()), 0);
+        'pages: loop {
+            let page = exports::page(conn, account.id, selection, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = (last.pi_id, last.id);
+            let ids: Vec<i64> = page.iter().map(|row| row.id).collect();
+            exports::mark_exported(conn, account.id, &ids, now).await?;
+            reports += ids.len() as u64;
+            for row in page {
+                if current.first().is_some_and(|first| first.pi_id != row.pi_id) {
+                    let rows = std::mem::take(&mut current);
+                    // A closed channel means the writer failed; its error is reported below.
+                    if sender.send(device_file(&account, &sa_id, &va_id, rows, now)).await.is_err() {
+                        break 'pages;
+                    }
                 }
+                current.push(row);
             }
-            exported.push(row.id);
-            current.push(row);
+            progress(reports, total);
         }
-        progress(exported.len() as u64, total);
-        if send_error {
-            break;
+        if !current.is_empty() {
+            let rows = std::mem::take(&mut current);
+            let _ = sender.send(device_file(&account, &sa_id, &va_id, rows, now)).await;
         }
-    }
-    if !current.is_empty() && !send_error {
-        let rows = std::mem::take(&mut current);
-        let _ = sender
-            .send(device_file(&account, &sa_id, &va_id, rows, now))
-            .await;
-    }
-    drop(sender);
-    let (out, bytes, sha256, files, archives) = writer
-        .await
-        .map_err(|e| OfflineError::Io(format!("the export writer stopped: {e}")))?
-        .map_err(|e| OfflineError::Io(format!("writing the export: {e}")))?;
+        drop(sender);
+        let (out, bytes, sha256, files, archives) = writer
+            .await
+            .map_err(|e| OfflineError::Io(format!("the export writer stopped: {e}")))?
+            .map_err(|e| OfflineError::Io(format!("writing the export: {e}")))?;
 
-    // Marked only once the whole bundle is written.
-    let file_name = file_name(now);
-    exports::mark_exported(&mut conn, account.id, &exported, now).await?;
-    let run = sync_runs::start(
-        &mut conn,
-        account.id,
-        None,
-        SyncChannel::File,
-        SyncDirection::Outbound,
-        now,
-    )
-    .await?;
-    let reports = exported.len() as u64;
-    let message = format!("exported {reports} reports of {files} devices to {file_name}");
-    let outcome = SyncRunOutcome {
-        state: Some(SyncState::Succeeded),
-        finished_at: Some(now),
-        duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
-        reports_sent: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
-        bytes_sent: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-        sha256: Some(sha256.clone()),
-        file_name: Some(file_name.clone()),
-        message: Some(message),
-        ..SyncRunOutcome::default()
-    };
-    sync_runs::finish(&mut conn, run, &outcome).await?;
-    let detail = json!({ "file_name": file_name, "reports": reports, "devices": files, "bytes": bytes, "sha256": sha256 });
-    events::record(
-        &mut conn,
-        &NewEvent::account(
+        let file_name = file_name(now);
+        let run = sync_runs::start(
+            conn,
             account.id,
-            actor,
-            "cssm.export",
-            EventResult::Ok,
-            detail,
+            None,
+            SyncChannel::File,
+            SyncDirection::Outbound,
             now,
-        ),
-    )
-    .await?;
-    Ok((
-        out,
-        ExportSummary {
-            file_name,
-            device_files: files,
-            reports,
-            virtual_accounts: archives,
-            bytes,
-            sha256,
-            sync_run: run,
-        },
-    ))
+        )
+        .await?;
+        let message = format!("exported {reports} reports of {files} devices to {file_name}");
+        let outcome = SyncRunOutcome {
+            state: Some(SyncState::Succeeded),
+            finished_at: Some(now),
+            duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
+            reports_sent: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
+            bytes_sent: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            sha256: Some(sha256.clone()),
+            file_name: Some(file_name.clone()),
+            message: Some(message),
+            ..SyncRunOutcome::default()
+        };
+        sync_runs::finish(conn, run, &outcome).await?;
+        let detail = json!({ "file_name": file_name, "reports": reports, "devices": files, "bytes": bytes, "sha256": sha256 });
+        events::record(
+            conn,
+            &NewEvent::account(
+                account.id,
+                actor,
+                "cssm.export",
+                EventResult::Ok,
+                detail,
+                now,
+            ),
+        )
+        .await?;
+        Ok((
+            out,
+            ExportSummary {
+                file_name,
+                device_files: files,
+                reports,
+                virtual_accounts: archives,
+                bytes,
+                sha256,
+                sync_run: run,
+            },
+        ))
+    })
+    .await
+}
+
+/// The blocking side of an export: writes the device files it receives into the bundle and
+/// returns the output, its size and SHA-256, and the numbers of device files and VA archives.
+fn write_bundle<W: Write>(
+    out: W,
+    own_sa: (String, String),
+    mut receiver: mpsc::Receiver<DeviceFile>,
+    now: DateTime<Utc>,
+) -> std::io::Result<(W, u64, String, u64, u64)> {
+    let mut bundle = UsageBundleWriter::new(
+        Hashing::new(out),
+        (&own_sa.0, &own_sa.1),
+        &uuid::Uuid::new_v4().to_string(),
+        now,
+    );
+    let mut files = 0;
+    while let Some(file) = receiver.blocking_recv() {
+        let sa = (file.smart_account.0.as_str(), file.smart_account.1.as_str());
+        let va = (
+            file.virtual_account.0.as_str(),
+            file.virtual_account.1.as_str(),
+        );
+        let archive = bundle.virtual_account(sa, va)?;
+        bundle.add_device_file(archive, &file.device_id, &file.text)?;
+        files += 1;
+    }
+    let archives = bundle.archive_count();
+    let (mut out, bytes, sha256) = bundle.finish()?.finish();
+    out.flush()?;
+    Ok((out, bytes, sha256, files, archives))
 }
 
 /// The offline RUM file of one device's reports, with the SA/VA it goes to.

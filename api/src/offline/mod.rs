@@ -33,6 +33,13 @@ pub enum OfflineError {
     Io(String),
 }
 
+/// Lets a file operation run in a database transaction (`AsyncConnection::transaction`).
+impl From<outpost_db::QueryError> for OfflineError {
+    fn from(e: outpost_db::QueryError) -> Self {
+        OfflineError::Db(e.into())
+    }
+}
+
 impl From<OfflineError> for ApiError {
     fn from(e: OfflineError) -> Self {
         match e {

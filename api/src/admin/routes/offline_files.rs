@@ -87,16 +87,16 @@ pub async fn get_usage_export(
         Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
     };
     let file = tempfile::tempfile().map_err(ApiError::internal)?;
-    let (mut file, summary) = offline::export::export_usage(
-        &state.pool,
-        account.id,
+    let request = offline::export::ExportRequest {
+        account: account.id,
         selection,
-        file,
         now,
-        &principal.actor(),
-        |_, _| {},
-    )
-    .await?;
+        actor: &principal.actor(),
+    };
+    // The bundle is downloaded from a temporary file. Its reports count as exported once the
+    // download starts; a lost download is exported again with `?days=N`.
+    let (mut file, summary) =
+        offline::export::export_usage(&state.pool, &request, file, Ok, |_, _| {}).await?;
     file.rewind().map_err(ApiError::internal)?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     Ok(HttpResponse::Ok()

@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::process::Command;
 
+use outpost_api::offline::export;
 use outpost_core::crypto::SignatureVerifier;
 use outpost_core::device::Status;
 use outpost_core::offline_file;
 use outpost_core::signed_file::verify_ack;
 use outpost_db::enums::JobState;
+use outpost_db::exports::Selection;
 use outpost_pi_sim::Device;
 use outpost_tests::{TestApp, c9800_sample, outpost_binary};
 use serde_json::Value;
@@ -430,6 +432,90 @@ async fn the_export_has_the_layout_of_protocol_section_7() {
 }
 
 /// A tar.gz with one member whose name the tar crate would refuse to write.
+/// A sink that accepts `budget` bytes and then fails, like a disk filling up.
+struct FullDisk {
+    budget: usize,
+}
+
+impl Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.budget {
+            return Err(std::io::Error::other("No space left on device"));
+        }
+        self.budget -= buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_marks_nothing() {
+    let app = TestApp::builder().with_account(ACCOUNT).start().await;
+    for serial in ["FCWFULL0001", "FCWFULL0002", "FCWFULL0003"] {
+        push(&app, TENANT, serial, 40).await;
+    }
+    let account = app.account(ACCOUNT).await.id;
+    let request = export::ExportRequest {
+        account,
+        selection: Selection::Unsent,
+        now: chrono::Utc::now(),
+        actor: "test",
+    };
+    let unmarked = || async {
+        assert_eq!(
+            app.count("SELECT count(*) FROM rum_reports WHERE exported_at IS NULL")
+                .await,
+            120,
+            "a failed export leaves every report unsent"
+        );
+        assert_eq!(
+            app.count("SELECT count(*) FROM sync_runs WHERE channel = 'file'")
+                .await,
+            0
+        );
+    };
+
+    // The disk fills up half-way through the bundle.
+    let failed = export::export_usage(
+        &app.pool,
+        &request,
+        FullDisk { budget: 1_000 },
+        Ok,
+        |_, _| {},
+    )
+    .await;
+    let error = failed.err().expect("the export fails").to_string();
+    assert!(error.contains("No space left on device"), "{error}");
+    unmarked().await;
+
+    // The bundle is complete but cannot be made durable.
+    let failed = export::export_usage(
+        &app.pool,
+        &request,
+        Vec::new(),
+        |_| -> std::io::Result<()> { Err(std::io::Error::other("fsync failed")) },
+        |_, _| {},
+    )
+    .await;
+    assert!(failed.is_err());
+    unmarked().await;
+
+    // The same export on a working disk goes through, with all 120 reports.
+    let (bytes, summary) = export::export_usage(&app.pool, &request, Vec::new(), Ok, |_, _| {})
+        .await
+        .expect("export");
+    assert_eq!((summary.reports, summary.device_files), (120, 3));
+    assert_eq!(bytes.len() as u64, summary.bytes);
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE exported_at IS NOT NULL")
+            .await,
+        120
+    );
+}
+
 fn archive_with_member_name(name: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_old();
     header.as_old_mut().name[..name.len()].copy_from_slice(name);
