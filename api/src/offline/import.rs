@@ -15,7 +15,7 @@ use outpost_db::enums::{AckSource, EventResult, SyncChannel, SyncDirection, Sync
 use outpost_db::events::{self, NewEvent};
 use outpost_db::product_instances::{self, UdiKey};
 use outpost_db::sync_runs::{self, SyncRunOutcome};
-use outpost_db::{AccountId, AsyncConnection, DbError, DbPool, SyncRunId, accounts, reports};
+use outpost_db::{AccountId, AsyncConnection, DbPool, SyncRunId, accounts, reports};
 use serde::Serialize;
 use serde_json::json;
 
@@ -151,54 +151,54 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
         return Ok(summary);
     }
 
-    let (new, marked) = conn
-        .transaction::<_, DbError, _>(async |conn| {
-            let (mut new, mut marked) = (0, 0);
-            for ack in &checked {
-                let (is_new, count) =
-                    acks::store_verified(conn, account.id, ack, AckSource::FileImport, None, now)
-                        .await?;
-                new += usize::from(is_new);
-                marked += count;
-            }
-            Ok((new, marked))
-        })
-        .await?;
-    summary.acks_new = new;
-    summary.reports_newly_acknowledged = marked;
-    let message = if new == 0 {
-        format!("{file_name}: nothing new; every ACK in it was imported before")
-    } else {
-        format!(
-            "{file_name}: {new} ACKs for {} devices, {marked} reports acknowledged",
-            summary.devices
-        )
-    };
-    let run = ledger(
-        &mut conn,
-        account.id,
-        file_name,
-        &sha256,
-        bytes,
-        SyncState::Succeeded,
-        &message,
-        (new, marked),
-        now,
-    )
-    .await?;
-    summary.sync_run = Some(run);
-    let detail = serde_json::to_value(&summary).unwrap_or_default();
-    events::record(
-        &mut conn,
-        &NewEvent::account(
+    // The ACKs, the ledger row and the event commit together.
+    conn.transaction::<_, OfflineError, _>(async |conn| {
+        let (mut new, mut marked) = (0, 0);
+        for ack in &checked {
+            let (is_new, count) =
+                acks::store_verified(conn, account.id, ack, AckSource::FileImport, None, now)
+                    .await?;
+            new += usize::from(is_new);
+            marked += count;
+        }
+        summary.acks_new = new;
+        summary.reports_newly_acknowledged = marked;
+        let message = if new == 0 {
+            format!("{file_name}: nothing new; every ACK in it was imported before")
+        } else {
+            format!(
+                "{file_name}: {new} ACKs for {} devices, {marked} reports acknowledged",
+                summary.devices
+            )
+        };
+        let run = ledger(
+            conn,
             account.id,
-            actor,
-            "cssm.import",
-            EventResult::Ok,
-            detail,
+            file_name,
+            &sha256,
+            bytes,
+            SyncState::Succeeded,
+            &message,
+            (new, marked),
             now,
-        ),
-    )
+        )
+        .await?;
+        summary.sync_run = Some(run);
+        let detail = serde_json::to_value(&summary).unwrap_or_default();
+        events::record(
+            conn,
+            &NewEvent::account(
+                account.id,
+                actor,
+                "cssm.import",
+                EventResult::Ok,
+                detail,
+                now,
+            ),
+        )
+        .await?;
+        Ok(())
+    })
     .await?;
     Ok(summary)
 }
