@@ -162,8 +162,8 @@ async fn dispatch(
             println!("created local account '{}' ({})", account.name, account.id);
             if offline {
                 println!(
-                    "not registered yet (air-gapped): run `outpost admin registration-request {}` and carry the file to CSSM",
-                    account.name
+                    "not registered yet (air-gapped): run `outpost admin registration-request '{}'` and carry the file to CSSM",
+                    account.name.replace('\'', "'\\''")
                 );
             } else {
                 register(&*worker()?, &account).await?;

@@ -219,8 +219,12 @@ pub async fn run(
                 summary.bytes,
                 summary.sha256
             );
-            if !dry_run && summary.acks_new > 0 {
+            if dry_run {
+                println!("nothing was changed; run it again without --dry-run to import");
+            } else if summary.acks_new > 0 {
                 println!("the devices receive their ACKs with their next exchange");
+            } else {
+                println!("nothing new: every ACK in this file was imported before");
             }
         }
         FileCommand::RegistrationRequest { account, output } => {

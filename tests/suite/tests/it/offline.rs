@@ -424,14 +424,26 @@ async fn the_export_has_the_layout_of_protocol_section_7() {
         out.starts_with(&format!("imported {ack_name}: 3 ACK files")),
         "{out}"
     );
+    assert!(out.contains("the devices receive their ACKs"), "{out}");
     assert_eq!(
         app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
             .await,
         4
     );
+    // The same file again: a no-op that says so.
+    let (ok, out, err) = outpost(
+        &app,
+        &["admin", "import-ack", ACCOUNT, ack_path.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 new ACKs, 0 reports newly acknowledged")
+            && out.contains("nothing new: every ACK in this file was imported before"),
+        "{out}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM acks").await, 3);
 }
 
-/// A tar.gz with one member whose name the tar crate would refuse to write.
 /// A sink that accepts `budget` bytes and then fails, like a disk filling up.
 struct FullDisk {
     budget: usize,
@@ -516,6 +528,7 @@ async fn a_failed_export_marks_nothing() {
     );
 }
 
+/// A tar.gz with one member whose name the tar crate would refuse to write.
 fn archive_with_member_name(name: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_old();
     header.as_old_mut().name[..name.len()].copy_from_slice(name);
@@ -658,7 +671,13 @@ async fn offline_registration_registers_exactly_like_online() {
         ],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("not registered yet (air-gapped)"), "{out}");
+    // The hint is a command that can be pasted as it is: the name is quoted.
+    assert!(
+        out.contains(
+            "not registered yet (air-gapped): run `outpost admin registration-request 'Acme Campus'`"
+        ),
+        "{out}"
+    );
     assert_eq!(
         app.cssm.request_log().len(),
         0,
