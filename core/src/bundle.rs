@@ -506,6 +506,31 @@ fn device_id(name: &str, prefix: &str) -> Option<String> {
     parts.pop().filter(|id| !id.is_empty()).map(str::to_owned)
 }
 
+/// Reads the `<prefix><id>_<ts>.txt` files of the inner archive `name` of `archive` into `out`;
+/// other members are ignored.
+fn read_device_files(
+    inner: &mut dyn Read,
+    archive: &str,
+    name: &str,
+    prefix: &str,
+    out: &mut Vec<TextMember>,
+) -> Result<(), BundleError> {
+    let inner_name = format!("{archive}: {name}");
+    walk(inner, &inner_name, |member, data, size| {
+        let Some(device_id) = device_id(member, prefix) else {
+            return Ok(());
+        };
+        out.push(TextMember {
+            archive: name.to_owned(),
+            name: member.to_owned(),
+            device_id,
+            text: read_text(data, size, &inner_name, member)?,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// Reads an ACK bundle: every `ACK_dev_*.txt` inside every `ACK_UD_VA_*.tar.gz`. Other members
 /// are ignored. `archive` names the bundle in errors.
 pub fn read_ack_bundle(reader: impl Read, archive: &str) -> Result<Vec<TextMember>, BundleError> {
@@ -518,21 +543,7 @@ pub fn read_ack_bundle(reader: impl Read, archive: &str) -> Result<Vec<TextMembe
         if !(name.starts_with("ACK_UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        let inner_name = format!("{archive}: {name}");
-        walk(entry, &inner_name, |member, data, size| {
-            let Some(id) = device_id(member, "ACK_dev_") else {
-                return Ok(());
-            };
-            let text = read_text(data, size, &inner_name, member)?;
-            acks.push(TextMember {
-                archive: name.to_owned(),
-                name: member.to_owned(),
-                device_id: id,
-                text,
-            });
-            Ok(())
-        })?;
-        Ok(())
+        read_device_files(entry, archive, name, "ACK_dev_", &mut acks)
     })?;
     if acks.is_empty() {
         return Err(BundleError::Empty {
@@ -562,21 +573,7 @@ pub fn read_usage_bundle(reader: impl Read, archive: &str) -> Result<UsageBundle
         if !(name.starts_with("UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        let inner_name = format!("{archive}: {name}");
-        walk(entry, &inner_name, |member, data, size| {
-            let Some(id) = device_id(member, "dev_") else {
-                return Ok(());
-            };
-            let text = read_text(data, size, &inner_name, member)?;
-            device_files.push(TextMember {
-                archive: name.to_owned(),
-                name: member.to_owned(),
-                device_id: id,
-                text,
-            });
-            Ok(())
-        })?;
-        Ok(())
+        read_device_files(entry, archive, name, "dev_", &mut device_files)
     })?;
     let manifest = manifest.ok_or(BundleError::Empty {
         archive: archive.to_owned(),
