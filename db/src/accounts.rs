@@ -103,6 +103,22 @@ pub struct Registration {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Registration {
+    /// The registration CSSM answered (online, or in a response file): active from `now`.
+    pub fn active(answer: outpost_core::cssm::RegistrationResponse, now: DateTime<Utc>) -> Self {
+        Self {
+            cssm_registration_id: Some(answer.registration_id),
+            cssm_client_id: Some(answer.client_id),
+            cssm_client_secret: Some(answer.client_secret),
+            cssm_smart_account_id: Some(answer.smart_account_id),
+            cssm_virtual_account_id: Some(answer.virtual_account_id),
+            registered_at: Some(now),
+            status: AccountStatus::Active,
+            updated_at: now,
+        }
+    }
+}
+
 /// A local virtual account row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = local_virtual_accounts, check_for_backend(diesel::pg::Pg))]

@@ -4,7 +4,7 @@
 use outpost_core::crypto;
 use outpost_core::cssm::RegistrationRequest;
 use outpost_db::accounts::{self, LocalAccount, Registration};
-use outpost_db::enums::{AccountStatus, EventResult};
+use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::{AccountId, DbError, system};
 use serde_json::json;
@@ -70,21 +70,10 @@ pub async fn register_online(
         }
     };
     let now = ctx.clock.now();
-    let account = accounts::record_registration(
-        &mut conn,
-        account.id,
-        &Registration {
-            cssm_registration_id: Some(answer.registration_id.clone()),
-            cssm_client_id: Some(answer.client_id),
-            cssm_client_secret: Some(answer.client_secret),
-            cssm_smart_account_id: Some(answer.smart_account_id),
-            cssm_virtual_account_id: Some(answer.virtual_account_id),
-            registered_at: Some(now),
-            status: AccountStatus::Active,
-            updated_at: now,
-        },
-    )
-    .await?;
+    let registration_id = answer.registration_id.clone();
+    let account =
+        accounts::record_registration(&mut conn, account.id, &Registration::active(answer, now))
+            .await?;
     events::record(
         &mut conn,
         &NewEvent::account(
@@ -92,7 +81,7 @@ pub async fn register_online(
             actor,
             "account.register",
             EventResult::Ok,
-            json!({ "mode": "online", "registration_id": answer.registration_id }),
+            json!({ "mode": "online", "registration_id": registration_id }),
             now,
         ),
     )

@@ -107,24 +107,15 @@ pub async fn registration_response(
             "registration response: it answers another request than the latest one of this account; send the latest request file to CSSM".into(),
         ));
     }
-    let registration = data.registration;
+    let registration_id = data.registration.registration_id.clone();
     let account = accounts::record_registration(
         &mut conn,
         account.id,
-        &Registration {
-            cssm_registration_id: Some(registration.registration_id.clone()),
-            cssm_client_id: Some(registration.client_id),
-            cssm_client_secret: Some(registration.client_secret),
-            cssm_smart_account_id: Some(registration.smart_account_id),
-            cssm_virtual_account_id: Some(registration.virtual_account_id),
-            registered_at: Some(now),
-            status: AccountStatus::Active,
-            updated_at: now,
-        },
+        &Registration::active(data.registration, now),
     )
     .await?;
     accounts::set_registration_nonce(&mut conn, account.id, None).await?;
-    let detail = json!({ "mode": "offline", "registration_id": registration.registration_id });
+    let detail = json!({ "mode": "offline", "registration_id": registration_id });
     events::record(
         &mut conn,
         &NewEvent::account(
