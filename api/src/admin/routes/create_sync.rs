@@ -8,7 +8,7 @@ use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::{self, catalog::CssmSync};
 use serde_json::json;
 
-use super::{OPERATORS, visible_account};
+use super::operable_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,8 +19,7 @@ pub async fn create_sync(
     principal: Principal,
     id: web::Path<AccountId>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     if account.status != AccountStatus::Active {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,

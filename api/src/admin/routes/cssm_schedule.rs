@@ -9,7 +9,7 @@ use outpost_db::schedules::{self, ScheduleRow, kinds};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{OPERATORS, visible_account};
+use super::{operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -58,8 +58,7 @@ pub async fn put_cssm_schedule(
     id: web::Path<AccountId>,
     body: web::Json<PutSchedule>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let rule = Schedule::new(body.every_days, body.hour, body.minute, &body.time_zone)
         .map_err(ApiError::invalid)?;
     let now = state.clock.now();

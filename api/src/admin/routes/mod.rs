@@ -43,6 +43,18 @@ pub async fn visible_account(
     })
 }
 
+/// The account `id` if the caller may act on it (an operator): 404 first, as for reading, then
+/// 403 for a reader.
+pub async fn operable_account(
+    state: &AppState,
+    principal: &Principal,
+    id: AccountId,
+) -> Result<LocalAccount, ApiError> {
+    let account = visible_account(state, principal, id).await?;
+    principal.require(OPERATORS)?;
+    Ok(account)
+}
+
 /// `?limit=` with a default and a ceiling.
 #[derive(Debug, serde::Deserialize)]
 pub struct Limit {

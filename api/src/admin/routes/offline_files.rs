@@ -12,7 +12,7 @@ use outpost_db::{AccountId, ProductInstanceId};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{OPERATORS, visible_account};
+use super::operable_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::offline;
@@ -78,8 +78,7 @@ pub async fn get_usage_export(
     id: web::Path<AccountId>,
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let now = state.clock.now();
     let selection = match query.days {
         None => Selection::Unsent,
@@ -124,8 +123,7 @@ pub async fn create_ack_import(
     query: web::Query<ImportQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
     let file = spool(payload, state.settings.admin.max_upload_bytes).await?;
     let name = query
@@ -153,8 +151,7 @@ pub async fn get_registration_request(
     principal: Principal,
     id: web::Path<AccountId>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let (name, text) = offline::registration::registration_request(
         &state.pool,
         account.id,
@@ -175,8 +172,7 @@ pub async fn create_registration_response(
     id: web::Path<AccountId>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
     let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
     let account = offline::registration::registration_response(
@@ -210,8 +206,7 @@ pub async fn create_usage_file(
     query: web::Query<UsageFileQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let account = visible_account(&state, &principal, *id).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, *id).await?;
     let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
     let response = offline::device_files::upload_usage_file(
         &state.pool,
@@ -233,8 +228,7 @@ pub async fn get_ack_file(
     path: web::Path<(AccountId, ProductInstanceId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (account, pi) = path.into_inner();
-    let account = visible_account(&state, &principal, account).await?;
-    principal.require(OPERATORS)?;
+    let account = operable_account(&state, &principal, account).await?;
     let (name, text) =
         offline::device_files::ack_file(&state.pool, account.id, pi, state.clock.now())
             .await
