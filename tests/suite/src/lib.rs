@@ -112,6 +112,25 @@ impl TestApp {
             .get(0)
     }
 
+    /// Runs the `outpost` command line against this app's database, data directory and CSSM
+    /// settings: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let data_dir = self.dir.path().to_string_lossy();
+        let cssm = &self.settings.cssm;
+        run_outpost(
+            args,
+            &[
+                ("OUTPOST_DATABASE__URL", self.db.url()),
+                ("OUTPOST_DATA_DIR", &data_dir),
+                (
+                    "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
+                    &cssm.signing_certificate_file,
+                ),
+                ("OUTPOST_CSSM__CA_FILE", &cssm.ca_file),
+            ],
+        )
+    }
+
     /// Runs a query and returns its first column as text, one string per row.
     pub async fn count_rows(&self, sql: &str) -> Vec<String> {
         let client = maintenance_client(self.db.url()).await.expect("connect");
@@ -415,6 +434,22 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fixtures")
         .join(name)
+}
+
+/// Runs the `outpost` binary to completion with `env` on top of this process's environment
+/// (without its `OUTPOST_DATABASE__URL`): (exit code, stdout, stderr).
+pub fn run_outpost(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = std::process::Command::new(outpost_binary())
+        .args(args)
+        .env_remove("OUTPOST_DATABASE__URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run outpost");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The `outpost` binary built by cargo beside this test binary (`scripts/test` builds it).

@@ -6,39 +6,25 @@ use std::process::Command;
 use outpost_cssm_sim::{CssmSim, SimConfig};
 use outpost_db::embedded::{EmbeddedPostgres, PgBinaries};
 use outpost_db::testing::TestDatabase;
-use outpost_tests::{OutpostProcess, outpost_binary};
-
-fn outpost(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(outpost_binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("OUTPOST_DATABASE__URL")
-        .output()
-        .expect("run outpost");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use outpost_tests::{OutpostProcess, outpost_binary, run_outpost};
 
 #[test]
 fn settings_errors_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("outpost.toml");
     std::fs::write(&bad, "[device]\nhttps_listen = \"not an address\"\n").unwrap();
-    let (code, _, err) = outpost(&["--config", bad.to_str().unwrap(), "check-config"], &[]);
+    let (code, _, err) = run_outpost(&["--config", bad.to_str().unwrap(), "check-config"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("settings key `device.https_listen`"), "{err}");
 
-    let (code, _, err) = outpost(&["check-config"], &[("OUTPOST_WORKER__CONCURRENCY", "0")]);
+    let (code, _, err) = run_outpost(&["check-config"], &[("OUTPOST_WORKER__CONCURRENCY", "0")]);
     assert_eq!(code, 2);
     assert!(
         err.contains("`worker.concurrency`: must be at least 1"),
         "{err}"
     );
 
-    let (code, _, err) = outpost(
+    let (code, _, err) = run_outpost(
         &["--config", "/nonexistent/outpost.toml", "check-config"],
         &[],
     );
@@ -49,7 +35,7 @@ fn settings_errors_name_the_key_and_the_file() {
     );
 
     let example = outpost_tests::fixture("../../deploy/config.example.toml");
-    let (code, out, _) = outpost(
+    let (code, out, _) = run_outpost(
         &["--config", example.to_str().unwrap(), "check-config"],
         &[],
     );
@@ -60,7 +46,7 @@ fn settings_errors_name_the_key_and_the_file() {
 #[test]
 fn without_postgresql_serve_says_which_package_to_install() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = outpost(
+    let (code, _, err) = run_outpost(
         &["serve"],
         &[
             ("OUTPOST_DATA_DIR", dir.path().to_str().unwrap()),
@@ -153,18 +139,7 @@ async fn admin_commands_onboard_an_account_and_explain_failures() {
         ("OUTPOST_CSSM__CA_FILE", ca.to_str().unwrap()),
         ("OUTPOST_PUBLIC_URL", "https://outpost.acme.example"),
     ];
-    let run = |args: &[&str]| {
-        let output = Command::new(outpost_binary())
-            .args(args)
-            .envs(env)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_outpost(args, &env);
 
     let (code, out, err) = run(&[
         "admin",

@@ -12,7 +12,7 @@ use outpost_core::signed_file::verify_ack;
 use outpost_db::enums::JobState;
 use outpost_db::exports::Selection;
 use outpost_pi_sim::Device;
-use outpost_tests::{TestApp, c9800_sample, outpost_binary};
+use outpost_tests::{TestApp, c9800_sample};
 use serde_json::Value;
 
 const ACCOUNT: &str = "Acme Campus";
@@ -228,26 +228,6 @@ async fn the_whole_air_gapped_cycle_loses_nothing() {
         .unwrap();
 }
 
-/// Runs `outpost` against a test app's database and CSSM settings.
-fn outpost(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(outpost_binary())
-        .args(args)
-        .env("OUTPOST_DATABASE__URL", app.db.url())
-        .env("OUTPOST_DATA_DIR", app.dir.path())
-        .env(
-            "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
-            &app.settings.cssm.signing_certificate_file,
-        )
-        .env("OUTPOST_CSSM__CA_FILE", &app.settings.cssm.ca_file)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn untar(archive: &std::path::Path, into: &std::path::Path) -> Vec<String> {
     std::fs::create_dir_all(into).unwrap();
     let status = Command::new("tar")
@@ -293,17 +273,14 @@ async fn the_export_has_the_layout_of_protocol_section_7() {
     push(&app, "Acme Campus-2", "FCWLAYOUT03", 1).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = outpost(
-        &app,
-        &[
-            "admin",
-            "export-usage",
-            ACCOUNT,
-            "--output",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{out}{err}");
+    let (code, out, err) = app.cli(&[
+        "admin",
+        "export-usage",
+        ACCOUNT,
+        "--output",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(
             ": 3 device files (3 product instances), 4 reports, 2 virtual account archives"
@@ -402,24 +379,18 @@ async fn the_export_has_the_layout_of_protocol_section_7() {
     let (ack_name, acks) = app.cssm.portal().answer_usage_bundle(name, &bytes).unwrap();
     let ack_path = dir.path().join(&ack_name);
     std::fs::write(&ack_path, acks).unwrap();
-    let (ok, out, err) = outpost(
-        &app,
-        &[
-            "admin",
-            "import-ack",
-            ACCOUNT,
-            ack_path.to_str().unwrap(),
-            "--dry-run",
-        ],
-    );
-    assert!(ok, "{err}");
+    let (code, out, err) = app.cli(&[
+        "admin",
+        "import-ack",
+        ACCOUNT,
+        ack_path.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&format!("would import {ack_name}: 3 ACK files for 3 product instances (3 with a policy), 3 new ACKs, 4 reports newly acknowledged")), "{out}");
     assert_eq!(app.count("SELECT count(*) FROM acks").await, 0);
-    let (ok, out, err) = outpost(
-        &app,
-        &["admin", "import-ack", ACCOUNT, ack_path.to_str().unwrap()],
-    );
-    assert!(ok, "{err}");
+    let (code, out, err) = app.cli(&["admin", "import-ack", ACCOUNT, ack_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.starts_with(&format!("imported {ack_name}: 3 ACK files")),
         "{out}"
@@ -431,11 +402,8 @@ async fn the_export_has_the_layout_of_protocol_section_7() {
         4
     );
     // The same file again: a no-op that says so.
-    let (ok, out, err) = outpost(
-        &app,
-        &["admin", "import-ack", ACCOUNT, ack_path.to_str().unwrap()],
-    );
-    assert!(ok, "{err}");
+    let (code, out, err) = app.cli(&["admin", "import-ack", ACCOUNT, ack_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("0 new ACKs, 0 reports newly acknowledged")
             && out.contains("nothing new: every ACK in this file was imported before"),
@@ -656,21 +624,18 @@ async fn bad_bundles_are_refused_whole_with_the_file_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_registration_registers_exactly_like_online() {
     let app = TestApp::new().await;
-    let (ok, out, err) = outpost(
-        &app,
-        &[
-            "admin",
-            "create-account",
-            "--name",
-            "Acme Campus",
-            "--smart-account",
-            "Acme Corp",
-            "--virtual-account",
-            "Campus",
-            "--offline",
-        ],
-    );
-    assert!(ok, "{err}");
+    let (code, out, err) = app.cli(&[
+        "admin",
+        "create-account",
+        "--name",
+        "Acme Campus",
+        "--smart-account",
+        "Acme Corp",
+        "--virtual-account",
+        "Campus",
+        "--offline",
+    ]);
+    assert_eq!(code, 0, "{err}");
     // The hint is a command that can be pasted as it is: the name is quoted.
     assert!(
         out.contains(
