@@ -12,6 +12,7 @@ pub mod device;
 pub mod offline_file;
 pub mod rum;
 pub mod schedule;
+pub mod secrets;
 pub mod settings;
 pub mod signed_file;
 pub mod tenant;

@@ -177,6 +177,9 @@ pub struct AuthSettings {
     /// Password of the first admin, created when no user exists; empty: generated and
     /// printed once.
     pub initial_admin_password: Secret,
+    /// File holding the key that seals device credentials; empty: `<data_dir>/credentials.key`,
+    /// created on first start. Every node of a cluster needs the same file.
+    pub credentials_key_file: String,
 }
 
 /// CSSM connection.
@@ -314,6 +317,7 @@ impl Default for AuthSettings {
             jwt_secret: Secret::default(),
             token_lifetime_secs: 900,
             initial_admin_password: Secret::default(),
+            credentials_key_file: String::new(),
         }
     }
 }
@@ -507,6 +511,15 @@ impl Settings {
 
     fn cert_file_pair_incomplete(&self) -> bool {
         self.tls.cert_file.is_empty() != self.tls.key_file.is_empty()
+    }
+
+    /// The file of the key that seals device credentials.
+    pub fn credentials_key_path(&self) -> PathBuf {
+        if self.auth.credentials_key_file.is_empty() {
+            self.data_dir.join("credentials.key")
+        } else {
+            PathBuf::from(&self.auth.credentials_key_file)
+        }
     }
 
     /// The base URL shown in transport URLs.

@@ -30,6 +30,13 @@ pub fn tenant_id(account_name: &str, lva_number: i32) -> String {
     format!("{account_name}-{lva_number}")
 }
 
+/// Splits a tenant id at its last `-` into the account name and the LVA number.
+pub fn split_tenant_id(tenant_id: &str) -> Option<(&str, i32)> {
+    let (name, number) = tenant_id.rsplit_once('-')?;
+    let number: i32 = number.parse().ok()?;
+    (!name.is_empty() && number >= 1).then_some((name, number))
+}
+
 /// The transport URL a device is configured with (`license smart url cslu <url>`).
 pub fn transport_url(public_base_url: &str, tenant_id: &str) -> String {
     format!(

@@ -1,0 +1,204 @@
+//! Sealing secrets at rest (pull credentials of product instances) with AES-256-GCM. The key
+//! lives in a file outside the database, so a database dump alone does not reveal them.
+
+use std::io::Write;
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use serde::{Deserialize, Serialize};
+
+/// Version byte in front of every sealed value, so the format can change later.
+const VERSION: u8 = 1;
+
+/// Why a secret could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The key file could not be read or written.
+    #[error("credentials key file {path}: {message}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The sealed value is damaged, or was sealed with another key or for another account.
+    #[error("stored credentials cannot be opened (wrong key or damaged)")]
+    Open,
+    /// Encryption failed.
+    #[error("credentials could not be sealed")]
+    Seal,
+}
+
+/// Username and password a puller logs in with.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The AES-256 key that seals credentials.
+pub struct CredentialKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for CredentialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CredentialKey(..)")
+    }
+}
+
+impl CredentialKey {
+    /// A key from 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, SecretError> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SecretError::Seal)?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    /// Reads the key (64 hex characters) from `path`, creating the file (mode 0600) with a
+    /// fresh random key when it does not exist. Every node of a cluster needs the same file.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        let fail = |message: String| SecretError::KeyFile {
+            path: path.display().to_string(),
+            message,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim())
+                    .map_err(|_| fail("is not 64 hexadecimal characters".into()))?;
+                let bytes: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| fail("is not 64 hexadecimal characters".into()))?;
+                Self::from_bytes(&bytes)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes: [u8; 32] = rand::random();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+                }
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                match options.open(path) {
+                    Ok(mut file) => {
+                        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
+                            .map_err(|e| fail(e.to_string()))?;
+                        Self::from_bytes(&bytes)
+                    }
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(fail(e.to_string())),
+                }
+            }
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// Seals credentials; `context` (the owning account's id) is authenticated with them, so a
+    /// sealed value copied to another tenant's row does not open there.
+    pub fn seal(&self, credentials: &Credentials, context: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let mut data = serde_json::to_vec(credentials).map_err(|_| SecretError::Seal)?;
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(context),
+                &mut data,
+            )
+            .map_err(|_| SecretError::Seal)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + data.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    /// Opens what [`seal`](Self::seal) produced with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Credentials, SecretError> {
+        let Some((&VERSION, rest)) = sealed.split_first() else {
+            return Err(SecretError::Open);
+        };
+        if rest.len() < NONCE_LEN {
+            return Err(SecretError::Open);
+        }
+        let (nonce, cipher) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SecretError::Open)?;
+        let mut buffer = cipher.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context), &mut buffer)
+            .map_err(|_| SecretError::Open)?;
+        serde_json::from_slice(plain).map_err(|_| SecretError::Open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials() -> Credentials {
+        Credentials {
+            username: "netops".into(),
+            password: "s3cret-pass".into(),
+        }
+    }
+
+    #[test]
+    fn sealed_credentials_open_with_the_same_key_and_context_only() -> Result<(), SecretError> {
+        let key = CredentialKey::from_bytes(&[7; 32])?;
+        let sealed = key.seal(&credentials(), b"account-a")?;
+        assert!(
+            !sealed.windows(8).any(|w| w == b"s3cret-p"),
+            "plaintext leaked"
+        );
+        assert_eq!(key.open(&sealed, b"account-a")?, credentials());
+        assert!(key.open(&sealed, b"account-b").is_err());
+        let other = CredentialKey::from_bytes(&[8; 32])?;
+        assert!(other.open(&sealed, b"account-a").is_err());
+        let mut tampered = sealed.clone();
+        if let Some(last) = tampered.last_mut() {
+            *last ^= 1;
+        }
+        assert!(key.open(&tampered, b"account-a").is_err());
+        assert!(key.open(&[], b"account-a").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_and_reused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("keys/credentials.key");
+        let first = CredentialKey::load_or_create(&path)?;
+        let sealed = first.seal(&credentials(), b"x")?;
+        let again = CredentialKey::load_or_create(&path)?;
+        assert_eq!(again.open(&sealed, b"x")?, credentials());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        std::fs::write(&path, "not hex")?;
+        assert!(CredentialKey::load_or_create(&path).is_err());
+        Ok(())
+    }
+}
