@@ -13,6 +13,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -22,7 +24,40 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+            details: None,
         }
+    }
+
+    /// An error whose envelope carries machine-readable `details` (e.g. the bad rows).
+    pub fn with_details(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            details: Some(details),
+            ..Self::new(status, code, message)
+        }
+    }
+
+    /// 429 with a `Retry-After` header.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
+    }
+
+    /// 409: the request is valid but the current state does not allow it.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     /// 400: the request cannot be read.
@@ -72,10 +107,16 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response.insert_header(("Retry-After", secs.to_string()));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "5"));
         }
-        response.json(json!({ "error": { "code": self.code, "message": self.message } }))
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        response.json(json!({ "error": error }))
     }
 }
 

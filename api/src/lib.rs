@@ -47,6 +47,9 @@ pub enum StartError {
     /// The CSSM signing certificate could not be read.
     #[error("cssm.signing_certificate_file {0}")]
     SigningCertificate(String),
+    /// The key that seals device credentials could not be loaded.
+    #[error("auth.credentials_key_file: {0}")]
+    CredentialsKey(#[from] outpost_core::secrets::SecretError),
 }
 
 fn bind_error(key: &'static str, addr: SocketAddr, source: std::io::Error) -> StartError {
@@ -104,7 +107,11 @@ impl Application {
             outpost_core::crypto::load_verifier(&settings.cssm.signing_certificate_file)
                 .map_err(StartError::SigningCertificate)?
                 .map(Arc::new);
+        let credentials =
+            outpost_core::secrets::CredentialKey::load_or_create(&settings.credentials_key_path())?;
         let state = web::Data::new(AppState {
+            credentials: Arc::new(credentials),
+            login_limiter: Arc::new(admin::auth::LoginLimiter::default()),
             cssm_verifier,
             pool,
             settings: settings.clone(),

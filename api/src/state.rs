@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use outpost_core::clock::SharedClock;
 use outpost_core::crypto::SignatureVerifier;
+use outpost_core::secrets::CredentialKey;
 use outpost_core::settings::Settings;
 use outpost_db::DbPool;
 use tokio::sync::Semaphore;
 
-use crate::admin::auth::JwtKeys;
+use crate::admin::auth::{JwtKeys, LoginLimiter};
 
 /// Shared state.
 #[derive(Debug, Clone)]
@@ -27,4 +28,8 @@ pub struct AppState {
     /// Verifies files signed by CSSM (ACK bundles, registration responses); `None` until
     /// `cssm.signing_certificate_file` is set.
     pub cssm_verifier: Option<Arc<SignatureVerifier>>,
+    /// Seals device credentials before they are stored.
+    pub credentials: Arc<CredentialKey>,
+    /// Slows down password guessing on `POST /auth/login`.
+    pub login_limiter: Arc<LoginLimiter>,
 }

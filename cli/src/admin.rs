@@ -139,6 +139,7 @@ async fn dispatch(
                 email,
                 time_zone,
                 status: AccountStatus::Approved,
+                requested_by: None,
             };
             let (account, _) = match accounts::create_with_default_lva(
                 &mut conn, &request, &schedule, now,

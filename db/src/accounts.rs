@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::enums::AccountStatus;
-use crate::ids::{AccountId, LvaId};
+use crate::ids::{AccountId, LvaId, UserId};
 use crate::pool::DbError;
-use crate::schema::{local_accounts, local_virtual_accounts};
+use crate::schema::{
+    account_former_names, local_accounts, local_virtual_accounts, product_instances,
+};
 
 /// A local account row. Holds CSSM client credentials: never serialise it as is (its `Debug`
 /// leaves the secret out).
@@ -46,6 +48,12 @@ pub struct LocalAccount {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Who asked for it.
+    pub requested_by: Option<UserId>,
+    /// Device validation for this tenant; `None` follows the global setting.
+    pub validate_device: Option<bool>,
+    /// NAT support for this tenant; `None` follows the global setting.
+    pub nat_support: Option<bool>,
 }
 
 impl std::fmt::Debug for LocalAccount {
@@ -79,6 +87,8 @@ pub struct NewLocalAccount {
     pub status: AccountStatus,
     /// Time zone of its schedules.
     pub time_zone: String,
+    /// Who asked for it.
+    pub requested_by: Option<UserId>,
 }
 
 /// What CSSM returned when the account registered.
@@ -302,7 +312,269 @@ pub async fn find_tenant(
         .first::<(LocalAccount, LocalVirtualAccount)>(conn)
         .await
         .optional()?;
+    if let Some((account, lva)) = found {
+        return Ok(Some(Tenant { account, lva }));
+    }
+    // A device still configured with a name the account had before a rename.
+    let Some((former_name, number)) = outpost_core::tenant::split_tenant_id(tenant_id) else {
+        return Ok(None);
+    };
+    let found = account_former_names::table
+        .inner_join(
+            local_virtual_accounts::table
+                .on(local_virtual_accounts::account_id.eq(account_former_names::account_id)),
+        )
+        .inner_join(
+            local_accounts::table.on(local_accounts::id.eq(local_virtual_accounts::account_id)),
+        )
+        .filter(account_former_names::name.eq(former_name))
+        .filter(local_virtual_accounts::number.eq(number))
+        .select((LocalAccount::as_select(), LocalVirtualAccount::as_select()))
+        .first::<(LocalAccount, LocalVirtualAccount)>(conn)
+        .await
+        .optional()?;
     Ok(found.map(|(account, lva)| Tenant { account, lva }))
+}
+
+/// Whether `name` is taken: another account bears it now, or bore it before a rename (its
+/// devices may still report to `<name>-<n>`).
+pub async fn name_taken(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    except: Option<AccountId>,
+) -> Result<bool, DbError> {
+    let except = except.unwrap_or(AccountId(uuid::Uuid::nil()));
+    let current: i64 = local_accounts::table
+        .filter(local_accounts::name.eq(name))
+        .filter(local_accounts::id.ne(except))
+        .count()
+        .get_result(conn)
+        .await?;
+    let former: i64 = account_former_names::table
+        .filter(account_former_names::name.eq(name))
+        .filter(account_former_names::account_id.ne(except))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(current + former > 0)
+}
+
+/// Renames an account: its LVAs get tenant ids under the new name and the old name is kept
+/// as a former name, so devices configured with the old transport URLs keep reporting.
+pub async fn rename(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    new_name: &str,
+    now: DateTime<Utc>,
+) -> Result<LocalAccount, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let account: LocalAccount = local_accounts::table
+            .find(id)
+            .for_update()
+            .select(LocalAccount::as_select())
+            .first(conn)
+            .await?;
+        if account.name == new_name {
+            return Ok(account);
+        }
+        diesel::insert_into(account_former_names::table)
+            .values((
+                account_former_names::name.eq(&account.name),
+                account_former_names::account_id.eq(id),
+                account_former_names::renamed_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        // Renaming back to a former name makes it current again.
+        diesel::delete(
+            account_former_names::table
+                .filter(account_former_names::name.eq(new_name))
+                .filter(account_former_names::account_id.eq(id)),
+        )
+        .execute(conn)
+        .await?;
+        let account = diesel::update(local_accounts::table.find(id))
+            .set((
+                local_accounts::name.eq(new_name),
+                local_accounts::updated_at.eq(now),
+            ))
+            .returning(LocalAccount::as_returning())
+            .get_result(conn)
+            .await?;
+        for lva in list_lvas(conn, id).await? {
+            diesel::update(local_virtual_accounts::table.find(lva.id))
+                .set(
+                    local_virtual_accounts::tenant_id
+                        .eq(outpost_core::tenant::tenant_id(new_name, lva.number)),
+                )
+                .execute(conn)
+                .await?;
+        }
+        Ok(account)
+    })
+    .await
+}
+
+/// The former names of an account, oldest first.
+pub async fn former_names(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<Vec<String>, DbError> {
+    Ok(account_former_names::table
+        .filter(account_former_names::account_id.eq(id))
+        .order(account_former_names::renamed_at)
+        .select(account_former_names::name)
+        .load(conn)
+        .await?)
+}
+
+/// What an administrator may change on an account besides its name.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = local_accounts)]
+pub struct AccountChanges {
+    /// Notification address.
+    pub email: Option<String>,
+    /// Time zone of its schedules.
+    pub time_zone: Option<String>,
+    /// Device validation override (`Some(None)` follows the global setting again).
+    pub validate_device: Option<Option<bool>>,
+    /// NAT support override.
+    pub nat_support: Option<Option<bool>>,
+}
+
+/// Applies changes to an account.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    changes: &AccountChanges,
+    now: DateTime<Utc>,
+) -> Result<LocalAccount, DbError> {
+    Ok(diesel::update(local_accounts::table.find(id))
+        .set((changes, local_accounts::updated_at.eq(now)))
+        .returning(LocalAccount::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Moves an account to `status` with an optional reason.
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    status: AccountStatus,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<LocalAccount, DbError> {
+    Ok(diesel::update(local_accounts::table.find(id))
+        .set((
+            local_accounts::status.eq(status),
+            local_accounts::status_reason.eq(reason),
+            local_accounts::updated_at.eq(now),
+        ))
+        .returning(LocalAccount::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// How many product instances an account holds.
+pub async fn count_product_instances(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<i64, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::account_id.eq(id))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Deletes an account and everything it owns (its events stay: the audit trail outlives it).
+pub async fn delete(conn: &mut AsyncPgConnection, id: AccountId) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        // The PIs first: they refer to the LVAs, which the account's cascade removes too.
+        diesel::delete(product_instances::table.filter(product_instances::account_id.eq(id)))
+            .execute(conn)
+            .await?;
+        diesel::delete(local_accounts::table.find(id))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Creates the next local virtual account of an account (numbers are never reused while the
+/// account lives: devices may still be configured with a deleted LVA's URL).
+pub async fn create_lva(
+    conn: &mut AsyncPgConnection,
+    account: &LocalAccount,
+    name: &str,
+) -> Result<LocalVirtualAccount, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        // Serialises LVA creation per account.
+        let _: AccountId = local_accounts::table
+            .find(account.id)
+            .for_update()
+            .select(local_accounts::id)
+            .first(conn)
+            .await?;
+        let highest: Option<i32> = local_virtual_accounts::table
+            .filter(local_virtual_accounts::account_id.eq(account.id))
+            .select(diesel::dsl::max(local_virtual_accounts::number))
+            .first(conn)
+            .await?;
+        let number = highest.unwrap_or(0).saturating_add(1);
+        insert_lva(
+            conn,
+            &NewLocalVirtualAccount {
+                id: LvaId::new(),
+                account_id: account.id,
+                number,
+                name: name.to_owned(),
+                tenant_id: outpost_core::tenant::tenant_id(&account.name, number),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// What may change on an LVA.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = local_virtual_accounts)]
+pub struct LvaChanges {
+    /// Display name.
+    pub name: Option<String>,
+    /// SA its usage goes to (`Some(None)`: the account's).
+    pub smart_account: Option<Option<String>>,
+    /// VA its usage goes to.
+    pub virtual_account: Option<Option<String>>,
+}
+
+/// Applies changes to an LVA.
+pub async fn update_lva(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    number: i32,
+    changes: &LvaChanges,
+) -> Result<LocalVirtualAccount, DbError> {
+    Ok(diesel::update(
+        local_virtual_accounts::table
+            .filter(local_virtual_accounts::account_id.eq(account))
+            .filter(local_virtual_accounts::number.eq(number)),
+    )
+    .set(changes)
+    .returning(LocalVirtualAccount::as_returning())
+    .get_result(conn)
+    .await?)
+}
+
+/// Deletes an LVA. Its PIs' foreign key refuses the delete while it holds any.
+pub async fn delete_lva(conn: &mut AsyncPgConnection, lva: LvaId) -> Result<(), DbError> {
+    diesel::delete(local_virtual_accounts::table.find(lva))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// What onboarding needs to create an account.
@@ -320,6 +592,8 @@ pub struct AccountRequest {
     pub time_zone: String,
     /// Initial state.
     pub status: AccountStatus,
+    /// Who asked for it (`None` from the command line).
+    pub requested_by: Option<UserId>,
 }
 
 /// Creates an account with its default local virtual account (number 1) and a daily CSSM sync
@@ -330,7 +604,6 @@ pub async fn create_with_default_lva(
     sync_schedule: &outpost_core::schedule::Schedule,
     now: DateTime<Utc>,
 ) -> Result<(LocalAccount, LocalVirtualAccount), DbError> {
-    use diesel_async::AsyncConnection;
     conn.transaction::<_, DbError, _>(async |conn| {
         let account = insert_account(
             conn,
@@ -342,6 +615,7 @@ pub async fn create_with_default_lva(
                 email: request.email.clone(),
                 status: request.status,
                 time_zone: request.time_zone.clone(),
+                requested_by: request.requested_by,
             },
         )
         .await?;

@@ -121,3 +121,19 @@ pub async fn list_open(
         .load(conn)
         .await?)
 }
+
+/// Open alerts of one device, newest first.
+pub async fn open_of_pi(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+) -> Result<Vec<Alert>, DbError> {
+    Ok(alerts::table
+        .filter(alerts::account_id.eq(account))
+        .filter(alerts::pi_id.eq(pi))
+        .filter(alerts::cleared_at.is_null())
+        .order(alerts::updated_at.desc())
+        .select(Alert::as_select())
+        .load(conn)
+        .await?)
+}

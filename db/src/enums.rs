@@ -218,3 +218,13 @@ text_enum!(
         SystemUser => "system_user",
     }
 );
+
+text_enum!(
+    /// Role of a user on one local account.
+    AccountRole {
+        /// Manages the account: inventory, LVAs, licenses, syncs.
+        AccountAdmin => "account_admin",
+        /// Reads the account.
+        AccountUser => "account_user",
+    }
+);

@@ -66,12 +66,12 @@ pub struct ExportRow {
     /// Its software tag.
     #[diesel(sql_type = Nullable<Text>)]
     pub software_tag: Option<String>,
-    /// SA override of its LVA.
+    /// SA mapping of the device, else of its LVA.
     #[diesel(sql_type = Nullable<Text>)]
-    pub lva_smart_account: Option<String>,
-    /// VA override of its LVA.
+    pub mapped_smart_account: Option<String>,
+    /// VA mapping of the device, else of its LVA.
     #[diesel(sql_type = Nullable<Text>)]
-    pub lva_virtual_account: Option<String>,
+    pub mapped_virtual_account: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -114,7 +114,8 @@ pub async fn page(
     // The selection's time is always bound as $2 so the placeholders keep their numbers.
     let sql = format!(
         "SELECT r.id, r.pi_id, r.payload, r.signature, r.header, pi.sudi, pi.hostname, pi.software_tag,
-                lva.smart_account AS lva_smart_account, lva.virtual_account AS lva_virtual_account
+                coalesce(pi.smart_account, lva.smart_account) AS mapped_smart_account,
+                coalesce(pi.virtual_account, lva.virtual_account) AS mapped_virtual_account
          FROM rum_reports r
          JOIN product_instances pi ON pi.id = r.pi_id
          JOIN local_virtual_accounts lva ON lva.id = pi.lva_id

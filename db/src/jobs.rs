@@ -317,6 +317,32 @@ pub mod catalog {
     use super::NewJob;
     use crate::ids::AccountId;
 
+    /// Online registration of an approved local account with CSSM.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AccountRegistration {
+        /// The account to register.
+        pub account_id: AccountId,
+        /// Who asked, for the event log.
+        pub actor: String,
+    }
+
+    impl AccountRegistration {
+        /// Job kind.
+        pub const KIND: &'static str = "account_registration";
+
+        /// The job row: one queued registration per account at a time.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::json!({ "account_id": self.account_id, "actor": self.actor }),
+                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
     /// "Synchronize now with Cisco" for one local account.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CssmSync {

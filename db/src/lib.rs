@@ -12,6 +12,7 @@ pub mod enums;
 pub mod events;
 pub mod exports;
 pub mod ids;
+pub mod inventory;
 pub mod jobs;
 pub mod licenses;
 pub mod locks;

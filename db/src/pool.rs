@@ -31,6 +31,17 @@ impl DbError {
         matches!(self, DbError::Query(DieselError::NotFound))
     }
 
+    /// A foreign key refused the change (a row still refers to the one being removed).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(DieselError::DatabaseError(
+                DatabaseErrorKind::ForeignKeyViolation,
+                _
+            ))
+        )
+    }
+
     /// A unique constraint refused the row.
     pub fn is_unique_violation(&self) -> bool {
         matches!(

@@ -20,10 +20,10 @@ pub struct ProductInstance {
     pub account_id: AccountId,
     /// Its local virtual account.
     pub lva_id: LvaId,
-    /// UDI product id.
-    pub udi_pid: String,
+    /// UDI product id (`None` for a PI added by host that was never pulled).
+    pub udi_pid: Option<String>,
     /// UDI serial number.
-    pub udi_serial_number: String,
+    pub udi_serial_number: Option<String>,
     /// The full `sudi` object.
     pub sudi: Value,
     /// Product instance UUID.
@@ -44,6 +44,31 @@ pub struct ProductInstance {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Host Outpost pulls from.
+    pub host: Option<String>,
+    /// Port, when not the connect method's default.
+    pub port: Option<i32>,
+    /// Whether pull credentials are stored (they are never read back out through here).
+    #[diesel(select_expression = product_instances::credentials.is_not_null())]
+    #[diesel(select_expression_type = diesel::dsl::IsNotNull<product_instances::credentials>)]
+    pub has_credentials: bool,
+    /// Behind NAT: identified by UDI only, never pulled.
+    pub behind_nat: bool,
+    /// SA its usage goes to, when not its LVA's.
+    pub smart_account: Option<String>,
+    /// VA its usage goes to, when not its LVA's.
+    pub virtual_account: Option<String>,
+}
+
+impl ProductInstance {
+    /// `PID:x,SN:y`, or the host for a PI not yet identified.
+    pub fn label(&self) -> String {
+        match (&self.udi_pid, &self.udi_serial_number, &self.host) {
+            (Some(pid), Some(sn), _) => format!("PID:{pid},SN:{sn}"),
+            (_, _, Some(host)) => format!("host {host}"),
+            _ => self.id.to_string(),
+        }
+    }
 }
 
 #[derive(Insertable)]
@@ -64,6 +89,7 @@ struct NewProductInstance<'a> {
     source_address: Option<&'a str>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    behind_nat: bool,
 }
 
 /// What a device exchange tells about the device. `None` fields keep their stored value, so
@@ -120,12 +146,14 @@ pub async fn touch_known(
 }
 
 /// Creates the device in `lva` or, if the account already knows it, updates it (its LVA is kept:
-/// moving a device between LVAs is an explicit transfer).
+/// moving a device between LVAs is an explicit transfer). A device first seen while the tenant
+/// has NAT support on is marked behind NAT.
 pub async fn upsert_from_contact(
     conn: &mut AsyncPgConnection,
     key: UdiKey<'_>,
     lva: LvaId,
     contact: &DeviceContact,
+    behind_nat: bool,
     now: DateTime<Utc>,
 ) -> Result<ProductInstanceId, DbError> {
     let new = NewProductInstance {
@@ -144,6 +172,7 @@ pub async fn upsert_from_contact(
         source_address: contact.source_address.as_deref(),
         created_at: now,
         updated_at: now,
+        behind_nat,
     };
     Ok(diesel::insert_into(product_instances::table)
         .values(&new)

@@ -215,3 +215,40 @@ pub async fn count_unacknowledged_of_pi(
         .get_result(conn)
         .await?)
 }
+
+/// A report as the PI detail lists it (without its payload).
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = rum_reports, check_for_backend(diesel::pg::Pg))]
+pub struct ReportSummary {
+    /// The device's report id.
+    pub report_id: i64,
+    /// Entitlement it measures, if one.
+    pub entitlement_tag: Option<String>,
+    /// How it arrived.
+    pub source: ReportSource,
+    /// When.
+    pub received_at: DateTime<Utc>,
+    /// When sent to CSSM.
+    pub uploaded_at: Option<DateTime<Utc>>,
+    /// When exported to a file.
+    pub exported_at: Option<DateTime<Utc>>,
+    /// When acknowledged.
+    pub acked_at: Option<DateTime<Utc>>,
+}
+
+/// The latest `limit` reports of a device, newest first.
+pub async fn recent_of_pi(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    limit: i64,
+) -> Result<Vec<ReportSummary>, DbError> {
+    Ok(rum_reports::table
+        .filter(rum_reports::account_id.eq(account))
+        .filter(rum_reports::pi_id.eq(pi))
+        .order(rum_reports::id.desc())
+        .limit(limit)
+        .select(ReportSummary::as_select())
+        .load(conn)
+        .await?)
+}

@@ -3,6 +3,14 @@
 //! The diesel schema of Outpost's tables.
 
 diesel::table! {
+    account_former_names (name) {
+        name -> Text,
+        account_id -> Uuid,
+        renamed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     acks (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -139,6 +147,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         registration_request_nonce -> Nullable<Text>,
+        requested_by -> Nullable<Uuid>,
+        validate_device -> Nullable<Bool>,
+        nat_support -> Nullable<Bool>,
     }
 }
 
@@ -171,8 +182,8 @@ diesel::table! {
         id -> Uuid,
         account_id -> Uuid,
         lva_id -> Uuid,
-        udi_pid -> Text,
-        udi_serial_number -> Text,
+        udi_pid -> Nullable<Text>,
+        udi_serial_number -> Nullable<Text>,
         sudi -> Jsonb,
         product_instance_identifier -> Nullable<Text>,
         hostname -> Nullable<Text>,
@@ -183,6 +194,12 @@ diesel::table! {
         source_address -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        host -> Nullable<Text>,
+        port -> Nullable<Int4>,
+        credentials -> Nullable<Bytea>,
+        behind_nat -> Bool,
+        smart_account -> Nullable<Text>,
+        virtual_account -> Nullable<Text>,
     }
 }
 
@@ -252,6 +269,15 @@ diesel::table! {
         jwt_secret -> Nullable<Text>,
         instance_private_key_pem -> Nullable<Text>,
         updated_at -> Timestamptz,
+        nat_support -> Bool,
+    }
+}
+
+diesel::table! {
+    user_account_roles (user_id, account_id) {
+        user_id -> Uuid,
+        account_id -> Uuid,
+        role -> Text,
     }
 }
 
@@ -260,13 +286,14 @@ diesel::table! {
         id -> Uuid,
         username -> Text,
         password_hash -> Text,
-        role -> Text,
+        role -> Nullable<Text>,
         disabled -> Bool,
         created_at -> Timestamptz,
     }
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_former_names,
     acks,
     alerts,
     cssm_uploads,
@@ -283,5 +310,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedules,
     sync_runs,
     system_settings,
+    user_account_roles,
     users,
 );

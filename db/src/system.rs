@@ -26,6 +26,26 @@ pub async fn set_validate_device(conn: &mut AsyncPgConnection, on: bool) -> Resu
     Ok(())
 }
 
+/// Whether NAT support is on for the whole Outpost.
+pub async fn nat_support(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {
+    Ok(system_settings::table
+        .select(system_settings::nat_support)
+        .first(conn)
+        .await?)
+}
+
+/// Turns NAT support on or off.
+pub async fn set_nat_support(conn: &mut AsyncPgConnection, on: bool) -> Result<(), DbError> {
+    diesel::update(system_settings::table)
+        .set((
+            system_settings::nat_support.eq(on),
+            system_settings::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The stored JWT secret, storing `candidate` first if none is set (the first node to start
 /// wins; every node then shares the same secret).
 pub async fn jwt_secret_or_init(

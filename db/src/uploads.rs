@@ -46,6 +46,28 @@ pub struct OutgoingReport {
     /// VA override of its LVA.
     #[diesel(select_expression = local_virtual_accounts::virtual_account)]
     pub lva_virtual_account: Option<String>,
+    /// SA override of the device itself.
+    #[diesel(select_expression = product_instances::smart_account)]
+    pub pi_smart_account: Option<String>,
+    /// VA override of the device itself.
+    #[diesel(select_expression = product_instances::virtual_account)]
+    pub pi_virtual_account: Option<String>,
+}
+
+impl OutgoingReport {
+    /// The SA/VA pair this report goes to: the device's own mapping, else its LVA's, else
+    /// the account's (`default`).
+    pub fn destination(&self, default: (&str, &str)) -> (String, String) {
+        match (
+            &self.pi_smart_account,
+            &self.pi_virtual_account,
+            &self.lva_smart_account,
+            &self.lva_virtual_account,
+        ) {
+            (Some(sa), Some(va), _, _) | (_, _, Some(sa), Some(va)) => (sa.clone(), va.clone()),
+            _ => (default.0.to_owned(), default.1.to_owned()),
+        }
+    }
 }
 
 macro_rules! outgoing_query {

@@ -4,7 +4,7 @@
 use outpost_core::crypto;
 use outpost_core::cssm::RegistrationRequest;
 use outpost_db::accounts::{self, LocalAccount, Registration};
-use outpost_db::enums::EventResult;
+use outpost_db::enums::{AccountStatus, EventResult};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::{AccountId, DbError, system};
 use serde_json::json;
@@ -27,6 +27,9 @@ pub enum RegistrationError {
     /// Already registered.
     #[error("account '{0}' is already registered with CSSM")]
     AlreadyRegistered(String),
+    /// Still waiting for a system admin's approval.
+    #[error("account '{0}' is not approved yet: a system admin approves it first")]
+    NotApproved(String),
 }
 
 /// Registers an account online; `actor` is recorded in its event log.
@@ -39,6 +42,9 @@ pub async fn register_online(
     let account = accounts::find_account(&mut conn, account_id).await?;
     if account.cssm_client_id.is_some() {
         return Err(RegistrationError::AlreadyRegistered(account.name));
+    }
+    if account.status == AccountStatus::Requested {
+        return Err(RegistrationError::NotApproved(account.name));
     }
     // The instance key identifies this Outpost to CSSM; the first node to need it creates it.
     let (candidate, _) = crypto::generate_key_pair()?;

@@ -10,9 +10,9 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use outpost_db::enums::Role;
-use outpost_db::users::{self, User};
-use outpost_db::{DbPool, UserId, system};
+use outpost_db::enums::{AccountRole, Role};
+use outpost_db::users::{self, AccountGrant, User};
+use outpost_db::{AccountId, DbPool, UserId, system};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -145,11 +145,13 @@ pub async fn verify_password(password: String, hash: String) -> Result<bool, Api
     .map_err(ApiError::internal)
 }
 
-/// The authenticated caller.
+/// The authenticated caller: the user, its system role and its roles on single accounts.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The user.
     pub user: User,
+    /// Its roles on single accounts.
+    pub grants: Vec<AccountGrant>,
 }
 
 impl Principal {
@@ -158,18 +160,48 @@ impl Principal {
         format!("user:{}", self.user.username)
     }
 
-    /// Refuses callers whose role is not among `roles`.
+    /// Whether the caller's system role is among `roles`.
+    pub fn has_system_role(&self, roles: &[Role]) -> bool {
+        self.user.role.is_some_and(|r| roles.contains(&r))
+    }
+
+    /// Refuses callers whose system role is not among `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.contains(&self.user.role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "role {} may not do this",
-                self.user.role
-            )))
+        if self.has_system_role(roles) {
+            return Ok(());
         }
+        Err(ApiError::forbidden(match self.user.role {
+            Some(role) => format!("role {role} may not do this"),
+            None => "this needs a system role".to_owned(),
+        }))
+    }
+
+    /// The caller's role on one account, if it has one.
+    pub fn account_role(&self, account: AccountId) -> Option<AccountRole> {
+        self.grants
+            .iter()
+            .find(|g| g.account_id == account)
+            .map(|g| g.role)
+    }
+
+    /// Whether the caller may see the account at all (a system role, or any role on it).
+    pub fn can_see(&self, account: AccountId) -> bool {
+        self.has_system_role(READERS) || self.account_role(account).is_some()
+    }
+
+    /// Whether the caller may change the account's inventory, LVAs, licenses and schedules.
+    pub fn can_operate(&self, account: AccountId) -> bool {
+        self.has_system_role(OPERATORS)
+            || self.account_role(account) == Some(AccountRole::AccountAdmin)
     }
 }
+
+/// System roles that may read every account.
+pub const READERS: &[Role] = &[Role::SystemAdmin, Role::SystemOperator, Role::SystemUser];
+/// System roles that may act on every account.
+pub const OPERATORS: &[Role] = &[Role::SystemAdmin, Role::SystemOperator];
+/// The system role that manages users, settings and account approval.
+pub const ADMINS: &[Role] = &[Role::SystemAdmin];
 
 impl FromRequest for Principal {
     type Error = ApiError;
@@ -193,7 +225,10 @@ impl FromRequest for Principal {
             let user_id = state.jwt.verify(token)?;
             let mut conn = state.pool.get().await?;
             match users::find(&mut conn, user_id).await? {
-                Some(user) if !user.disabled => Ok(Principal { user }),
+                Some(user) if !user.disabled => {
+                    let grants = users::grants(&mut conn, user.id).await?;
+                    Ok(Principal { user, grants })
+                }
                 _ => Err(ApiError::unauthorized(
                     "the user of this token no longer exists or is disabled",
                 )),
@@ -222,7 +257,7 @@ pub async fn ensure_first_admin(
         id: UserId::new(),
         username: "admin".into(),
         password_hash: hash_password(password.clone()).await?,
-        role: Role::SystemAdmin,
+        role: Some(Role::SystemAdmin),
         disabled: false,
         created_at: Utc::now(),
     };
@@ -231,5 +266,64 @@ pub async fn ensure_first_admin(
         // Another node created it at the same moment.
         Err(e) if e.is_unique_violation() => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Failed logins allowed per (address, username) within [`LoginLimiter::WINDOW`].
+const MAX_FAILURES: usize = 5;
+
+/// Counts failed logins per client address and username, in memory: after
+/// [`MAX_FAILURES`] within the window, further attempts are refused until the oldest failure
+/// leaves it. Per API process; enough to make guessing slow, and nothing to clean up on restart.
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures:
+        std::sync::Mutex<std::collections::HashMap<(String, String), Vec<std::time::Instant>>>,
+}
+
+impl LoginLimiter {
+    /// How long a failure counts.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+    /// Most distinct (address, username) keys kept; beyond that the stalest are forgotten.
+    const MAX_KEYS: usize = 100_000;
+
+    /// Seconds until `(address, username)` may try again, or `None` if it may now.
+    pub fn retry_after(&self, address: &str, username: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (address.to_owned(), username.to_lowercase());
+        let list = map.get_mut(&key)?;
+        list.retain(|t| now.duration_since(*t) < Self::WINDOW);
+        if list.len() < MAX_FAILURES {
+            return None;
+        }
+        let oldest = list.first().copied()?;
+        Some(
+            Self::WINDOW
+                .saturating_sub(now.duration_since(oldest))
+                .as_secs()
+                .max(1),
+        )
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, address: &str, username: &str) {
+        let now = std::time::Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX_KEYS {
+            map.retain(|_, list| {
+                list.last()
+                    .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
+            });
+        }
+        map.entry((address.to_owned(), username.to_lowercase()))
+            .or_default()
+            .push(now);
+    }
+
+    /// Forgets the failures of a key after a successful login.
+    pub fn succeeded(&self, address: &str, username: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(address.to_owned(), username.to_lowercase()));
     }
 }

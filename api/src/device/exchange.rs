@@ -177,7 +177,11 @@ pub async fn run(
         serial: &sender.udi_serial_number,
     };
 
-    let validate = system::validate_device(conn).await?;
+    // The tenant's own switch, when set, overrides the global one.
+    let validate = match tenant.account.validate_device {
+        Some(on) => on,
+        None => system::validate_device(conn).await?,
+    };
     if validate && product_instances::find_by_udi(conn, key).await?.is_none() {
         let message = format!(
             "device {sender} is not in the inventory of local account '{}' and device validation is on",
@@ -209,6 +213,12 @@ pub async fn run(
         updated_at: now,
     };
 
+    // With NAT support on, a new device is known by its UDI only: its source address is a
+    // NAT gateway's, so it is never pulled from.
+    let behind_nat = match tenant.account.nat_support {
+        Some(on) => on,
+        None => system::nat_support(conn).await?,
+    };
     let outcome = conn
         .transaction::<_, TxError, _>(async |conn| {
             let pi = if validate {
@@ -222,8 +232,15 @@ pub async fn run(
                     }
                 }
             } else {
-                product_instances::upsert_from_contact(conn, key, tenant.lva.id, &contact, now)
-                    .await?
+                product_instances::upsert_from_contact(
+                    conn,
+                    key,
+                    tenant.lva.id,
+                    &contact,
+                    behind_nat,
+                    now,
+                )
+                .await?
             };
             if !request.data.ha_udi.is_empty() {
                 let members: Vec<HaMemberRow> = request

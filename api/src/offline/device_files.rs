@@ -83,18 +83,13 @@ pub async fn ack_file(
     let latest = acks::list_for_pi(&mut conn, account_id, pi.id)
         .await?
         .pop()
-        .ok_or_else(|| {
-            OfflineError::Conflict(format!(
-                "no ACK for PID:{},SN:{} yet",
-                pi.udi_pid, pi.udi_serial_number
-            ))
-        })?;
+        .ok_or_else(|| OfflineError::Conflict(format!("no ACK for {} yet", pi.label())))?;
     acks::mark_delivered(&mut conn, latest.0, now).await?;
     Ok((
         format!(
             "ACK_{}_{}.txt",
-            file_safe(&pi.udi_pid),
-            file_safe(&pi.udi_serial_number)
+            file_safe(pi.udi_pid.as_deref().unwrap_or_default()),
+            file_safe(pi.udi_serial_number.as_deref().unwrap_or_default())
         ),
         latest.1,
     ))

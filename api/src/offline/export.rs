@@ -243,12 +243,12 @@ fn device_file(
 ) -> DeviceFile {
     let first = &rows[0];
     let sudi: Option<Sudi> = serde_json::from_value(first.sudi.clone()).ok();
-    let smart_account = match &first.lva_smart_account {
+    let smart_account = match &first.mapped_smart_account {
         Some(sa) if *sa != account.smart_account => (sa.clone(), String::new()),
         _ => (account.smart_account.clone(), sa_id.to_owned()),
     };
     // A VA id is only known for the account's own pair; CSSM finds the others by name.
-    let virtual_account = match &first.lva_virtual_account {
+    let virtual_account = match &first.mapped_virtual_account {
         Some(va) if *va != account.virtual_account || smart_account.0 != account.smart_account => {
             (va.clone(), String::new())
         }

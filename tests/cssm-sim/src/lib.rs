@@ -173,6 +173,10 @@ pub struct ReceivedReport {
     pub duplicate: bool,
     /// The poll id of the call that carried it.
     pub poll_id: String,
+    /// Smart Account (name) it was reported to.
+    pub smart_account: String,
+    /// Virtual Account (name) it was reported to.
+    pub virtual_account: String,
 }
 
 /// One request as seen by the simulator.
@@ -296,6 +300,7 @@ impl Shared {
         device: &Sudi,
         reports: &[(i64, String)],
         poll_id: &str,
+        pair: (&str, &str),
     ) -> Vec<DuplicateReport> {
         let mut state = self.state();
         let mut duplicates = Vec::new();
@@ -318,6 +323,8 @@ impl Shared {
                 payload: payload.clone(),
                 duplicate,
                 poll_id: poll_id.to_owned(),
+                smart_account: pair.0.to_owned(),
+                virtual_account: pair.1.to_owned(),
             });
         }
         duplicates
@@ -565,7 +572,12 @@ impl Portal {
                     }
                     reports.push((facts.report_id, envelope.payload.clone()));
                 }
-                self.shared.record(&device, &reports, &poll_id);
+                self.shared.record(
+                    &device,
+                    &reports,
+                    &poll_id,
+                    (smart_account, &section.virtual_account),
+                );
                 let ids = reports.iter().map(|(id, _)| *id).collect();
                 let ack = self
                     .shared
@@ -898,7 +910,12 @@ async fn report_usage(
                 .copied()
                 .zip(device.usage.iter().map(|item| item.payload.clone()))
                 .collect();
-            duplicates.extend(shared.record(sudi, &reports, &poll_id));
+            duplicates.extend(shared.record(
+                sudi,
+                &reports,
+                &poll_id,
+                (&smart_account, &virtual_account),
+            ));
         }
         let mut state = shared.state();
         let pending_polls = state.ok_polls_before_complete;

@@ -171,6 +171,7 @@ impl TestApp {
             email: "noc@acme.example".into(),
             time_zone: "UTC".into(),
             status: AccountStatus::Approved,
+            requested_by: None,
         };
         let schedule = Schedule::new(1, 2, 0, "UTC").unwrap();
         let (account, _) = accounts::create_with_default_lva(
@@ -243,6 +244,75 @@ impl TestApp {
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Logs in; returns a bearer token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                "",
+                Some(serde_json::json!({ "username": username, "password": password })),
+            )
+            .await;
+        assert_eq!(status, 200, "login of {username}: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls the admin API (an empty token sends none); returns the status and the JSON body
+    /// (`Null` when the body is not JSON).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http()
+            .request(method, format!("{}{path}", self.admin_base));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Creates a user through the API (as the first admin) and logs it in; returns its id and
+    /// token. `system_role` is e.g. `Some("system_operator")`.
+    pub async fn user(
+        &self,
+        username: &str,
+        system_role: Option<&str>,
+        account_roles: serde_json::Value,
+    ) -> (String, String) {
+        let admin = self.admin_token().await;
+        let password = format!("{username}-password-123");
+        let (status, body) = self
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                &admin,
+                Some(serde_json::json!({
+                    "username": username,
+                    "password": password,
+                    "system_role": system_role,
+                    "account_roles": account_roles,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "create user {username}: {body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        (id, self.login(username, &password).await)
     }
 
     /// Says this test leaves `n` failed jobs on purpose.

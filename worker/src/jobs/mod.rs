@@ -1,12 +1,13 @@
 //! The jobs, one file each, and the dispatch from a job row to its code.
 
 pub mod cssm_sync;
+pub mod registration;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use outpost_db::DbError;
 use outpost_db::jobs::Job;
-use outpost_db::jobs::catalog::CssmSync;
+use outpost_db::jobs::catalog::{AccountRegistration, CssmSync};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -71,6 +72,7 @@ fn payload<T: DeserializeOwned>(job: &Job) -> Result<T, JobError> {
 pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
     match ctx.job.kind.as_str() {
         CssmSync::KIND => payload::<CssmSync>(&ctx.job)?.run(&ctx).await,
+        AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
         other => Err(JobError::Fatal(format!(
             "no worker code for job kind '{other}'"
         ))),

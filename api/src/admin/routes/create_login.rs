@@ -1,6 +1,8 @@
 //! `POST /api/v1/auth/login`: username and password for a short-lived access token.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use outpost_db::enums::EventResult;
+use outpost_db::events::{self, NewEvent};
 use outpost_db::users;
 use serde::Deserialize;
 use serde_json::json;
@@ -10,9 +12,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Login body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Login {
+    /// User name.
     username: String,
+    /// Password.
     password: String,
 }
 
@@ -26,35 +30,68 @@ async fn dummy_hash() -> Result<String, ApiError> {
 }
 
 /// Issues an access token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, security(()), responses((status = 200, description = "`{access_token, token_type, expires_in}`", body = serde_json::Value), (status = 401), (status = 429)))]
 pub async fn create_login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { username, password } = body.into_inner();
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if let Some(secs) = state.login_limiter.retry_after(&address, &username) {
+        return Err(ApiError::too_many_requests(
+            format!(
+                "too many failed logins for '{username}' from {address}; try again in {secs} s"
+            ),
+            secs,
+        ));
+    }
     let mut conn = state.pool.get().await?;
     let user = users::find_by_username(&mut conn, &username).await?;
     drop(conn);
-    // The same answer whether the user is unknown or the password wrong.
-    let refused = || {
-        ApiError::new(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        )
-    };
     // An unknown user costs the same argon2 check as a wrong password, so the answer's timing
     // does not tell which user names exist.
     let Some(user) = user.filter(|u| !u.disabled) else {
         verify_password(password, dummy_hash().await?).await?;
-        return Err(refused());
+        return Err(failed(&state, &address, &username).await);
     };
     if !verify_password(password, user.password_hash.clone()).await? {
-        return Err(refused());
+        return Err(failed(&state, &address, &username).await);
     }
+    state.login_limiter.succeeded(&address, &username);
     let token = state.jwt.issue(user.id)?;
     Ok(HttpResponse::Ok().json(json!({
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": state.jwt.lifetime_secs(),
     })))
+}
+
+/// Counts a failed login, records it in the system event log, and gives the answer: the same
+/// whether the user is unknown or the password wrong.
+async fn failed(state: &AppState, address: &str, username: &str) -> ApiError {
+    state.login_limiter.failed(address, username);
+    let event = NewEvent {
+        account_id: None,
+        pi_id: None,
+        actor: format!("address:{address}"),
+        action: "auth.login".into(),
+        result: EventResult::Rejected,
+        detail: json!({ "username": username }),
+        created_at: state.clock.now(),
+    };
+    if let Ok(mut conn) = state.pool.get().await {
+        // The refusal matters more than its record; a failed insert is only logged.
+        if let Err(e) = events::record(&mut conn, &event).await {
+            tracing::warn!(error = %e, "could not record a failed login");
+        }
+    }
+    ApiError::new(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong username or password",
+    )
 }

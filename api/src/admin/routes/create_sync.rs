@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Enqueues a CSSM sync of the account.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 202, description = "`{job_id}`", body = serde_json::Value), (status = 404), (status = 409)))]
 pub async fn create_sync(
     state: web::Data<AppState>,
     principal: Principal,

@@ -27,6 +27,7 @@ fn render(row: &ScheduleRow) -> serde_json::Value {
 }
 
 /// Shows the schedule.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub async fn get_cssm_schedule(
     state: web::Data<AppState>,
     principal: Principal,
@@ -41,17 +42,23 @@ pub async fn get_cssm_schedule(
 }
 
 /// A new schedule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSchedule {
+    /// Whether it runs.
     enabled: bool,
+    /// Every N days (1 to 365).
     every_days: u16,
+    /// Local hour, 0 to 23.
     hour: u8,
+    /// Local minute, 0 to 59.
     minute: u8,
+    /// IANA time zone.
     time_zone: String,
 }
 
 /// Replaces the schedule; the next run is recomputed.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body = PutSchedule, responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
 pub async fn put_cssm_schedule(
     state: web::Data<AppState>,
     principal: Principal,

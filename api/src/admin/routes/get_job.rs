@@ -10,12 +10,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Shows a job.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Job id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub async fn get_job(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<JobId>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require(READERS)?;
     let mut conn = state.pool.get().await?;
     let job = jobs::find(&mut conn, *id).await.map_err(|e| {
         if e.is_not_found() {
@@ -24,6 +24,14 @@ pub async fn get_job(
             e.into()
         }
     })?;
+    // An account's job is seen by whoever sees the account; system jobs by system roles.
+    let visible = match job.account_id {
+        Some(account) => principal.can_see(account),
+        None => principal.has_system_role(READERS),
+    };
+    if !visible {
+        return Err(ApiError::not_found("job"));
+    }
     Ok(HttpResponse::Ok().json(json!({
         "id": job.id,
         "kind": job.kind,

@@ -7,11 +7,13 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up")))]
 pub async fn get_healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// The database answers and is the primary.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "The database is reachable and writable"), (status = 503)))]
 pub async fn get_readyz(state: web::Data<AppState>) -> HttpResponse {
     let check = async {
         let mut conn = state.pool.get().await?;

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lists open alerts.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/alerts", tag = "status", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub async fn list_alerts(
     state: web::Data<AppState>,
     principal: Principal,

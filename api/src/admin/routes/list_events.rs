@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lists events.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/events", tag = "status", params(("id" = uuid::Uuid, Path, description = "Account id"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub async fn list_events(
     state: web::Data<AppState>,
     principal: Principal,

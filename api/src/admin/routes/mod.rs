@@ -1,30 +1,32 @@
-//! Admin handlers, one per file, named `<verb>_<resource>`.
+//! Admin handlers: one file per resource, handlers named `<verb>_<resource>`.
 
+pub mod accounts;
 pub mod create_login;
 pub mod create_sync;
 pub mod cssm_schedule;
 pub mod get_job;
 pub mod health;
-pub mod list_accounts;
+pub mod licenses;
 pub mod list_alerts;
 pub mod list_events;
 pub mod list_sync_runs;
-pub mod list_virtual_accounts;
 pub mod offline_files;
+pub mod product_instances;
+pub mod settings;
 pub mod ui;
+pub mod users;
+pub mod virtual_accounts;
 
 use outpost_db::AccountId;
-use outpost_db::accounts::{self, LocalAccount};
-use outpost_db::enums::Role;
+use outpost_db::accounts::LocalAccount;
+use outpost_db::enums::EventResult;
+use outpost_db::events::{self, NewEvent};
 
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Roles that may read every account.
-pub const READERS: &[Role] = &[Role::SystemAdmin, Role::SystemOperator, Role::SystemUser];
-/// Roles that may act on every account.
-pub const OPERATORS: &[Role] = &[Role::SystemAdmin, Role::SystemOperator];
+pub use crate::admin::auth::{ADMINS, OPERATORS, READERS};
 
 /// The account `id` if the caller may see it; another tenant's account is a plain 404.
 pub async fn visible_account(
@@ -32,27 +34,56 @@ pub async fn visible_account(
     principal: &Principal,
     id: AccountId,
 ) -> Result<LocalAccount, ApiError> {
-    principal.require(READERS)?;
+    if !principal.can_see(id) {
+        return Err(ApiError::not_found("account"));
+    }
     let mut conn = state.pool.get().await?;
-    accounts::find_account(&mut conn, id).await.map_err(|e| {
-        if e.is_not_found() {
-            ApiError::not_found("account")
-        } else {
-            e.into()
-        }
-    })
+    outpost_db::accounts::find_account(&mut conn, id)
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                ApiError::not_found("account")
+            } else {
+                e.into()
+            }
+        })
 }
 
-/// The account `id` if the caller may act on it (an operator): 404 first, as for reading, then
-/// 403 for a reader.
+/// The account `id` if the caller may act on it (an operator or its account admin): 404 first,
+/// as for reading, then 403 for a reader.
 pub async fn operable_account(
     state: &AppState,
     principal: &Principal,
     id: AccountId,
 ) -> Result<LocalAccount, ApiError> {
     let account = visible_account(state, principal, id).await?;
-    principal.require(OPERATORS)?;
+    if !principal.can_operate(id) {
+        return Err(ApiError::forbidden(
+            "this needs a system operator or an account admin of this account",
+        ));
+    }
     Ok(account)
+}
+
+/// Records an admin action in the account's event log.
+pub async fn audit(
+    conn: &mut outpost_db::AsyncPgConnection,
+    principal: &Principal,
+    account: AccountId,
+    action: &str,
+    detail: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let event = NewEvent::account(
+        account,
+        principal.actor(),
+        action,
+        EventResult::Ok,
+        detail,
+        now,
+    );
+    events::record(conn, &event).await?;
+    Ok(())
 }
 
 /// `?limit=` with a default and a ceiling.

@@ -40,7 +40,7 @@ async fn spool(mut payload: web::Payload, limit: u64) -> Result<std::fs::File, A
 }
 
 /// A text upload (a RUM file, a registration response).
-async fn text_upload(payload: web::Payload, limit: u64) -> Result<String, ApiError> {
+pub(crate) async fn spool_text(payload: web::Payload, limit: u64) -> Result<String, ApiError> {
     let mut file = spool(payload, limit).await?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut file, &mut text)
@@ -72,6 +72,7 @@ pub struct ExportQuery {
 }
 
 /// `GET /accounts/{id}/usage-export`: "Export Usage to Cisco", a `UD_SA_<ts>.tar.gz` download.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/usage-export", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id"), ("days" = Option<u32>, Query, description = "Every report of the last N days instead of the unsent ones")), responses((status = 200, content_type = "application/gzip", body = Vec<u8>), (status = 404), (status = 409)))]
 pub async fn get_usage_export(
     state: web::Data<AppState>,
     principal: Principal,
@@ -116,6 +117,7 @@ pub struct ImportQuery {
 }
 
 /// `POST /accounts/{id}/ack-import`: "Import From Cisco" (body: the ACK bundle).
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/ack-import", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = Vec<u8>, content_type = "application/gzip"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
 pub async fn create_ack_import(
     state: web::Data<AppState>,
     principal: Principal,
@@ -146,6 +148,7 @@ pub async fn create_ack_import(
 }
 
 /// `GET /accounts/{id}/registration-request`: the signed request file to carry to CSSM.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/registration-request", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, content_type = "text/plain", body = String), (status = 404), (status = 409)))]
 pub async fn get_registration_request(
     state: web::Data<AppState>,
     principal: Principal,
@@ -166,6 +169,7 @@ pub async fn get_registration_request(
 }
 
 /// `POST /accounts/{id}/registration-response`: registers the account from CSSM's response file.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/registration-response", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
 pub async fn create_registration_response(
     state: web::Data<AppState>,
     principal: Principal,
@@ -174,7 +178,7 @@ pub async fn create_registration_response(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
-    let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
+    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
     let account = offline::registration::registration_response(
         &state.pool,
         verifier,
@@ -199,6 +203,7 @@ pub struct UsageFileQuery {
 }
 
 /// `POST /accounts/{id}/usage-files`: a RUM file written by `license smart save usage`.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/usage-files", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
 pub async fn create_usage_file(
     state: web::Data<AppState>,
     principal: Principal,
@@ -207,7 +212,7 @@ pub async fn create_usage_file(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    let text = text_upload(payload, state.settings.admin.max_upload_bytes).await?;
+    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
     let response = offline::device_files::upload_usage_file(
         &state.pool,
         account.id,
@@ -222,6 +227,7 @@ pub async fn create_usage_file(
 
 /// `GET /accounts/{id}/product-instances/{pi}/ack-file`: the device's latest ACK, for
 /// `license smart import`.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/product-instances/{pi}/ack-file", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id"), ("pi" = uuid::Uuid, Path, description = "Product instance id")), responses((status = 200, content_type = "text/plain", body = String), (status = 404), (status = 409)))]
 pub async fn get_ack_file(
     state: web::Data<AppState>,
     principal: Principal,

@@ -17,3 +17,4 @@ mod push;
 mod schema;
 mod simulators;
 mod sync;
+mod tenancy;

@@ -98,6 +98,7 @@ impl World {
             email: String::new(),
             time_zone: "UTC".into(),
             status: outpost_db::enums::AccountStatus::Approved,
+            requested_by: None,
         };
         let schedule = outpost_core::schedule::Schedule::new(1, 2, 0, "UTC").unwrap();
         let (account, _) = outpost_db::accounts::create_with_default_lva(

@@ -18,6 +18,7 @@ fn diesel_type(udt: &str) -> String {
         "timestamptz" => "Timestamptz".into(),
         "jsonb" => "Jsonb".into(),
         "date" => "Date".into(),
+        "bytea" => "Bytea".into(),
         array if array.starts_with('_') => format!("Array<{}>", diesel_type(&array[1..])),
         other => panic!("no diesel mapping for column type {other}: extend diesel_type()"),
     }

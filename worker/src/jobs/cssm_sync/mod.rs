@@ -301,16 +301,7 @@ async fn synchronise(
         after = last.row_id;
         let mut pairs: Vec<((String, String), Vec<OutgoingReport>)> = Vec::new();
         for report in page {
-            let pair = (
-                report
-                    .lva_smart_account
-                    .clone()
-                    .unwrap_or_else(|| account.smart_account.clone()),
-                report
-                    .lva_virtual_account
-                    .clone()
-                    .unwrap_or_else(|| account.virtual_account.clone()),
-            );
+            let pair = report.destination((&account.smart_account, &account.virtual_account));
             match pairs.iter_mut().find(|(p, _)| *p == pair) {
                 Some((_, reports)) => reports.push(report),
                 None => pairs.push((pair, vec![report])),
@@ -417,6 +408,12 @@ async fn synchronise(
                     Some(row) => row.quantity = row.quantity.saturating_add(license.quantity),
                     None => rows.push(license),
                 }
+            }
+            // Quantities transferred to other LVAs stay there; the default LVA holds the rest.
+            let elsewhere = licenses::held_outside(conn, account.id, default_lva.id).await?;
+            for row in &mut rows {
+                let held = elsewhere.get(&row.entitlement_tag).copied().unwrap_or(0);
+                row.quantity = row.quantity.saturating_sub(held).max(0);
             }
             licenses::replace_for_lva(conn, account.id, default_lva.id, &rows).await?;
             figures.licenses_synced = i32::try_from(rows.len()).unwrap_or(i32::MAX);

@@ -1,0 +1,111 @@
+//! License pools per LVA: purchased (synced from CSSM), in use (from RUM usage), shortfall;
+//! and transfers of purchased quantity between LVAs of one account.
+
+use actix_web::{HttpResponse, web};
+use outpost_db::AccountId;
+use outpost_db::enums::AccountStatus;
+use outpost_db::licenses::{self, TransferRefusal};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::virtual_accounts::find_lva;
+use super::{audit, operable_account, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Lists the license positions of an account per LVA and entitlement.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/licenses", tag = "licenses",
+    params(("id" = uuid::Uuid, Path, description = "Account id")),
+    responses((status = 200, description = "`{items: [{lva_number, entitlement_tag, name, enforcement, term, purchased, in_use, shortfall}]}`", body = serde_json::Value), (status = 404)))]
+pub async fn list_licenses(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    let mut conn = state.pool.get().await?;
+    let items = licenses::positions(&mut conn, account.id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// A quantity to move.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseTransfer {
+    /// Entitlement tag.
+    pub entitlement_tag: String,
+    /// Source LVA number.
+    pub from_lva: i32,
+    /// Target LVA number.
+    pub to_lva: i32,
+    /// How many, at least 1.
+    pub quantity: i64,
+}
+
+/// Moves purchased quantity between two LVAs of the account; never below zero.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/licenses/transfer", tag = "licenses",
+    request_body = LicenseTransfer, params(("id" = uuid::Uuid, Path, description = "Account id")),
+    responses((status = 200, body = serde_json::Value), (status = 404),
+        (status = 409, description = "Not enough quantity, or the account is not registered"), (status = 422)))]
+pub async fn transfer_licenses(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    body: web::Json<LicenseTransfer>,
+) -> Result<HttpResponse, ApiError> {
+    let account = operable_account(&state, &principal, *id).await?;
+    if account.status != AccountStatus::Active {
+        return Err(ApiError::conflict(
+            "account_not_registered",
+            format!(
+                "local account '{}' is {}: licensing functions need an active, registered account",
+                account.name, account.status
+            ),
+        ));
+    }
+    if body.quantity < 1 {
+        return Err(ApiError::invalid("quantity must be at least 1"));
+    }
+    if body.from_lva == body.to_lva {
+        return Err(ApiError::invalid("from_lva and to_lva are the same"));
+    }
+    let from = find_lva(&state, account.id, body.from_lva).await?;
+    let to = find_lva(&state, account.id, body.to_lva).await?;
+    let mut conn = state.pool.get().await?;
+    let refused = licenses::transfer(
+        &mut conn,
+        account.id,
+        &body.entitlement_tag,
+        from.id,
+        to.id,
+        body.quantity,
+    )
+    .await?;
+    match refused {
+        Ok(()) => {}
+        Err(TransferRefusal::NotHeld) => {
+            return Err(ApiError::conflict(
+                "insufficient_quantity",
+                format!(
+                    "local virtual account {} holds no {}",
+                    body.from_lva, body.entitlement_tag
+                ),
+            ));
+        }
+        Err(TransferRefusal::Insufficient { available }) => {
+            return Err(ApiError::conflict(
+                "insufficient_quantity",
+                format!(
+                    "local virtual account {} holds {available} of {}, fewer than {}",
+                    body.from_lva, body.entitlement_tag, body.quantity
+                ),
+            ));
+        }
+    }
+    let now = state.clock.now();
+    audit(&mut conn, &principal, account.id, "license.transfer",
+        json!({ "entitlement_tag": body.entitlement_tag, "from_lva": body.from_lva, "to_lva": body.to_lva, "quantity": body.quantity }), now).await?;
+    Ok(HttpResponse::Ok().json(json!({ "transferred": body.quantity })))
+}

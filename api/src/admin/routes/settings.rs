@@ -1,0 +1,149 @@
+//! Device switches: global (`/settings`, system admins) and per tenant
+//! (`/accounts/{id}/settings`, overriding the global value; `null` follows it again).
+
+use actix_web::{HttpResponse, web};
+use outpost_db::accounts::{self, AccountChanges};
+use outpost_db::enums::EventResult;
+use outpost_db::events::{self, NewEvent};
+use outpost_db::{AccountId, system};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::{ADMINS, READERS, audit, operable_account, visible_account};
+use crate::admin::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Shows the global device switches.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings",
+    responses((status = 200, description = "`{validate_device, nat_support}`", body = serde_json::Value), (status = 403)))]
+pub async fn get_settings(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(READERS)?;
+    let mut conn = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "validate_device": system::validate_device(&mut conn).await?,
+        "nat_support": system::nat_support(&mut conn).await?,
+    })))
+}
+
+/// Global switches to change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    /// Refuse reports from PIs not already in the tenant's inventory.
+    pub validate_device: Option<bool>,
+    /// PIs are identified by UDI only and never pulled.
+    pub nat_support: Option<bool>,
+}
+
+/// Changes the global device switches.
+#[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = SettingsBody,
+    responses((status = 200, body = serde_json::Value), (status = 403)))]
+pub async fn put_settings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<SettingsBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(ADMINS)?;
+    let mut conn = state.pool.get().await?;
+    if let Some(on) = body.validate_device {
+        system::set_validate_device(&mut conn, on).await?;
+    }
+    if let Some(on) = body.nat_support {
+        system::set_nat_support(&mut conn, on).await?;
+    }
+    let event = NewEvent {
+        account_id: None,
+        pi_id: None,
+        actor: principal.actor(),
+        action: "settings.update".into(),
+        result: EventResult::Ok,
+        detail: json!({ "validate_device": body.validate_device, "nat_support": body.nat_support }),
+        created_at: state.clock.now(),
+    };
+    events::record(&mut conn, &event).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "validate_device": system::validate_device(&mut conn).await?,
+        "nat_support": system::nat_support(&mut conn).await?,
+    })))
+}
+
+/// Shows a tenant's switches: its overrides and what is in effect.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/settings", tag = "settings",
+    params(("id" = uuid::Uuid, Path, description = "Account id")),
+    responses((status = 200, body = serde_json::Value), (status = 404)))]
+pub async fn get_account_settings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+) -> Result<HttpResponse, ApiError> {
+    let account = visible_account(&state, &principal, *id).await?;
+    let mut conn = state.pool.get().await?;
+    let validate = system::validate_device(&mut conn).await?;
+    let nat = system::nat_support(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "validate_device": account.validate_device,
+        "nat_support": account.nat_support,
+        "effective": {
+            "validate_device": account.validate_device.unwrap_or(validate),
+            "nat_support": account.nat_support.unwrap_or(nat),
+        },
+    })))
+}
+
+/// A tenant's overrides: `true`/`false`, or `null` to follow the global setting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettingsBody {
+    /// Device validation override.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub validate_device: Option<Option<bool>>,
+    /// NAT support override.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub nat_support: Option<Option<bool>>,
+}
+
+/// A key that is present (even as `null`) becomes `Some`; an absent one stays `None` (default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<bool>>, D::Error> {
+    Option::<bool>::deserialize(d).map(Some)
+}
+
+/// Sets a tenant's overrides of the device switches.
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/settings", tag = "settings",
+    request_body = AccountSettingsBody, params(("id" = uuid::Uuid, Path, description = "Account id")),
+    responses((status = 200, body = serde_json::Value), (status = 404)))]
+pub async fn put_account_settings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<AccountId>,
+    body: web::Json<AccountSettingsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account = operable_account(&state, &principal, *id).await?;
+    let now = state.clock.now();
+    let mut conn = state.pool.get().await?;
+    let changes = AccountChanges {
+        validate_device: body.validate_device,
+        nat_support: body.nat_support,
+        ..AccountChanges::default()
+    };
+    if changes.validate_device.is_some() || changes.nat_support.is_some() {
+        accounts::update(&mut conn, account.id, &changes, now).await?;
+    }
+    audit(
+        &mut conn,
+        &principal,
+        account.id,
+        "account.settings",
+        json!({ "validate_device": body.validate_device, "nat_support": body.nat_support }),
+        now,
+    )
+    .await?;
+    drop(conn);
+    get_account_settings(state, principal, id).await
+}

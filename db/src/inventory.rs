@@ -1,0 +1,743 @@
+//! The inventory ("SL Using Policy"): product instances of an account listed with search,
+//! filters, sorting and keyset pagination that stays fast at a million PIs, and the changes an
+//! operator makes to it (add, bulk import, transfer between LVAs, remove).
+//!
+//! Each sort order has an index ending in `id` (migration `tenancy`); a page continues after the
+//! last row's (sort key, id), so deep pages cost what the first one does. `OFFSET` paging is
+//! offered too, for the contract's `page=` parameter, and degrades with depth as it must.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::BoxedSqlQuery;
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use crate::enums::ConnectMethod;
+use crate::ids::{AccountId, LvaId, ProductInstanceId};
+use crate::pool::DbError;
+use crate::schema::{product_instances, rum_reports};
+
+/// The text the search box matches (substring, case-insensitive; trigram-indexed).
+const SEARCH_TEXT: &str = "(coalesce(p.udi_pid, '') || ' ' || coalesce(p.udi_serial_number, '') || ' ' || coalesce(p.hostname, '') || ' ' || coalesce(p.host, ''))";
+
+/// Columns of a list row.
+const ROW_COLUMNS: &str = "p.id, p.udi_pid, p.udi_serial_number, p.hostname, p.host, p.port, \
+    p.connect_method, p.software_version, p.last_contact_at, p.behind_nat, \
+    p.smart_account, p.virtual_account, p.credentials IS NOT NULL AS has_credentials, \
+    p.created_at, l.number AS lva_number, \
+    (SELECT count(*) FROM alerts a WHERE a.account_id = p.account_id AND a.pi_id = p.id \
+     AND a.cleared_at IS NULL) AS open_alerts";
+
+/// Orders the inventory can be listed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    /// By UDI (PID, then serial number).
+    #[default]
+    Udi,
+    /// By hostname.
+    Hostname,
+    /// By last contact (never contacted first).
+    LastContact,
+}
+
+impl SortKey {
+    /// The key expressions, matching an index after `account_id`.
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            SortKey::Udi => &[
+                "coalesce(p.udi_pid, '')",
+                "coalesce(p.udi_serial_number, '')",
+            ],
+            SortKey::Hostname => &["coalesce(p.hostname, '')"],
+            SortKey::LastContact => &["coalesce(p.last_contact_at, '-infinity'::timestamptz)"],
+        }
+    }
+
+    /// The key values of a row, as text (a cursor carries them).
+    fn values(self, row: &InventoryRow) -> Vec<String> {
+        match self {
+            SortKey::Udi => vec![
+                row.udi_pid.clone().unwrap_or_default(),
+                row.udi_serial_number.clone().unwrap_or_default(),
+            ],
+            SortKey::Hostname => vec![row.hostname.clone().unwrap_or_default()],
+            SortKey::LastContact => vec![
+                row.last_contact_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "-infinity".into()),
+            ],
+        }
+    }
+
+    /// The SQL type a cursor value is cast to.
+    fn cast(self) -> &'static str {
+        match self {
+            SortKey::LastContact => "::timestamptz",
+            SortKey::Udi | SortKey::Hostname => "",
+        }
+    }
+}
+
+/// Which alerts a listed PI must (or must not) have open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertFilter {
+    /// At least one open alert.
+    Any,
+    /// No open alert.
+    None,
+    /// An open alert of this kind.
+    Kind(String),
+}
+
+/// What the inventory list shows.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryQuery {
+    /// Only this LVA.
+    pub lva: Option<LvaId>,
+    /// Substring of UDI, hostname or host.
+    pub search: Option<String>,
+    /// Alert condition.
+    pub alert: Option<AlertFilter>,
+    /// Only this connect method.
+    pub connect_method: Option<ConnectMethod>,
+    /// Only PIs whose last contact is before this time (or that never made contact).
+    pub contact_before: Option<DateTime<Utc>>,
+    /// Order.
+    pub sort: SortKey,
+    /// Newest / last first.
+    pub descending: bool,
+    /// Continue after this cursor (from the previous page's `next_cursor`).
+    pub cursor: Option<Cursor>,
+    /// Rows to skip (only without a cursor).
+    pub offset: i64,
+    /// Rows per page.
+    pub limit: i64,
+}
+
+/// Where a page ends: the last row's sort key values and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The sort order it belongs to.
+    sort: SortKey,
+    /// Key values.
+    keys: Vec<String>,
+    /// Row id.
+    id: ProductInstanceId,
+}
+
+impl Cursor {
+    /// The opaque text handed to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Reads a cursor back; `None` if it is not one of ours or belongs to another sort order.
+    pub fn decode(text: &str, sort: SortKey) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
+        (cursor.sort == sort && cursor.keys.len() == sort.columns().len()).then_some(cursor)
+    }
+}
+
+/// One row of the inventory list.
+#[derive(Debug, Clone, QueryableByName, Serialize)]
+pub struct InventoryRow {
+    /// Id.
+    #[diesel(sql_type = SqlUuid)]
+    pub id: ProductInstanceId,
+    /// UDI product id.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub udi_pid: Option<String>,
+    /// UDI serial number.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub udi_serial_number: Option<String>,
+    /// Hostname the device reported.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub hostname: Option<String>,
+    /// Host Outpost pulls from.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub host: Option<String>,
+    /// Port.
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub port: Option<i32>,
+    /// Push or a pull method.
+    #[diesel(sql_type = Text)]
+    pub connect_method: ConnectMethod,
+    /// Software version.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub software_version: Option<String>,
+    /// Last exchange.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_contact_at: Option<DateTime<Utc>>,
+    /// Behind NAT.
+    #[diesel(sql_type = Bool)]
+    pub behind_nat: bool,
+    /// Own SA mapping.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub smart_account: Option<String>,
+    /// Own VA mapping.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub virtual_account: Option<String>,
+    /// Whether pull credentials are stored.
+    #[diesel(sql_type = Bool)]
+    pub has_credentials: bool,
+    /// Added.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    /// Number of its LVA.
+    #[diesel(sql_type = Integer)]
+    pub lva_number: i32,
+    /// Open alerts.
+    #[diesel(sql_type = BigInt)]
+    pub open_alerts: i64,
+}
+
+/// A value bound into the inventory query.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    /// A uuid.
+    Uuid(uuid::Uuid),
+    /// Text.
+    Text(String),
+    /// A timestamp.
+    Time(DateTime<Utc>),
+    /// An integer.
+    Int(i64),
+}
+
+/// The SQL of a filtered list (with `$n` placeholders) and its binds: kept apart so a test
+/// can `EXPLAIN` exactly what the API runs.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    /// The statement.
+    pub text: String,
+    /// Its parameters, in order.
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    /// The statement as a diesel query.
+    pub fn query(
+        &self,
+        prefix: &str,
+    ) -> BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+        let mut query = diesel::sql_query(format!("{prefix}{}", self.text)).into_boxed();
+        for bind in &self.binds {
+            query = match bind.clone() {
+                Bind::Uuid(v) => query.bind::<SqlUuid, _>(v),
+                Bind::Text(v) => query.bind::<Text, _>(v),
+                Bind::Time(v) => query.bind::<Timestamptz, _>(v),
+                Bind::Int(v) => query.bind::<BigInt, _>(v),
+            };
+        }
+        query
+    }
+}
+
+/// Escapes `%`, `_` and `\` so a search term matches literally inside `ILIKE`.
+fn like_pattern(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The WHERE clause shared by the list and its count.
+fn conditions(sql: &mut Sql, account: AccountId, q: &InventoryQuery) -> String {
+    let mut clauses = vec![format!(
+        "p.account_id = {}",
+        sql.bind(Bind::Uuid(account.0))
+    )];
+    if let Some(lva) = q.lva {
+        clauses.push(format!("p.lva_id = {}", sql.bind(Bind::Uuid(lva.0))));
+    }
+    if let Some(term) = q.search.as_deref().filter(|t| !t.is_empty()) {
+        let p = sql.bind(Bind::Text(like_pattern(term)));
+        clauses.push(format!("{SEARCH_TEXT} ILIKE {p}"));
+    }
+    if let Some(method) = q.connect_method {
+        let p = sql.bind(Bind::Text(method.as_str().into()));
+        clauses.push(format!("p.connect_method = {p}"));
+    }
+    if let Some(before) = q.contact_before {
+        let p = sql.bind(Bind::Time(before));
+        clauses.push(format!(
+            "coalesce(p.last_contact_at, '-infinity'::timestamptz) < {p}"
+        ));
+    }
+    let open = "SELECT 1 FROM alerts a WHERE a.account_id = p.account_id AND a.pi_id = p.id AND a.cleared_at IS NULL";
+    match &q.alert {
+        None => {}
+        Some(AlertFilter::Any) => clauses.push(format!("EXISTS ({open})")),
+        Some(AlertFilter::None) => clauses.push(format!("NOT EXISTS ({open})")),
+        Some(AlertFilter::Kind(kind)) => {
+            let p = sql.bind(Bind::Text(kind.clone()));
+            clauses.push(format!("EXISTS ({open} AND a.kind = {p})"));
+        }
+    }
+    clauses.join(" AND ")
+}
+
+/// The list statement of one page.
+pub fn list_sql(account: AccountId, q: &InventoryQuery) -> Sql {
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let mut wheres = conditions(&mut sql, account, q);
+    let columns = q.sort.columns();
+    let keys = columns.join(", ");
+    if let Some(cursor) = &q.cursor {
+        let cast = q.sort.cast();
+        let mut values: Vec<String> = cursor
+            .keys
+            .iter()
+            .map(|v| format!("{}{cast}", sql.bind(Bind::Text(v.clone()))))
+            .collect();
+        values.push(format!("{}::uuid", sql.bind(Bind::Uuid(cursor.id.0))));
+        let op = if q.descending { "<" } else { ">" };
+        wheres.push_str(&format!(" AND ({keys}, p.id) {op} ({})", values.join(", ")));
+    }
+    let direction = if q.descending { " DESC" } else { "" };
+    let order: Vec<String> = columns
+        .iter()
+        .chain(std::iter::once(&"p.id"))
+        .map(|c| format!("{c}{direction}"))
+        .collect();
+    let limit = sql.bind(Bind::Int(q.limit));
+    let offset = sql.bind(Bind::Int(if q.cursor.is_some() { 0 } else { q.offset }));
+    sql.text = format!(
+        "SELECT {ROW_COLUMNS} FROM product_instances p \
+         JOIN local_virtual_accounts l ON l.id = p.lva_id \
+         WHERE {wheres} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+        order.join(", ")
+    );
+    sql
+}
+
+/// One page of the inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryPage {
+    /// The rows.
+    pub items: Vec<InventoryRow>,
+    /// Cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists one page of an account's inventory.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    q: &InventoryQuery,
+) -> Result<InventoryPage, DbError> {
+    // One row more than asked tells whether another page follows.
+    let mut probe = q.clone();
+    probe.limit = q.limit.saturating_add(1);
+    let mut items: Vec<InventoryRow> = list_sql(account, &probe).query("").load(conn).await?;
+    let more = items.len() as i64 > q.limit;
+    items.truncate(usize::try_from(q.limit).unwrap_or(0));
+    let next_cursor = match items.last() {
+        Some(last) if more => Some(
+            Cursor {
+                sort: q.sort,
+                keys: q.sort.values(last),
+                id: last.id,
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    Ok(InventoryPage { items, next_cursor })
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// How many PIs match the filters (cursor, sort and paging aside).
+pub async fn count(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    q: &InventoryQuery,
+) -> Result<i64, DbError> {
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+    };
+    let wheres = conditions(&mut sql, account, q);
+    sql.text = format!("SELECT count(*) AS count FROM product_instances p WHERE {wheres}");
+    let row: Count = sql.query("").get_result(conn).await?;
+    Ok(row.count)
+}
+
+/// A PI as an operator describes it (one API call or one CSV row).
+#[derive(Debug, Clone)]
+pub struct ManagedPi {
+    /// CSV line number (1 for a single add), for error messages.
+    pub line: usize,
+    /// UDI (PID, serial), if known.
+    pub udi: Option<(String, String)>,
+    /// Hostname to show until the device reports its own.
+    pub hostname: Option<String>,
+    /// Host to pull from.
+    pub host: Option<String>,
+    /// Port.
+    pub port: Option<i32>,
+    /// How Outpost reaches it.
+    pub connect_method: ConnectMethod,
+    /// Sealed credentials; `None` keeps what is stored.
+    pub credentials: Option<Vec<u8>>,
+    /// Target LVA.
+    pub lva_id: LvaId,
+    /// Own SA/VA mapping.
+    pub mapping: Option<(String, String)>,
+    /// Behind NAT.
+    pub behind_nat: bool,
+}
+
+/// A row that cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// CSV line number.
+    pub line: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportOutcome {
+    /// PIs created.
+    pub created: usize,
+    /// Existing PIs updated.
+    pub updated: usize,
+    /// Ids of the PIs, in row order.
+    pub ids: Vec<ProductInstanceId>,
+}
+
+/// Why an import changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Some rows cannot be applied; nothing was.
+    #[error("{} row(s) refused", .0.len())]
+    Rows(Vec<RowError>),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ImportError {
+    fn from(e: diesel::result::Error) -> Self {
+        ImportError::Db(DbError::Query(e))
+    }
+}
+
+#[derive(QueryableByName)]
+struct Existing {
+    #[diesel(sql_type = SqlUuid)]
+    id: ProductInstanceId,
+    #[diesel(sql_type = Nullable<Text>)]
+    udi_pid: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    udi_serial_number: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    host: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    port: Option<i32>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = product_instances)]
+struct NewManaged {
+    id: ProductInstanceId,
+    account_id: AccountId,
+    lva_id: LvaId,
+    udi_pid: Option<String>,
+    udi_serial_number: Option<String>,
+    hostname: Option<String>,
+    host: Option<String>,
+    port: Option<i32>,
+    connect_method: ConnectMethod,
+    credentials: Option<Vec<u8>>,
+    behind_nat: bool,
+    smart_account: Option<String>,
+    virtual_account: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Rows per INSERT statement (PostgreSQL allows 65535 parameters; 15 columns per row).
+const INSERT_CHUNK: usize = 1000;
+
+/// Adds or updates PIs, all or nothing. A row matches an existing PI by UDI, or by host and
+/// port when it has no UDI; a matched PI keeps its stored credentials unless the row brings
+/// new ones. Every row is checked before anything is written, and every refusal is listed.
+pub async fn import(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: Vec<ManagedPi>,
+    now: DateTime<Utc>,
+) -> Result<ImportOutcome, ImportError> {
+    conn.transaction::<_, ImportError, _>(async |conn| {
+        // Concurrent imports of one account would race on the same UDIs and hosts.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('inventory:' || $1::text))")
+            .bind::<Text, _>(account.to_string())
+            .execute(conn)
+            .await?;
+        let pids: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.udi.as_ref().map(|u| u.0.clone()))
+            .collect();
+        let serials: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.udi.as_ref().map(|u| u.1.clone()))
+            .collect();
+        let hosts: Vec<String> = rows.iter().filter_map(|r| r.host.clone()).collect();
+        let existing: Vec<Existing> = diesel::sql_query(
+            "SELECT id, udi_pid, udi_serial_number, host, port FROM product_instances
+             WHERE account_id = $1
+               AND ((udi_pid, udi_serial_number) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+                    OR host = ANY($4))",
+        )
+        .bind::<SqlUuid, _>(account)
+        .bind::<Array<Text>, _>(&pids)
+        .bind::<Array<Text>, _>(&serials)
+        .bind::<Array<Text>, _>(&hosts)
+        .load(conn)
+        .await
+        .map_err(DbError::from)?;
+        let by_udi: HashMap<(String, String), ProductInstanceId> = existing
+            .iter()
+            .filter_map(|e| Some(((e.udi_pid.clone()?, e.udi_serial_number.clone()?), e.id)))
+            .collect();
+        let by_host: HashMap<(String, i32), ProductInstanceId> = existing
+            .iter()
+            .filter_map(|e| Some(((e.host.clone()?, e.port.unwrap_or(0)), e.id)))
+            .collect();
+
+        let mut errors = Vec::new();
+        let mut seen_udi: HashMap<(String, String), usize> = HashMap::new();
+        let mut seen_host: HashMap<(String, i32), usize> = HashMap::new();
+        let mut targets: Vec<Option<ProductInstanceId>> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let host_key = row.host.clone().map(|h| (h, row.port.unwrap_or(0)));
+            if let Some(udi) = &row.udi {
+                if let Some(first) = seen_udi.insert(udi.clone(), row.line) {
+                    errors.push(RowError {
+                        line: row.line,
+                        reason: format!("UDI PID:{},SN:{} is also on line {first}", udi.0, udi.1),
+                    });
+                }
+            }
+            if let Some(key) = &host_key {
+                if let Some(first) = seen_host.insert(key.clone(), row.line) {
+                    errors.push(RowError {
+                        line: row.line,
+                        reason: format!("host {} is also on line {first}", key.0),
+                    });
+                }
+            }
+            let by_its_udi = row.udi.as_ref().and_then(|u| by_udi.get(u)).copied();
+            let by_its_host = host_key.as_ref().and_then(|k| by_host.get(k)).copied();
+            let target = match (&row.udi, by_its_udi, by_its_host) {
+                (Some(_), found, Some(other)) if found != Some(other) => {
+                    errors.push(RowError {
+                        line: row.line,
+                        reason: format!(
+                            "host {} already belongs to another product instance",
+                            row.host.as_deref().unwrap_or_default()
+                        ),
+                    });
+                    None
+                }
+                (Some(_), found, _) => found,
+                (None, _, found) => found,
+            };
+            targets.push(target);
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.line);
+            return Err(ImportError::Rows(errors));
+        }
+
+        let mut outcome = ImportOutcome::default();
+        let mut inserts = Vec::new();
+        for (row, target) in rows.into_iter().zip(targets) {
+            let (smart_account, virtual_account) = row.mapping.clone().unzip();
+            match target {
+                Some(id) => {
+                    diesel::update(
+                        product_instances::table
+                            .filter(product_instances::account_id.eq(account))
+                            .filter(product_instances::id.eq(id)),
+                    )
+                    .set((
+                        product_instances::lva_id.eq(row.lva_id),
+                        product_instances::host.eq(&row.host),
+                        product_instances::port.eq(row.port),
+                        product_instances::connect_method.eq(row.connect_method),
+                        product_instances::behind_nat.eq(row.behind_nat),
+                        product_instances::smart_account.eq(&smart_account),
+                        product_instances::virtual_account.eq(&virtual_account),
+                        product_instances::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                    if row.credentials.is_some() {
+                        diesel::update(product_instances::table.find(id))
+                            .set(product_instances::credentials.eq(&row.credentials))
+                            .execute(conn)
+                            .await?;
+                    }
+                    if row.hostname.is_some() {
+                        diesel::update(product_instances::table.find(id))
+                            .set(product_instances::hostname.eq(&row.hostname))
+                            .execute(conn)
+                            .await?;
+                    }
+                    outcome.updated += 1;
+                    outcome.ids.push(id);
+                }
+                None => {
+                    let id = ProductInstanceId::new();
+                    let (udi_pid, udi_serial_number) = row.udi.clone().unzip();
+                    inserts.push(NewManaged {
+                        id,
+                        account_id: account,
+                        lva_id: row.lva_id,
+                        udi_pid,
+                        udi_serial_number,
+                        hostname: row.hostname,
+                        host: row.host,
+                        port: row.port,
+                        connect_method: row.connect_method,
+                        credentials: row.credentials,
+                        behind_nat: row.behind_nat,
+                        smart_account,
+                        virtual_account,
+                        created_at: now,
+                        updated_at: now,
+                    });
+                    outcome.created += 1;
+                    outcome.ids.push(id);
+                }
+            }
+        }
+        for chunk in inserts.chunks(INSERT_CHUNK) {
+            diesel::insert_into(product_instances::table)
+                .values(chunk)
+                .execute(conn)
+                .await?;
+        }
+        Ok(outcome)
+    })
+    .await
+}
+
+/// Moves PIs to another LVA of the same account, all or none. Returns the ids that are not
+/// the account's; nothing moved then.
+pub async fn transfer(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[ProductInstanceId],
+    to: LvaId,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductInstanceId>, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let found: Vec<ProductInstanceId> = product_instances::table
+            .filter(product_instances::account_id.eq(account))
+            .filter(product_instances::id.eq_any(ids))
+            .select(product_instances::id)
+            .for_update()
+            .load(conn)
+            .await?;
+        let missing: Vec<ProductInstanceId> = ids
+            .iter()
+            .filter(|id| !found.contains(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Ok(missing);
+        }
+        diesel::update(
+            product_instances::table
+                .filter(product_instances::account_id.eq(account))
+                .filter(product_instances::id.eq_any(ids)),
+        )
+        .set((
+            product_instances::lva_id.eq(to),
+            product_instances::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(Vec::new())
+    })
+    .await
+}
+
+/// How many of these ids are PIs of the account.
+pub async fn count_existing(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[ProductInstanceId],
+) -> Result<i64, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::account_id.eq(account))
+        .filter(product_instances::id.eq_any(ids))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// How many reports of these PIs CSSM has not acknowledged yet (removing them would lose
+/// usage a device was told is safe).
+pub async fn count_unacknowledged(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[ProductInstanceId],
+) -> Result<i64, DbError> {
+    Ok(rum_reports::table
+        .filter(rum_reports::account_id.eq(account))
+        .filter(rum_reports::pi_id.eq_any(ids))
+        .filter(rum_reports::acked_at.is_null())
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Removes PIs of an account with their reports, ACKs and alerts. Returns how many went.
+pub async fn remove(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    ids: &[ProductInstanceId],
+) -> Result<usize, DbError> {
+    Ok(diesel::delete(
+        product_instances::table
+            .filter(product_instances::account_id.eq(account))
+            .filter(product_instances::id.eq_any(ids)),
+    )
+    .execute(conn)
+    .await?)
+}
