@@ -491,9 +491,91 @@ struct NewManaged {
 /// Rows per INSERT statement (PostgreSQL allows 65535 parameters; 15 columns per row).
 const INSERT_CHUNK: usize = 1000;
 
+/// Checks rows against each other and the stored inventory without writing anything: the
+/// refusals, and for each row the PI it would update (`None`: a new one).
+pub async fn check(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: &[ManagedPi],
+) -> Result<(Vec<RowError>, Vec<Option<ProductInstanceId>>), DbError> {
+    let pids: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.udi.as_ref().map(|u| u.0.clone()))
+        .collect();
+    let serials: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.udi.as_ref().map(|u| u.1.clone()))
+        .collect();
+    let hosts: Vec<String> = rows.iter().filter_map(|r| r.host.clone()).collect();
+    let existing: Vec<Existing> = diesel::sql_query(
+        "SELECT id, udi_pid, udi_serial_number, host, port FROM product_instances
+             WHERE account_id = $1
+               AND ((udi_pid, udi_serial_number) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+                    OR host = ANY($4))",
+    )
+    .bind::<SqlUuid, _>(account)
+    .bind::<Array<Text>, _>(&pids)
+    .bind::<Array<Text>, _>(&serials)
+    .bind::<Array<Text>, _>(&hosts)
+    .load(conn)
+    .await
+    .map_err(DbError::from)?;
+    let by_udi: HashMap<(String, String), ProductInstanceId> = existing
+        .iter()
+        .filter_map(|e| Some(((e.udi_pid.clone()?, e.udi_serial_number.clone()?), e.id)))
+        .collect();
+    let by_host: HashMap<(String, i32), ProductInstanceId> = existing
+        .iter()
+        .filter_map(|e| Some(((e.host.clone()?, e.port.unwrap_or(0)), e.id)))
+        .collect();
+
+    let mut errors = Vec::new();
+    let mut seen_udi: HashMap<(String, String), usize> = HashMap::new();
+    let mut seen_host: HashMap<(String, i32), usize> = HashMap::new();
+    let mut targets: Vec<Option<ProductInstanceId>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let host_key = row.host.clone().map(|h| (h, row.port.unwrap_or(0)));
+        if let Some(udi) = &row.udi {
+            if let Some(first) = seen_udi.insert(udi.clone(), row.line) {
+                errors.push(RowError {
+                    line: row.line,
+                    reason: format!("UDI PID:{},SN:{} is also on line {first}", udi.0, udi.1),
+                });
+            }
+        }
+        if let Some(key) = &host_key {
+            if let Some(first) = seen_host.insert(key.clone(), row.line) {
+                errors.push(RowError {
+                    line: row.line,
+                    reason: format!("host {} is also on line {first}", key.0),
+                });
+            }
+        }
+        let by_its_udi = row.udi.as_ref().and_then(|u| by_udi.get(u)).copied();
+        let by_its_host = host_key.as_ref().and_then(|k| by_host.get(k)).copied();
+        let target = match (&row.udi, by_its_udi, by_its_host) {
+            (Some(_), found, Some(other)) if found != Some(other) => {
+                errors.push(RowError {
+                    line: row.line,
+                    reason: format!(
+                        "host {} already belongs to another product instance",
+                        row.host.as_deref().unwrap_or_default()
+                    ),
+                });
+                None
+            }
+            (Some(_), found, _) => found,
+            (None, _, found) => found,
+        };
+        targets.push(target);
+    }
+    errors.sort_by_key(|e| e.line);
+    Ok((errors, targets))
+}
+
 /// Adds or updates PIs, all or nothing. A row matches an existing PI by UDI, or by host and
 /// port when it has no UDI; a matched PI keeps its stored credentials unless the row brings
-/// new ones. Every row is checked before anything is written, and every refusal is listed.
+/// new ones. Every row is checked ([`check`]) before anything is written.
 pub async fn import(
     conn: &mut AsyncPgConnection,
     account: AccountId,
@@ -506,82 +588,10 @@ pub async fn import(
             .bind::<Text, _>(account.to_string())
             .execute(conn)
             .await?;
-        let pids: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.udi.as_ref().map(|u| u.0.clone()))
-            .collect();
-        let serials: Vec<String> = rows
-            .iter()
-            .filter_map(|r| r.udi.as_ref().map(|u| u.1.clone()))
-            .collect();
-        let hosts: Vec<String> = rows.iter().filter_map(|r| r.host.clone()).collect();
-        let existing: Vec<Existing> = diesel::sql_query(
-            "SELECT id, udi_pid, udi_serial_number, host, port FROM product_instances
-             WHERE account_id = $1
-               AND ((udi_pid, udi_serial_number) IN (SELECT * FROM unnest($2::text[], $3::text[]))
-                    OR host = ANY($4))",
-        )
-        .bind::<SqlUuid, _>(account)
-        .bind::<Array<Text>, _>(&pids)
-        .bind::<Array<Text>, _>(&serials)
-        .bind::<Array<Text>, _>(&hosts)
-        .load(conn)
-        .await
-        .map_err(DbError::from)?;
-        let by_udi: HashMap<(String, String), ProductInstanceId> = existing
-            .iter()
-            .filter_map(|e| Some(((e.udi_pid.clone()?, e.udi_serial_number.clone()?), e.id)))
-            .collect();
-        let by_host: HashMap<(String, i32), ProductInstanceId> = existing
-            .iter()
-            .filter_map(|e| Some(((e.host.clone()?, e.port.unwrap_or(0)), e.id)))
-            .collect();
-
-        let mut errors = Vec::new();
-        let mut seen_udi: HashMap<(String, String), usize> = HashMap::new();
-        let mut seen_host: HashMap<(String, i32), usize> = HashMap::new();
-        let mut targets: Vec<Option<ProductInstanceId>> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let host_key = row.host.clone().map(|h| (h, row.port.unwrap_or(0)));
-            if let Some(udi) = &row.udi {
-                if let Some(first) = seen_udi.insert(udi.clone(), row.line) {
-                    errors.push(RowError {
-                        line: row.line,
-                        reason: format!("UDI PID:{},SN:{} is also on line {first}", udi.0, udi.1),
-                    });
-                }
-            }
-            if let Some(key) = &host_key {
-                if let Some(first) = seen_host.insert(key.clone(), row.line) {
-                    errors.push(RowError {
-                        line: row.line,
-                        reason: format!("host {} is also on line {first}", key.0),
-                    });
-                }
-            }
-            let by_its_udi = row.udi.as_ref().and_then(|u| by_udi.get(u)).copied();
-            let by_its_host = host_key.as_ref().and_then(|k| by_host.get(k)).copied();
-            let target = match (&row.udi, by_its_udi, by_its_host) {
-                (Some(_), found, Some(other)) if found != Some(other) => {
-                    errors.push(RowError {
-                        line: row.line,
-                        reason: format!(
-                            "host {} already belongs to another product instance",
-                            row.host.as_deref().unwrap_or_default()
-                        ),
-                    });
-                    None
-                }
-                (Some(_), found, _) => found,
-                (None, _, found) => found,
-            };
-            targets.push(target);
-        }
+        let (errors, targets) = check(conn, account, &rows).await?;
         if !errors.is_empty() {
-            errors.sort_by_key(|e| e.line);
             return Err(ImportError::Rows(errors));
         }
-
         let mut outcome = ImportOutcome::default();
         let mut inserts = Vec::new();
         for (row, target) in rows.into_iter().zip(targets) {

@@ -612,6 +612,11 @@ pub async fn import_product_instances(
         }
     }
     if !errors.is_empty() {
+        // Also name the rows that are fine alone but clash with each other or the inventory,
+        // so one round of fixes is enough.
+        let (clashes, _) = inventory::check(&mut conn, account.id, &rows).await?;
+        errors.extend(clashes);
+        errors.sort_by_key(|e| e.line);
         return Err(rows_refused(errors));
     }
     if rows.is_empty() {

@@ -11,6 +11,7 @@
 mod admin_api;
 mod cli;
 mod device_errors;
+mod inventory;
 mod offline;
 mod process;
 mod push;
