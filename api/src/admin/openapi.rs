@@ -72,3 +72,80 @@ pub async fn get_openapi() -> HttpResponse {
         .content_type("application/json")
         .body(document())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+
+    /// The committed document is what the code generates: an API change shows up in review.
+    /// `UPDATE_SNAPSHOTS=1 cargo test -p outpost_api openapi` rewrites it.
+    #[test]
+    fn the_document_matches_its_snapshot() {
+        let generated = format!("{}\n", document());
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(SNAPSHOT, &generated).ok();
+        }
+        let committed = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "api/openapi.json is out of date: run `UPDATE_SNAPSHOTS=1 cargo test -p outpost_api openapi` and review the diff"
+        );
+    }
+
+    /// (method, path) of every `.route(...)` in the route table of `admin/mod.rs`.
+    fn registered_routes() -> BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let mut routes = BTreeSet::new();
+        for chunk in source.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).unwrap_or_default();
+            let method = chunk
+                .split("web::")
+                .nth(1)
+                .and_then(|m| m.split("()").next())
+                .unwrap_or_default();
+            let full = if path.starts_with("/healthz")
+                || path.starts_with("/readyz")
+                || path.starts_with("/api/")
+            {
+                path.to_owned()
+            } else {
+                format!("/api/v1{path}")
+            };
+            routes.insert((method.to_owned(), full));
+        }
+        routes
+    }
+
+    /// Every route the server answers is documented, and every documented route exists (the
+    /// tenant-isolation test walks the document, so a missing route would escape it).
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap_or_default();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let mut registered = registered_routes();
+        registered.remove(&("get".to_owned(), "/api/openapi.json".to_owned()));
+        assert!(
+            registered.len() > 40,
+            "route table not parsed: {registered:?}"
+        );
+        let undocumented: Vec<_> = registered.difference(&documented).collect();
+        let phantom: Vec<_> = documented.difference(&registered).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from the OpenAPI document: {undocumented:?}"
+        );
+        assert!(
+            phantom.is_empty(),
+            "documented routes that do not exist: {phantom:?}"
+        );
+    }
+}

@@ -479,6 +479,7 @@ pub async fn reactivate_account(
 
 /// `?force=true` deletes an account that still holds product instances.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     /// Delete even with product instances (their reports and ACKs go too).
     #[serde(default)]

@@ -49,6 +49,7 @@ const CSV_INFORMATIONAL: &[&str] = &["last_contact_at", "software_version"];
 
 /// Inventory list parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this LVA (its number).
     lva: Option<i32>,
@@ -804,6 +805,7 @@ pub async fn transfer_product_instances(
 
 /// `?force=true` removes a PI whose reports CSSM has not acknowledged yet.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForceQuery {
     /// Remove even with unacknowledged reports.
     #[serde(default)]

@@ -12,6 +12,7 @@ mod admin_api;
 mod cli;
 mod device_errors;
 mod inventory;
+mod isolation;
 mod offline;
 mod process;
 mod push;
