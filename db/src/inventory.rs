@@ -285,14 +285,18 @@ fn conditions(sql: &mut Sql, account: AccountId, q: &InventoryQuery) -> String {
             "coalesce(p.last_contact_at, '-infinity'::timestamptz) < {p}"
         ));
     }
-    let open = "SELECT 1 FROM alerts a WHERE a.account_id = p.account_id AND a.pi_id = p.id AND a.cleared_at IS NULL";
+    // `has_open_alert` (kept by a trigger on alerts) has a partial index; a kind is then
+    // checked only on the PIs that have some alert.
     match &q.alert {
         None => {}
-        Some(AlertFilter::Any) => clauses.push(format!("EXISTS ({open})")),
-        Some(AlertFilter::None) => clauses.push(format!("NOT EXISTS ({open})")),
+        Some(AlertFilter::Any) => clauses.push("p.has_open_alert".into()),
+        Some(AlertFilter::None) => clauses.push("NOT p.has_open_alert".into()),
         Some(AlertFilter::Kind(kind)) => {
             let p = sql.bind(Bind::Text(kind.clone()));
-            clauses.push(format!("EXISTS ({open} AND a.kind = {p})"));
+            clauses.push(format!(
+                "p.has_open_alert AND EXISTS (SELECT 1 FROM alerts a WHERE a.account_id = p.account_id \
+                 AND a.pi_id = p.id AND a.cleared_at IS NULL AND a.kind = {p})"
+            ));
         }
     }
     clauses.join(" AND ")
@@ -376,18 +380,29 @@ struct Count {
     count: i64,
 }
 
-/// How many PIs match the filters (cursor, sort and paging aside).
+/// How many PIs match the filters (cursor, sort and paging aside), counting no further than
+/// `cap` when given: an exact count of a million rows costs a full index scan on every page,
+/// while "more than 10,000" is what a person needs to refine the search.
 pub async fn count(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     q: &InventoryQuery,
+    cap: Option<i64>,
 ) -> Result<i64, DbError> {
     let mut sql = Sql {
         text: String::new(),
         binds: Vec::new(),
     };
     let wheres = conditions(&mut sql, account, q);
-    sql.text = format!("SELECT count(*) AS count FROM product_instances p WHERE {wheres}");
+    sql.text = match cap {
+        Some(cap) => {
+            let limit = sql.bind(Bind::Int(cap));
+            format!(
+                "SELECT count(*) AS count FROM (SELECT 1 FROM product_instances p WHERE {wheres} LIMIT {limit}) capped"
+            )
+        }
+        None => format!("SELECT count(*) AS count FROM product_instances p WHERE {wheres}"),
+    };
     let row: Count = sql.query("").get_result(conn).await?;
     Ok(row.count)
 }
@@ -491,6 +506,21 @@ struct NewManaged {
 /// Rows per INSERT statement (PostgreSQL allows 65535 parameters; 15 columns per row).
 const INSERT_CHUNK: usize = 1000;
 
+/// Remembers the first line a key was seen on; returns it when `line` repeats the key.
+fn first_line<K: std::hash::Hash + Eq>(
+    seen: &mut HashMap<K, usize>,
+    key: K,
+    line: usize,
+) -> Option<usize> {
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(line);
+            None
+        }
+    }
+}
+
 /// Checks rows against each other and the stored inventory without writing anything: the
 /// refusals, and for each row the PI it would update (`None`: a new one).
 pub async fn check(
@@ -535,21 +565,21 @@ pub async fn check(
     let mut targets: Vec<Option<ProductInstanceId>> = Vec::with_capacity(rows.len());
     for row in rows {
         let host_key = row.host.clone().map(|h| (h, row.port.unwrap_or(0)));
-        if let Some(udi) = &row.udi {
-            if let Some(first) = seen_udi.insert(udi.clone(), row.line) {
-                errors.push(RowError {
-                    line: row.line,
-                    reason: format!("UDI PID:{},SN:{} is also on line {first}", udi.0, udi.1),
-                });
-            }
+        if let Some(udi) = &row.udi
+            && let Some(first) = first_line(&mut seen_udi, udi.clone(), row.line)
+        {
+            errors.push(RowError {
+                line: row.line,
+                reason: format!("UDI PID:{},SN:{} is also on line {first}", udi.0, udi.1),
+            });
         }
-        if let Some(key) = &host_key {
-            if let Some(first) = seen_host.insert(key.clone(), row.line) {
-                errors.push(RowError {
-                    line: row.line,
-                    reason: format!("host {} is also on line {first}", key.0),
-                });
-            }
+        if let Some(key) = &host_key
+            && let Some(first) = first_line(&mut seen_host, key.clone(), row.line)
+        {
+            errors.push(RowError {
+                line: row.line,
+                reason: format!("host {} is also on line {first}", key.0),
+            });
         }
         let by_its_udi = row.udi.as_ref().and_then(|u| by_udi.get(u)).copied();
         let by_its_host = host_key.as_ref().and_then(|k| by_host.get(k)).copied();
@@ -594,39 +624,12 @@ pub async fn import(
         }
         let mut outcome = ImportOutcome::default();
         let mut inserts = Vec::new();
+        let mut updates = Vec::new();
         for (row, target) in rows.into_iter().zip(targets) {
             let (smart_account, virtual_account) = row.mapping.clone().unzip();
             match target {
                 Some(id) => {
-                    diesel::update(
-                        product_instances::table
-                            .filter(product_instances::account_id.eq(account))
-                            .filter(product_instances::id.eq(id)),
-                    )
-                    .set((
-                        product_instances::lva_id.eq(row.lva_id),
-                        product_instances::host.eq(&row.host),
-                        product_instances::port.eq(row.port),
-                        product_instances::connect_method.eq(row.connect_method),
-                        product_instances::behind_nat.eq(row.behind_nat),
-                        product_instances::smart_account.eq(&smart_account),
-                        product_instances::virtual_account.eq(&virtual_account),
-                        product_instances::updated_at.eq(now),
-                    ))
-                    .execute(conn)
-                    .await?;
-                    if row.credentials.is_some() {
-                        diesel::update(product_instances::table.find(id))
-                            .set(product_instances::credentials.eq(&row.credentials))
-                            .execute(conn)
-                            .await?;
-                    }
-                    if row.hostname.is_some() {
-                        diesel::update(product_instances::table.find(id))
-                            .set(product_instances::hostname.eq(&row.hostname))
-                            .execute(conn)
-                            .await?;
-                    }
+                    updates.push((id, row));
                     outcome.updated += 1;
                     outcome.ids.push(id);
                 }
@@ -655,6 +658,9 @@ pub async fn import(
                 }
             }
         }
+        for chunk in updates.chunks(INSERT_CHUNK) {
+            update_chunk(conn, account, chunk, now).await?;
+        }
         for chunk in inserts.chunks(INSERT_CHUNK) {
             diesel::insert_into(product_instances::table)
                 .values(chunk)
@@ -664,6 +670,63 @@ pub async fn import(
         Ok(outcome)
     })
     .await
+}
+
+/// Updates matched PIs from their rows in one statement. Credentials and hostname are kept when
+/// the row has none (an exported file carries neither password nor, always, a hostname).
+async fn update_chunk(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    rows: &[(ProductInstanceId, ManagedPi)],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|(id, _)| id.0).collect();
+    let lvas: Vec<uuid::Uuid> = rows.iter().map(|(_, r)| r.lva_id.0).collect();
+    let hosts: Vec<Option<String>> = rows.iter().map(|(_, r)| r.host.clone()).collect();
+    let ports: Vec<Option<i32>> = rows.iter().map(|(_, r)| r.port).collect();
+    let methods: Vec<String> = rows
+        .iter()
+        .map(|(_, r)| r.connect_method.as_str().into())
+        .collect();
+    let nats: Vec<bool> = rows.iter().map(|(_, r)| r.behind_nat).collect();
+    let sas: Vec<Option<String>> = rows
+        .iter()
+        .map(|(_, r)| r.mapping.clone().map(|m| m.0))
+        .collect();
+    let vas: Vec<Option<String>> = rows
+        .iter()
+        .map(|(_, r)| r.mapping.clone().map(|m| m.1))
+        .collect();
+    let credentials: Vec<Option<Vec<u8>>> =
+        rows.iter().map(|(_, r)| r.credentials.clone()).collect();
+    let hostnames: Vec<Option<String>> = rows.iter().map(|(_, r)| r.hostname.clone()).collect();
+    diesel::sql_query(
+        "UPDATE product_instances p SET lva_id = v.lva_id, host = v.host, port = v.port,
+                connect_method = v.connect_method, behind_nat = v.behind_nat,
+                smart_account = v.smart_account, virtual_account = v.virtual_account,
+                credentials = coalesce(v.credentials, p.credentials),
+                hostname = coalesce(v.hostname, p.hostname), updated_at = $12
+         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bool[],
+                     $8::text[], $9::text[], $10::bytea[], $11::text[])
+              AS v(id, lva_id, host, port, connect_method, behind_nat, smart_account,
+                   virtual_account, credentials, hostname)
+         WHERE p.account_id = $1 AND p.id = v.id",
+    )
+    .bind::<SqlUuid, _>(account)
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&lvas)
+    .bind::<Array<Nullable<Text>>, _>(&hosts)
+    .bind::<Array<Nullable<Integer>>, _>(&ports)
+    .bind::<Array<Text>, _>(&methods)
+    .bind::<Array<Bool>, _>(&nats)
+    .bind::<Array<Nullable<Text>>, _>(&sas)
+    .bind::<Array<Nullable<Text>>, _>(&vas)
+    .bind::<Array<Nullable<diesel::sql_types::Bytea>>, _>(&credentials)
+    .bind::<Array<Nullable<Text>>, _>(&hostnames)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Moves PIs to another LVA of the same account, all or none. Returns the ids that are not

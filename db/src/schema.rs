@@ -200,6 +200,7 @@ diesel::table! {
         behind_nat -> Bool,
         smart_account -> Nullable<Text>,
         virtual_account -> Nullable<Text>,
+        has_open_alert -> Bool,
     }
 }
 

@@ -1,3 +1,8 @@
+DROP TRIGGER alerts_sync_pi_flag ON alerts;
+DROP FUNCTION product_instances_sync_alert_flag();
+DROP INDEX product_instances_alerted;
+ALTER TABLE product_instances DROP COLUMN has_open_alert;
+DROP INDEX product_instances_by_method;
 DROP INDEX product_instances_search;
 DROP EXTENSION IF EXISTS pg_trgm;
 DROP INDEX product_instances_by_contact;

@@ -62,3 +62,32 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX product_instances_search ON product_instances USING gin (
     (coalesce(udi_pid, '') || ' ' || coalesce(udi_serial_number, '') || ' ' ||
      coalesce(hostname, '') || ' ' || coalesce(host, '')) gin_trgm_ops);
+-- Filters by connect method (and the pull job's selection of devices to pull), in UDI order:
+-- methods follow models (routers pulled over NETCONF), so the plain UDI index can walk a long
+-- way before it meets the first match.
+CREATE INDEX product_instances_by_method ON product_instances
+    (account_id, connect_method, coalesce(udi_pid, ''), coalesce(udi_serial_number, ''), id);
+
+-- Whether the PI has an open alert, kept by a trigger on alerts, so "with alerts" lists walk a
+-- small partial index instead of probing the alerts of every PI in order.
+ALTER TABLE product_instances ADD COLUMN has_open_alert boolean NOT NULL DEFAULT false;
+UPDATE product_instances p SET has_open_alert = true
+    WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.pi_id = p.id AND a.cleared_at IS NULL);
+CREATE INDEX product_instances_alerted ON product_instances
+    (account_id, coalesce(udi_pid, ''), coalesce(udi_serial_number, ''), id) WHERE has_open_alert;
+CREATE FUNCTION product_instances_sync_alert_flag() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    target uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.pi_id ELSE NEW.pi_id END;
+BEGIN
+    IF target IS NOT NULL THEN
+        UPDATE product_instances p
+           SET has_open_alert = EXISTS (SELECT 1 FROM alerts a
+                                        WHERE a.pi_id = target AND a.cleared_at IS NULL)
+         WHERE p.id = target
+           AND p.has_open_alert IS DISTINCT FROM EXISTS (SELECT 1 FROM alerts a
+                                                         WHERE a.pi_id = target AND a.cleared_at IS NULL);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER alerts_sync_pi_flag AFTER INSERT OR DELETE OR UPDATE OF cleared_at, pi_id ON alerts
+    FOR EACH ROW EXECUTE FUNCTION product_instances_sync_alert_flag();

@@ -25,6 +25,8 @@ use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Where a capped count stops.
+const COUNT_CAP: i64 = 10_000;
 /// Most rows on one page.
 const MAX_PER_PAGE: i64 = 500;
 /// Most PIs in one transfer or removal.
@@ -71,8 +73,9 @@ pub struct ListQuery {
     page: Option<i64>,
     /// Rows per page, 1 to 500, default 50.
     per_page: Option<i64>,
-    /// Whether to count all matching PIs (`total`); default true.
-    count: Option<bool>,
+    /// `capped` (default): `total` counts up to 10,000 (`total_exceeds` says when there are
+    /// more); `exact`: count them all (slower on large inventories); `none`: no `total`.
+    count: Option<String>,
 }
 
 fn parse_method(text: &str) -> Result<ConnectMethod, String> {
@@ -174,15 +177,27 @@ pub async fn list_product_instances(
     let q = query.to_query(lva.as_ref(), state.clock.now())?;
     let mut conn = state.pool.get().await?;
     let page = inventory::list(&mut conn, account.id, &q).await?;
-    let total = if query.count.unwrap_or(true) {
-        Some(inventory::count(&mut conn, account.id, &q).await?)
-    } else {
-        None
+    let cap = match query.count.as_deref() {
+        None | Some("capped") => Some(Some(COUNT_CAP)),
+        Some("exact") => Some(None),
+        Some("none") => None,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "count '{other}' is not capped, exact or none"
+            )));
+        }
     };
+    let total = match cap {
+        // One more than the cap tells "more than" from "exactly".
+        Some(cap) => Some(inventory::count(&mut conn, account.id, &q, cap.map(|c| c + 1)).await?),
+        None => None,
+    };
+    let exceeds = matches!((total, cap), (Some(t), Some(Some(c))) if t > c);
     Ok(HttpResponse::Ok().json(json!({
         "items": page.items,
         "next_cursor": page.next_cursor,
-        "total": total,
+        "total": total.map(|t| if exceeds { COUNT_CAP } else { t }),
+        "total_exceeds": exceeds,
     })))
 }
 
@@ -342,10 +357,10 @@ fn managed(
     if let Some(host) = &host {
         check_host(host)?;
     }
-    if let Some(port) = body.port {
-        if !(1..=65535).contains(&port) {
-            return Err(format!("port {port} is not between 1 and 65535"));
-        }
+    if let Some(port) = body.port
+        && !(1..=65535).contains(&port)
+    {
+        return Err(format!("port {port} is not between 1 and 65535"));
     }
     let behind_nat = body.behind_nat.unwrap_or(false);
     match method {
@@ -691,7 +706,7 @@ async fn export_step(
     };
     let page = async {
         let mut conn = pool.get().await?;
-        Ok::<_, outpost_db::DbError>(inventory::list(&mut conn, account, &query).await?)
+        inventory::list(&mut conn, account, &query).await
     }
     .await;
     let page = match page {

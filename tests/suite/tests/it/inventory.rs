@@ -673,3 +673,101 @@ async fn licenses_show_purchased_in_use_and_shortfall_and_transfer_between_lvas(
     assert_eq!(position(&list, 1, "advantagek9")["purchased"], 95);
     assert_eq!(position(&list, 2, "advantagek9")["purchased"], 5);
 }
+
+#[derive(diesel::QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_list_queries_use_indexes() {
+    use outpost_db::inventory::{self, AlertFilter, InventoryQuery, SortKey};
+
+    let app = TestApp::builder()
+        .with_account("Acme")
+        .with_account("Beta")
+        .start()
+        .await;
+    // Enough rows that a sequential scan would be the planner's choice if no index served.
+    app.execute(
+        "INSERT INTO product_instances (id, account_id, lva_id, udi_pid, udi_serial_number, hostname, connect_method, host)
+         SELECT gen_random_uuid(), a.id, l.id, 'C9300-24UX', a.name || lpad(i::text, 6, '0'), 'sw-' || i,
+                CASE WHEN i % 20 = 0 THEN 'netconf' ELSE 'push' END, CASE WHEN i % 20 = 0 THEN '10.0.' || i END
+         FROM local_accounts a JOIN local_virtual_accounts l ON l.account_id = a.id, generate_series(1, 30000) i",
+    )
+    .await;
+    app.execute("ANALYZE product_instances").await;
+    let account = app.account("Acme").await.id;
+    let cases = [
+        (
+            "default list",
+            InventoryQuery {
+                limit: 50,
+                ..InventoryQuery::default()
+            },
+            "product_instances_by_udi",
+        ),
+        (
+            "by hostname",
+            InventoryQuery {
+                limit: 50,
+                sort: SortKey::Hostname,
+                descending: true,
+                ..InventoryQuery::default()
+            },
+            "product_instances_by_hostname",
+        ),
+        (
+            "by last contact",
+            InventoryQuery {
+                limit: 50,
+                sort: SortKey::LastContact,
+                ..InventoryQuery::default()
+            },
+            "product_instances_by_contact",
+        ),
+        (
+            "with alerts",
+            InventoryQuery {
+                limit: 50,
+                alert: Some(AlertFilter::Any),
+                ..InventoryQuery::default()
+            },
+            "product_instances_alerted",
+        ),
+        (
+            "netconf",
+            InventoryQuery {
+                limit: 50,
+                connect_method: Some(outpost_db::enums::ConnectMethod::Netconf),
+                ..InventoryQuery::default()
+            },
+            "product_instances_by_method",
+        ),
+        (
+            "search",
+            InventoryQuery {
+                limit: 50,
+                search: Some("Acme000123".into()),
+                ..InventoryQuery::default()
+            },
+            "product_instances_search",
+        ),
+    ];
+    let mut conn = app.conn().await;
+    for (name, query, index) in cases {
+        let sql = inventory::list_sql(account, &query);
+        let plan: Vec<PlanLine> =
+            diesel_async::RunQueryDsl::load(sql.query("EXPLAIN "), &mut *conn)
+                .await
+                .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|l| l.line).collect();
+        let text = plan.join("\n");
+        assert!(
+            !text.contains("Seq Scan on product_instances"),
+            "{name}: sequential scan\n{text}"
+        );
+        assert!(text.contains(index), "{name}: {index} not used\n{text}");
+    }
+}
