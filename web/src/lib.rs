@@ -17,6 +17,10 @@ pub fn asset(path: &str) -> Option<Asset> {
             include_bytes!("../assets/index.html"),
             "text/html; charset=utf-8",
         ),
+        "app.js" => (
+            include_bytes!("../assets/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "style.css" => (
             include_bytes!("../assets/style.css"),
             "text/css; charset=utf-8",
@@ -34,6 +38,7 @@ mod tests {
     #[test]
     fn serves_index_and_nothing_else() {
         assert!(super::asset("index.html").is_some());
+        assert!(super::asset("app.js").is_some());
         assert!(super::asset("../Cargo.toml").is_none());
     }
 }

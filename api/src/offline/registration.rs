@@ -35,6 +35,12 @@ pub async fn registration_request(
     if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
         return Err(already_registered(&account));
     }
+    if account.status == AccountStatus::Requested {
+        return Err(OfflineError::Conflict(format!(
+            "local account '{}' is not approved yet: a system admin approves it first",
+            account.name
+        )));
+    }
     let (candidate, _) =
         crypto::generate_key_pair().map_err(|e| OfflineError::Io(e.to_string()))?;
     let private_key = system::instance_key_or_init(&mut conn, &candidate).await?;
@@ -89,6 +95,12 @@ pub async fn registration_response(
     let account = accounts::find_account(&mut conn, account_id).await?;
     if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
         return Err(already_registered(&account));
+    }
+    if account.status == AccountStatus::Requested {
+        return Err(OfflineError::Conflict(format!(
+            "local account '{}' is not approved yet: a system admin approves it first",
+            account.name
+        )));
     }
     let data: RegistrationResponseData =
         SignedFile::open(text, REGISTRATION_RESPONSE_FILE, |_, message, signature| {

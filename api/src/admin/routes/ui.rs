@@ -30,6 +30,12 @@ async fn get_asset(req: HttpRequest) -> HttpResponse {
         Some(asset) => HttpResponse::Ok()
             .content_type(asset.content_type)
             .insert_header(("Cache-Control", "no-cache"))
+            // The UI loads only its own files and talks only to this origin's API.
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+            ))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
             .body(asset.bytes),
         None => HttpResponse::NotFound()
             .content_type("text/plain")

@@ -20,3 +20,4 @@ mod schema;
 mod simulators;
 mod sync;
 mod tenancy;
+mod ui;

@@ -342,11 +342,79 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
         log.last().map(String::as_str),
         Some("account.delete by user:admin ok")
     );
-    // Bob's account is untouched by all this.
+    // Bob's account is untouched by all this. It registers offline (an air-gapped site): not
+    // before approval, then by files, and its account admin does it.
     let (status, body) = app
         .api(Method::GET, &format!("/api/v1/accounts/{b}"), &bob, None)
         .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("requested")));
+    let (status, body) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/accounts/{b}/registration-request"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not approved"),
+        "{body}"
+    );
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{b}/approve"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let response = app
+        .http()
+        .get(format!(
+            "{}/api/v1/accounts/{b}/registration-request",
+            app.admin_base
+        ))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = app
+        .cssm
+        .portal()
+        .answer_registration_request(&response.text().await.unwrap())
+        .unwrap();
+    let response = app
+        .http()
+        .post(format!(
+            "{}/api/v1/accounts/{b}/registration-response",
+            app.admin_base
+        ))
+        .bearer_auth(&bob)
+        .body(answer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, body) = app
+        .api(Method::GET, &format!("/api/v1/accounts/{b}"), &bob, None)
+        .await;
+    assert_eq!(body["status"], "active");
+    let mut beta_device = Device::new("C9300-24UX", "BETA0001");
+    let report = beta_device.next_report();
+    assert_eq!(
+        beta_device
+            .push(&app.pi_client("Beta Labs-1"), vec![report])
+            .await
+            .unwrap()
+            .status,
+        Status::OkPoll
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
