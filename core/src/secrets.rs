@@ -84,23 +84,27 @@ impl CredentialKey {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let bytes: [u8; 32] = rand::random();
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-                }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                let dir = dir.unwrap_or_else(|| Path::new("."));
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+                // Written whole to a temporary file, then linked into place: another process
+                // starting at the same moment never reads a half-written key, and a crash never
+                // leaves an empty one.
+                let mut temp =
+                    tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
                 #[cfg(unix)]
                 {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
+                    use std::os::unix::fs::PermissionsExt;
+                    temp.as_file()
+                        .set_permissions(std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| fail(e.to_string()))?;
                 }
-                match options.open(path) {
-                    Ok(mut file) => {
-                        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
-                            .map_err(|e| fail(e.to_string()))?;
-                        Self::from_bytes(&bytes)
-                    }
-                    // Another process created it first: use theirs.
+                temp.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
+                    .and_then(|()| temp.as_file().sync_all())
+                    .map_err(|e| fail(e.to_string()))?;
+                match std::fs::hard_link(temp.path(), path) {
+                    Ok(()) => Self::from_bytes(&bytes),
+                    // Another process linked its key first: use theirs.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         Self::load_or_create(path)
                     }

@@ -336,6 +336,15 @@ pub async fn find_tenant(
     Ok(found.map(|(account, lva)| Tenant { account, lva }))
 }
 
+/// Serialises changes of account names until the transaction ends: current and former names
+/// live in two tables, so their uniqueness together is checked under this lock.
+pub async fn lock_names(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('outpost:account-names'))")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether `name` is taken: another account bears it now, or bore it before a rename (its
 /// devices may still report to `<name>-<n>`).
 pub async fn name_taken(
@@ -503,38 +512,37 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: AccountId) -> Result<(), D
     .await
 }
 
-/// Creates the next local virtual account of an account (numbers are never reused while the
-/// account lives: devices may still be configured with a deleted LVA's URL).
+/// Creates the next local virtual account of an account, with its own SA/VA pair if given.
+/// Numbers are never reused while the account lives: devices may still be configured with a
+/// deleted LVA's URL, and must not land in a new one.
 pub async fn create_lva(
     conn: &mut AsyncPgConnection,
     account: &LocalAccount,
     name: &str,
+    mapping: Option<(String, String)>,
 ) -> Result<LocalVirtualAccount, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
-        // Serialises LVA creation per account.
-        let _: AccountId = local_accounts::table
-            .find(account.id)
-            .for_update()
-            .select(local_accounts::id)
-            .first(conn)
+        // The row lock serialises LVA creation per account.
+        let number: i32 = diesel::update(local_accounts::table.find(account.id))
+            .set(local_accounts::last_lva_number.eq(local_accounts::last_lva_number + 1))
+            .returning(local_accounts::last_lva_number)
+            .get_result(conn)
             .await?;
-        let highest: Option<i32> = local_virtual_accounts::table
-            .filter(local_virtual_accounts::account_id.eq(account.id))
-            .select(diesel::dsl::max(local_virtual_accounts::number))
-            .first(conn)
-            .await?;
-        let number = highest.unwrap_or(0).saturating_add(1);
-        insert_lva(
-            conn,
-            &NewLocalVirtualAccount {
-                id: LvaId::new(),
-                account_id: account.id,
-                number,
-                name: name.to_owned(),
-                tenant_id: outpost_core::tenant::tenant_id(&account.name, number),
-            },
-        )
-        .await
+        let (smart_account, virtual_account) = mapping.unzip();
+        Ok(diesel::insert_into(local_virtual_accounts::table)
+            .values((
+                local_virtual_accounts::id.eq(LvaId::new()),
+                local_virtual_accounts::account_id.eq(account.id),
+                local_virtual_accounts::number.eq(number),
+                local_virtual_accounts::name.eq(name),
+                local_virtual_accounts::tenant_id
+                    .eq(outpost_core::tenant::tenant_id(&account.name, number)),
+                local_virtual_accounts::smart_account.eq(smart_account),
+                local_virtual_accounts::virtual_account.eq(virtual_account),
+            ))
+            .returning(LocalVirtualAccount::as_returning())
+            .get_result(conn)
+            .await?)
     })
     .await
 }

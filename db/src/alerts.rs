@@ -51,6 +51,23 @@ pub struct Alert {
     pub cleared_at: Option<DateTime<Utc>>,
 }
 
+/// Locks the PI an alert belongs to before the alert changes. The trigger that keeps
+/// `product_instances.has_open_alert` locks it too; taking the PI first, as the device path does
+/// when it updates the PI, keeps every writer in the same order (PI, then alert), so a sync
+/// clearing an alert and a device raising it cannot deadlock.
+async fn lock_pi(
+    conn: &mut AsyncPgConnection,
+    pi: Option<ProductInstanceId>,
+) -> Result<(), DbError> {
+    if let Some(pi) = pi {
+        diesel::sql_query("SELECT 1 FROM product_instances WHERE id = $1 FOR UPDATE")
+            .bind::<SqlUuid, _>(pi)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Raises (or refreshes) an alert.
 pub async fn raise(
     conn: &mut AsyncPgConnection,
@@ -61,6 +78,7 @@ pub async fn raise(
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    lock_pi(conn, pi).await?;
     diesel::sql_query(
         "INSERT INTO alerts (account_id, pi_id, kind, severity, message, raised_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -86,6 +104,7 @@ pub async fn clear(
     kind: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    lock_pi(conn, pi).await?;
     let open = alerts::table
         .filter(alerts::account_id.eq(account))
         .filter(alerts::kind.eq(kind))

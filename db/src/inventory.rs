@@ -144,7 +144,13 @@ impl Cursor {
     pub fn decode(text: &str, sort: SortKey) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
         let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
-        (cursor.sort == sort && cursor.keys.len() == sort.columns().len()).then_some(cursor)
+        // A forged cursor must not reach PostgreSQL as a bad timestamp or a NUL in text.
+        let keys_ok = cursor.keys.iter().all(|k| match sort {
+            SortKey::LastContact => k == "-infinity" || DateTime::parse_from_rfc3339(k).is_ok(),
+            SortKey::Udi | SortKey::Hostname => !k.contains('\0'),
+        });
+        (cursor.sort == sort && cursor.keys.len() == sort.columns().len() && keys_ok)
+            .then_some(cursor)
     }
 }
 
@@ -784,33 +790,51 @@ pub async fn count_existing(
         .await?)
 }
 
-/// How many reports of these PIs CSSM has not acknowledged yet (removing them would lose
-/// usage a device was told is safe).
-pub async fn count_unacknowledged(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    ids: &[ProductInstanceId],
-) -> Result<i64, DbError> {
-    Ok(rum_reports::table
-        .filter(rum_reports::account_id.eq(account))
-        .filter(rum_reports::pi_id.eq_any(ids))
-        .filter(rum_reports::acked_at.is_null())
-        .count()
-        .get_result(conn)
-        .await?)
+/// What a removal did, or why it did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed this many PIs, dropping this many reports CSSM had not acknowledged (forced).
+    Removed(usize, i64),
+    /// Refused: this many reports are not acknowledged by CSSM yet.
+    Unacknowledged(i64),
 }
 
-/// Removes PIs of an account with their reports, ACKs and alerts. Returns how many went.
+/// Removes PIs of an account with their reports, ACKs and alerts, unless CSSM has not
+/// acknowledged some of their reports and `force` is off (those reports were acknowledged to
+/// the device with `OK_POLL`). The PIs are locked first, so a report arriving meanwhile either
+/// waits and is counted, or comes after the removal.
 pub async fn remove(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     ids: &[ProductInstanceId],
-) -> Result<usize, DbError> {
-    Ok(diesel::delete(
-        product_instances::table
+    force: bool,
+) -> Result<Removal, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let _locked: Vec<ProductInstanceId> = product_instances::table
             .filter(product_instances::account_id.eq(account))
-            .filter(product_instances::id.eq_any(ids)),
-    )
-    .execute(conn)
-    .await?)
+            .filter(product_instances::id.eq_any(ids))
+            .select(product_instances::id)
+            .for_update()
+            .load(conn)
+            .await?;
+        let pending: i64 = rum_reports::table
+            .filter(rum_reports::account_id.eq(account))
+            .filter(rum_reports::pi_id.eq_any(ids))
+            .filter(rum_reports::acked_at.is_null())
+            .count()
+            .get_result(conn)
+            .await?;
+        if pending > 0 && !force {
+            return Ok(Removal::Unacknowledged(pending));
+        }
+        let removed = diesel::delete(
+            product_instances::table
+                .filter(product_instances::account_id.eq(account))
+                .filter(product_instances::id.eq_any(ids)),
+        )
+        .execute(conn)
+        .await?;
+        Ok(Removal::Removed(removed, pending))
+    })
+    .await
 }

@@ -37,32 +37,6 @@ pub struct License {
     pub synced_at: DateTime<Utc>,
 }
 
-/// Replaces the licenses of an LVA with what CSSM lists.
-pub async fn replace_for_lva(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-    lva: LvaId,
-    rows: &[License],
-) -> Result<(), DbError> {
-    conn.transaction::<_, DbError, _>(async |conn| {
-        diesel::delete(
-            licenses::table
-                .filter(licenses::account_id.eq(account))
-                .filter(licenses::lva_id.eq(lva)),
-        )
-        .execute(conn)
-        .await?;
-        if !rows.is_empty() {
-            diesel::insert_into(licenses::table)
-                .values(rows)
-                .execute(conn)
-                .await?;
-        }
-        Ok(())
-    })
-    .await
-}
-
 /// The licenses of an account.
 pub async fn list(
     conn: &mut AsyncPgConnection,
@@ -76,32 +50,81 @@ pub async fn list(
         .await?)
 }
 
-/// Quantities of each entitlement held by the account's LVAs other than `lva` (moved there by
-/// transfers): a sync gives the default LVA what CSSM lists minus these.
-pub async fn held_outside(
+/// Applies the license list CSSM gave (one row per entitlement, quantities as purchased) to an
+/// account, in one transaction under row locks (a transfer cannot slip in between):
+/// - quantities transferred to other LVAs stay there, refreshed with CSSM's name, type and
+///   term, but never more than CSSM still lists: when CSSM lowers or drops an entitlement, the
+///   LVAs created last give back first;
+/// - the default LVA holds the rest.
+///
+/// Returns how many entitlements CSSM listed.
+pub async fn apply_cssm_totals(
     conn: &mut AsyncPgConnection,
     account: AccountId,
-    lva: LvaId,
-) -> Result<HashMap<String, i64>, DbError> {
-    #[derive(QueryableByName)]
-    struct Held {
-        #[diesel(sql_type = Text)]
-        entitlement_tag: String,
-        #[diesel(sql_type = BigInt)]
-        quantity: i64,
-    }
-    let rows: Vec<Held> = diesel::sql_query(
-        "SELECT entitlement_tag, sum(quantity)::bigint AS quantity FROM licenses
-         WHERE account_id = $1 AND lva_id <> $2 GROUP BY entitlement_tag",
-    )
-    .bind::<SqlUuid, _>(account)
-    .bind::<SqlUuid, _>(lva)
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.entitlement_tag, r.quantity))
-        .collect())
+    default_lva: LvaId,
+    listed: &[License],
+) -> Result<usize, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let mut others: Vec<License> = licenses::table
+            .filter(licenses::account_id.eq(account))
+            .filter(licenses::lva_id.ne(default_lva))
+            // LVA ids are time-ordered: newest first gives back first.
+            .order((licenses::entitlement_tag, licenses::lva_id.desc()))
+            .for_update()
+            .select(License::as_select())
+            .load(conn)
+            .await?;
+        let mut held: HashMap<String, i64> = HashMap::new();
+        for row in &others {
+            *held.entry(row.entitlement_tag.clone()).or_default() += row.quantity;
+        }
+        for row in &mut others {
+            let listed_row = listed
+                .iter()
+                .find(|l| l.entitlement_tag == row.entitlement_tag);
+            let total = listed_row.map_or(0, |l| l.quantity);
+            let sum = held.get(&row.entitlement_tag).copied().unwrap_or(0);
+            let excess = sum.saturating_sub(total).max(0);
+            let give_back = excess.min(row.quantity);
+            row.quantity -= give_back;
+            held.insert(row.entitlement_tag.clone(), sum - give_back);
+            if let Some(l) = listed_row {
+                row.name.clone_from(&l.name);
+                row.enforcement.clone_from(&l.enforcement);
+                row.term.clone_from(&l.term);
+                row.end_date = l.end_date;
+                row.synced_at = l.synced_at;
+            }
+        }
+        diesel::delete(licenses::table.filter(licenses::account_id.eq(account)))
+            .execute(conn)
+            .await?;
+        let mut rows: Vec<License> = others
+            .into_iter()
+            .filter(|r| {
+                r.quantity > 0
+                    || listed
+                        .iter()
+                        .any(|l| l.entitlement_tag == r.entitlement_tag)
+            })
+            .collect();
+        for l in listed {
+            let elsewhere = held.get(&l.entitlement_tag).copied().unwrap_or(0);
+            rows.push(License {
+                lva_id: default_lva,
+                quantity: l.quantity.saturating_sub(elsewhere).max(0),
+                ..l.clone()
+            });
+        }
+        for chunk in rows.chunks(1000) {
+            diesel::insert_into(licenses::table)
+                .values(chunk)
+                .execute(conn)
+                .await?;
+        }
+        Ok(listed.len())
+    })
+    .await
 }
 
 /// One entitlement in one LVA: purchased, in use, and the shortfall.

@@ -147,6 +147,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         registration_request_nonce -> Nullable<Text>,
+        last_lva_number -> Int4,
         requested_by -> Nullable<Uuid>,
         validate_device -> Nullable<Bool>,
         nat_support -> Nullable<Bool>,

@@ -28,7 +28,8 @@ ALTER TABLE system_settings DROP COLUMN nat_support;
 ALTER TABLE local_accounts
     DROP COLUMN nat_support,
     DROP COLUMN validate_device,
-    DROP COLUMN requested_by;
+    DROP COLUMN requested_by,
+    DROP COLUMN last_lva_number;
 DROP TABLE user_account_roles;
 DELETE FROM users WHERE role IS NULL;
 ALTER TABLE users ALTER COLUMN role SET NOT NULL;

@@ -13,10 +13,15 @@ CREATE INDEX user_account_roles_account ON user_account_roles (account_id);
 
 -- Who asked for the account (becomes its account admin on approval); per-tenant overrides of
 -- the global device switches (NULL: follow the global setting).
+-- LVA numbers are never reused within an account: devices may still be configured with a
+-- deleted LVA's URL, and must not land in a new one.
 ALTER TABLE local_accounts
+    ADD COLUMN last_lva_number integer NOT NULL DEFAULT 1,
     ADD COLUMN requested_by uuid REFERENCES users (id) ON DELETE SET NULL,
     ADD COLUMN validate_device boolean,
     ADD COLUMN nat_support boolean;
+UPDATE local_accounts a SET last_lva_number = coalesce(
+    (SELECT max(number) FROM local_virtual_accounts l WHERE l.account_id = a.id), 1);
 ALTER TABLE system_settings ADD COLUMN nat_support boolean NOT NULL DEFAULT false;
 
 -- Names an account had before a rename: devices configured with `<old name>-<n>` keep
@@ -80,6 +85,9 @@ DECLARE
     target uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.pi_id ELSE NEW.pi_id END;
 BEGIN
     IF target IS NOT NULL THEN
+        -- Lock the PI first: two transactions changing different alerts of one PI would
+        -- otherwise each decide from a snapshot missing the other's alert.
+        PERFORM 1 FROM product_instances WHERE id = target FOR UPDATE;
         UPDATE product_instances p
            SET has_open_alert = EXISTS (SELECT 1 FROM alerts a
                                         WHERE a.pi_id = target AND a.cleared_at IS NULL)

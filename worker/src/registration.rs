@@ -27,9 +27,9 @@ pub enum RegistrationError {
     /// Already registered.
     #[error("account '{0}' is already registered with CSSM")]
     AlreadyRegistered(String),
-    /// Still waiting for a system admin's approval.
-    #[error("account '{0}' is not approved yet: a system admin approves it first")]
-    NotApproved(String),
+    /// Not in the approved state (still requested, or deactivated meanwhile).
+    #[error("account '{0}' is {1}: only an approved account registers")]
+    NotApproved(String, AccountStatus),
 }
 
 /// Registers an account online; `actor` is recorded in its event log.
@@ -43,8 +43,8 @@ pub async fn register_online(
     if account.cssm_client_id.is_some() {
         return Err(RegistrationError::AlreadyRegistered(account.name));
     }
-    if account.status == AccountStatus::Requested {
-        return Err(RegistrationError::NotApproved(account.name));
+    if account.status != AccountStatus::Approved {
+        return Err(RegistrationError::NotApproved(account.name, account.status));
     }
     // The instance key identifies this Outpost to CSSM; the first node to need it creates it.
     let (candidate, _) = crypto::generate_key_pair()?;

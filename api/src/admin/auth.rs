@@ -272,58 +272,71 @@ pub async fn ensure_first_admin(
 /// Failed logins allowed per (address, username) within [`LoginLimiter::WINDOW`].
 const MAX_FAILURES: usize = 5;
 
-/// Counts failed logins per client address and username, in memory: after
-/// [`MAX_FAILURES`] within the window, further attempts are refused until the oldest failure
-/// leaves it. Per API process; enough to make guessing slow, and nothing to clean up on restart.
+/// Counts login attempts per client address and username, in memory: each attempt is counted
+/// as a failure before the password is checked (so parallel guesses cannot all slip in before
+/// the first failure is recorded) and forgotten when it succeeds. After [`MAX_FAILURES`] within
+/// the window, attempts are refused until the oldest leaves it. Per API process; enough to make
+/// guessing slow, and nothing to clean up on restart.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
-    failures:
+    attempts:
         std::sync::Mutex<std::collections::HashMap<(String, String), Vec<std::time::Instant>>>,
 }
 
 impl LoginLimiter {
     /// How long a failure counts.
     pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
-    /// Most distinct (address, username) keys kept; beyond that the stalest are forgotten.
+    /// Most distinct (address, username) keys kept; beyond that the stalest is forgotten.
     const MAX_KEYS: usize = 100_000;
 
-    /// Seconds until `(address, username)` may try again, or `None` if it may now.
-    pub fn retry_after(&self, address: &str, username: &str) -> Option<u64> {
-        let now = std::time::Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (address.to_owned(), username.to_lowercase());
-        let list = map.get_mut(&key)?;
-        list.retain(|t| now.duration_since(*t) < Self::WINDOW);
-        if list.len() < MAX_FAILURES {
-            return None;
-        }
-        let oldest = list.first().copied()?;
-        Some(
-            Self::WINDOW
-                .saturating_sub(now.duration_since(oldest))
-                .as_secs()
-                .max(1),
+    fn key(address: &str, username: &str) -> (String, String) {
+        // Bounded: a megabyte of user name must not become a megabyte of key.
+        (
+            address.to_owned(),
+            username
+                .chars()
+                .take(128)
+                .collect::<String>()
+                .to_lowercase(),
         )
     }
 
-    /// Records a failed attempt.
-    pub fn failed(&self, address: &str, username: &str) {
+    /// Counts an attempt of `(address, username)`, or refuses it with the seconds to wait.
+    pub fn begin(&self, address: &str, username: &str) -> Result<(), u64> {
         let now = std::time::Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= Self::MAX_KEYS {
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let key = Self::key(address, username);
+        if !map.contains_key(&key) && map.len() >= Self::MAX_KEYS {
             map.retain(|_, list| {
                 list.last()
                     .is_some_and(|t| now.duration_since(*t) < Self::WINDOW)
             });
+            if map.len() >= Self::MAX_KEYS {
+                let stalest = map
+                    .iter()
+                    .min_by_key(|(_, list)| list.last().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(stalest) = stalest {
+                    map.remove(&stalest);
+                }
+            }
         }
-        map.entry((address.to_owned(), username.to_lowercase()))
-            .or_default()
-            .push(now);
+        let list = map.entry(key).or_default();
+        list.retain(|t| now.duration_since(*t) < Self::WINDOW);
+        if list.len() >= MAX_FAILURES {
+            let oldest = list.first().copied().unwrap_or(now);
+            return Err(Self::WINDOW
+                .saturating_sub(now.duration_since(oldest))
+                .as_secs()
+                .max(1));
+        }
+        list.push(now);
+        Ok(())
     }
 
-    /// Forgets the failures of a key after a successful login.
+    /// Forgets the attempts of a key after a successful login.
     pub fn succeeded(&self, address: &str, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(address.to_owned(), username.to_lowercase()));
+        let mut map = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&Self::key(address, username));
     }
 }

@@ -35,11 +35,20 @@ pub async fn registration_request(
     if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
         return Err(already_registered(&account));
     }
-    if account.status == AccountStatus::Requested {
-        return Err(OfflineError::Conflict(format!(
-            "local account '{}' is not approved yet: a system admin approves it first",
-            account.name
-        )));
+    match account.status {
+        AccountStatus::Approved => {}
+        AccountStatus::Requested => {
+            return Err(OfflineError::Conflict(format!(
+                "local account '{}' is not approved yet: a system admin approves it first",
+                account.name
+            )));
+        }
+        AccountStatus::Active | AccountStatus::Inactive => {
+            return Err(OfflineError::Conflict(format!(
+                "local account '{}' is {}; only an approved account registers (reactivate it first)",
+                account.name, account.status
+            )));
+        }
     }
     let (candidate, _) =
         crypto::generate_key_pair().map_err(|e| OfflineError::Io(e.to_string()))?;
@@ -96,11 +105,20 @@ pub async fn registration_response(
     if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
         return Err(already_registered(&account));
     }
-    if account.status == AccountStatus::Requested {
-        return Err(OfflineError::Conflict(format!(
-            "local account '{}' is not approved yet: a system admin approves it first",
-            account.name
-        )));
+    match account.status {
+        AccountStatus::Approved => {}
+        AccountStatus::Requested => {
+            return Err(OfflineError::Conflict(format!(
+                "local account '{}' is not approved yet: a system admin approves it first",
+                account.name
+            )));
+        }
+        AccountStatus::Active | AccountStatus::Inactive => {
+            return Err(OfflineError::Conflict(format!(
+                "local account '{}' is {}; only an approved account registers (reactivate it first)",
+                account.name, account.status
+            )));
+        }
     }
     let data: RegistrationResponseData =
         SignedFile::open(text, REGISTRATION_RESPONSE_FILE, |_, message, signature| {

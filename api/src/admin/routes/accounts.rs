@@ -9,12 +9,12 @@ use outpost_db::accounts::{self, AccountChanges, AccountRequest, LocalAccount};
 use outpost_db::enums::{AccountRole, AccountStatus};
 use outpost_db::jobs::{self, catalog::AccountRegistration};
 use outpost_db::users::{self, AccountGrant};
-use outpost_db::{AccountId, UserId};
+use outpost_db::{AccountId, AsyncConnection, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{ADMINS, OPERATORS, audit, operable_account, visible_account};
+use super::{ADMINS, OPERATORS, audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -147,6 +147,7 @@ fn check_time_zone(tz: &str) -> Result<(), ApiError> {
 }
 
 fn check_email(email: &str) -> Result<(), ApiError> {
+    check_text("email", email, 254).map_err(ApiError::invalid)?;
     if email.is_empty() || (email.contains('@') && !email.contains(char::is_whitespace)) {
         Ok(())
     } else {
@@ -157,12 +158,10 @@ fn check_email(email: &str) -> Result<(), ApiError> {
 }
 
 fn check_required(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.len() > 200 {
-        return Err(ApiError::invalid(format!(
-            "{field}: must be 1 to 200 characters"
-        )));
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(format!("{field}: required")));
     }
-    Ok(())
+    check_text(field, value, 200).map_err(ApiError::invalid)
 }
 
 /// Requests a local account; any signed-in user may. A system admin approves it, and the
@@ -184,9 +183,6 @@ pub async fn create_account(
     check_time_zone(&time_zone)?;
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    if accounts::name_taken(&mut conn, &body.name, None).await? {
-        return Err(name_taken(&body.name));
-    }
     let request = AccountRequest {
         name: body.name,
         smart_account: body.smart_account,
@@ -198,15 +194,21 @@ pub async fn create_account(
     };
     // A daily sync with CSSM at 02:00 local time until someone changes it.
     let schedule = Schedule::new(1, 2, 0, &time_zone).map_err(ApiError::invalid)?;
-    let (account, _) = accounts::create_with_default_lva(&mut conn, &request, &schedule, now)
-        .await
-        .map_err(|e| {
-            if e.is_unique_violation() {
-                name_taken(&request.name)
-            } else {
-                e.into()
+    let created = conn
+        .transaction::<_, NameTx, _>(async |conn| {
+            accounts::lock_names(conn).await?;
+            if accounts::name_taken(conn, &request.name, None).await? {
+                return Err(NameTx::Taken);
             }
-        })?;
+            Ok(accounts::create_with_default_lva(conn, &request, &schedule, now).await?)
+        })
+        .await;
+    let account = match created {
+        Ok((account, _)) => account,
+        Err(NameTx::Taken) => return Err(name_taken(&request.name)),
+        Err(NameTx::Db(e)) if e.is_unique_violation() => return Err(name_taken(&request.name)),
+        Err(NameTx::Db(e)) => return Err(e.into()),
+    };
     // The requester follows its request (read-only) until approval makes it account admin.
     let grant = AccountGrant {
         account_id: account.id,
@@ -225,6 +227,26 @@ pub async fn create_account(
     Ok(HttpResponse::Created().json(AccountView::from(&account)))
 }
 
+/// How a transaction that claims an account name ends badly.
+enum NameTx {
+    /// Another account bears the name, or bore it.
+    Taken,
+    /// The database failed.
+    Db(outpost_db::DbError),
+}
+
+impl From<outpost_db::DbError> for NameTx {
+    fn from(e: outpost_db::DbError) -> Self {
+        NameTx::Db(e)
+    }
+}
+
+impl From<outpost_db::QueryError> for NameTx {
+    fn from(e: outpost_db::QueryError) -> Self {
+        NameTx::Db(e.into())
+    }
+}
+
 fn name_taken(name: &str) -> ApiError {
     ApiError::conflict(
         "name_taken",
@@ -240,11 +262,10 @@ pub struct AccountPatch {
     pub name: Option<String>,
     /// Notification address.
     pub email: Option<String>,
-    /// Time zone of its schedules.
-    pub time_zone: Option<String>,
 }
 
-/// Renames an account or changes its email or time zone.
+/// Renames an account or changes its email. (Each schedule carries its own time zone, set
+/// with the schedule.)
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", request_body = AccountPatch,
     params(("id" = uuid::Uuid, Path, description = "Account id")),
     responses((status = 200, body = AccountView), (status = 404), (status = 409, description = "Name taken")))]
@@ -262,40 +283,45 @@ pub async fn update_account(
     if let Some(email) = &body.email {
         check_email(email)?;
     }
-    if let Some(tz) = &body.time_zone {
-        check_time_zone(tz)?;
-    }
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let mut updated = account.clone();
-    if let Some(name) = body.name.as_deref().filter(|n| *n != account.name) {
-        if accounts::name_taken(&mut conn, name, Some(account.id)).await? {
-            return Err(name_taken(name));
-        }
-        updated = accounts::rename(&mut conn, account.id, name, now)
-            .await
-            .map_err(|e| {
-                if e.is_unique_violation() {
-                    name_taken(name)
-                } else {
-                    e.into()
-                }
-            })?;
-    }
+    let new_name = body.name.clone().filter(|n| *n != account.name);
     let changes = AccountChanges {
         email: body.email.clone(),
-        time_zone: body.time_zone.clone(),
         ..AccountChanges::default()
     };
-    if changes.email.is_some() || changes.time_zone.is_some() {
-        updated = accounts::update(&mut conn, account.id, &changes, now).await?;
-    }
+    // One transaction: a refused change leaves nothing half done, and the name lock keeps two
+    // renames (or a rename and a request) from taking the same name.
+    let outcome = conn
+        .transaction::<_, NameTx, _>(async |conn| {
+            accounts::lock_names(conn).await?;
+            let mut updated = account.clone();
+            if let Some(name) = &new_name {
+                if accounts::name_taken(conn, name, Some(account.id)).await? {
+                    return Err(NameTx::Taken);
+                }
+                updated = accounts::rename(conn, account.id, name, now).await?;
+            }
+            if changes.email.is_some() {
+                updated = accounts::update(conn, account.id, &changes, now).await?;
+            }
+            Ok(updated)
+        })
+        .await;
+    let updated = match outcome {
+        Ok(updated) => updated,
+        Err(NameTx::Taken) => return Err(name_taken(new_name.as_deref().unwrap_or_default())),
+        Err(NameTx::Db(e)) if e.is_unique_violation() => {
+            return Err(name_taken(new_name.as_deref().unwrap_or_default()));
+        }
+        Err(NameTx::Db(e)) => return Err(e.into()),
+    };
     audit(
         &mut conn,
         &principal,
         account.id,
         "account.update",
-        json!({ "old_name": account.name, "name": updated.name, "email": body.email, "time_zone": body.time_zone }),
+        json!({ "old_name": account.name, "name": updated.name, "email": body.email }),
         now,
     )
     .await?;
@@ -415,11 +441,15 @@ pub async fn deactivate_account(
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(OPERATORS)?;
     let reason = body.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(ApiError::invalid("reason: must be 1 to 500 characters"));
+    if reason.is_empty() {
+        return Err(ApiError::invalid("reason: required"));
     }
-    if account.status == AccountStatus::Inactive {
-        return Err(wrong_state(&account, "deactivated again"));
+    check_text("reason", reason, 500).map_err(ApiError::invalid)?;
+    if !matches!(
+        account.status,
+        AccountStatus::Approved | AccountStatus::Active
+    ) {
+        return Err(wrong_state(&account, "deactivated"));
     }
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;

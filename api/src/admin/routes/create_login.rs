@@ -41,7 +41,7 @@ pub async fn create_login(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    if let Some(secs) = state.login_limiter.retry_after(&address, &username) {
+    if let Err(secs) = state.login_limiter.begin(&address, &username) {
         return Err(ApiError::too_many_requests(
             format!(
                 "too many failed logins for '{username}' from {address}; try again in {secs} s"
@@ -49,9 +49,13 @@ pub async fn create_login(
             secs,
         ));
     }
-    let mut conn = state.pool.get().await?;
-    let user = users::find_by_username(&mut conn, &username).await?;
-    drop(conn);
+    // A name no user can have is not looked up (PostgreSQL refuses NUL in text).
+    let user = if super::check_text("username", &username, 128).is_ok() {
+        let mut conn = state.pool.get().await?;
+        users::find_by_username(&mut conn, &username).await?
+    } else {
+        None
+    };
     // An unknown user costs the same argon2 check as a wrong password, so the answer's timing
     // does not tell which user names exist.
     let Some(user) = user.filter(|u| !u.disabled) else {
@@ -70,10 +74,9 @@ pub async fn create_login(
     })))
 }
 
-/// Counts a failed login, records it in the system event log, and gives the answer: the same
-/// whether the user is unknown or the password wrong.
+/// Records a failed login (already counted by the limiter) in the system event log and gives
+/// the answer: the same whether the user is unknown or the password wrong.
 async fn failed(state: &AppState, address: &str, username: &str) -> ApiError {
-    state.login_limiter.failed(address, username);
     let event = NewEvent {
         account_id: None,
         pi_id: None,

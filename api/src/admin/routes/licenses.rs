@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::virtual_accounts::find_lva;
-use super::{audit, operable_account, visible_account};
+use super::{audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -65,6 +65,7 @@ pub async fn transfer_licenses(
             ),
         ));
     }
+    check_text("entitlement_tag", &body.entitlement_tag, 200).map_err(ApiError::invalid)?;
     if body.quantity < 1 {
         return Err(ApiError::invalid("quantity must be at least 1"));
     }

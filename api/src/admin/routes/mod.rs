@@ -65,6 +65,27 @@ pub async fn operable_account(
     Ok(account)
 }
 
+/// Checks a free-text value: at most `max` characters and no control character (PostgreSQL
+/// refuses NUL in text, and the others have no business in names). The message names the field.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(format!(
+            "{field} must be at most {max} characters without control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// For `Option<Option<T>>` fields: a key that is present (even as `null`) becomes `Some`; an
+/// absent one stays `None` (with `#[serde(default)]`), so "leave it" and "clear it" differ.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Records an admin action in the account's event log.
 pub async fn audit(
     conn: &mut outpost_db::AsyncPgConnection,

@@ -11,7 +11,7 @@ use outpost_core::udi::Sudi;
 use outpost_db::accounts::{self, LocalAccount, LocalVirtualAccount};
 use outpost_db::enums::ConnectMethod;
 use outpost_db::inventory::{
-    self, AlertFilter, Cursor, ImportError, InventoryQuery, ManagedPi, RowError, SortKey,
+    self, AlertFilter, Cursor, ImportError, InventoryQuery, ManagedPi, Removal, RowError, SortKey,
 };
 use outpost_db::{AccountId, DbPool, ProductInstanceId, acks, alerts, product_instances, reports};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::offline_files::spool_text;
 use super::virtual_accounts::find_lva;
-use super::{audit, operable_account, visible_account};
+use super::{audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -125,6 +125,9 @@ impl ListQuery {
         let page = self.page.unwrap_or(1);
         if !(1..=1_000_000).contains(&page) {
             return Err(ApiError::invalid("page must be 1 or more"));
+        }
+        if let Some(kind) = &self.alert {
+            check_text("alert", kind, 64).map_err(ApiError::invalid)?;
         }
         let alert = self.alert.as_deref().map(|a| match a {
             "any" => AlertFilter::Any,
@@ -307,15 +310,6 @@ fn non_empty(value: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-}
-
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(format!(
-            "{field} must be at most {max} characters without control characters"
-        ));
-    }
-    Ok(())
 }
 
 fn check_host(host: &str) -> Result<(), String> {
@@ -835,19 +829,20 @@ async fn remove(
     force: bool,
 ) -> Result<usize, ApiError> {
     let mut conn = state.pool.get().await?;
-    let pending = inventory::count_unacknowledged(&mut conn, account.id, ids).await?;
-    if pending > 0 && !force {
-        return Err(ApiError::conflict(
-            "unacknowledged_reports",
-            format!(
-                "{pending} report(s) of these product instances are not acknowledged by CSSM yet; sync first, or remove with force"
-            ),
-        ));
-    }
-    let removed = inventory::remove(&mut conn, account.id, ids).await?;
+    let (removed, dropped) = match inventory::remove(&mut conn, account.id, ids, force).await? {
+        Removal::Removed(removed, dropped) => (removed, dropped),
+        Removal::Unacknowledged(pending) => {
+            return Err(ApiError::conflict(
+                "unacknowledged_reports",
+                format!(
+                    "{pending} report(s) of these product instances are not acknowledged by CSSM yet; sync first, or remove with force"
+                ),
+            ));
+        }
+    };
     let now = state.clock.now();
     audit(&mut conn, principal, account.id, "product_instance.remove",
-        json!({ "removed": removed, "forced": force, "unacknowledged_reports_dropped": if force { pending } else { 0 }, "ids": ids.iter().take(100).collect::<Vec<_>>() }), now).await?;
+        json!({ "removed": removed, "forced": force, "unacknowledged_reports_dropped": dropped, "ids": ids.iter().take(100).collect::<Vec<_>>() }), now).await?;
     Ok(removed)
 }
 

@@ -100,18 +100,13 @@ pub async fn get_account_settings(
 #[serde(deny_unknown_fields)]
 pub struct AccountSettingsBody {
     /// Device validation override.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<bool>)]
     pub validate_device: Option<Option<bool>>,
     /// NAT support override.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<bool>)]
     pub nat_support: Option<Option<bool>>,
-}
-
-/// A key that is present (even as `null`) becomes `Some`; an absent one stays `None` (default).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<bool>>, D::Error> {
-    Option::<bool>::deserialize(d).map(Some)
 }
 
 /// Sets a tenant's overrides of the device switches.

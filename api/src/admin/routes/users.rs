@@ -6,7 +6,7 @@ use chrono::Utc;
 use outpost_db::enums::{AccountRole, EventResult, Role};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::users::{self, AccountGrant, User};
-use outpost_db::{AccountId, UserId, accounts};
+use outpost_db::{AccountId, AsyncConnection, UserId, accounts};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -94,16 +94,16 @@ pub struct UserBody {
     pub account_roles: Vec<GrantBody>,
 }
 
-/// Roles to set.
+/// Roles to change; an absent key keeps what the user has.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolesBody {
-    /// System role, or none.
+    /// System role (`null`: none).
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
-    pub system_role: Option<Role>,
-    /// Roles on single accounts (replacing the current ones).
-    #[serde(default)]
-    pub account_roles: Vec<GrantBody>,
+    pub system_role: Option<Option<Role>>,
+    /// Roles on single accounts, replacing the current ones.
+    pub account_roles: Option<Vec<GrantBody>>,
     /// Disable (or enable) the user.
     pub disabled: Option<bool>,
 }
@@ -169,7 +169,13 @@ pub async fn create_user(
         created_at: Utc::now(),
     };
     let mut conn = state.pool.get().await?;
-    users::insert(&mut conn, &user).await.map_err(|e| {
+    let inserted = conn
+        .transaction::<_, outpost_db::DbError, _>(async |conn| {
+            users::insert(conn, &user).await?;
+            users::set_roles(conn, user.id, user.role, &grants).await
+        })
+        .await;
+    inserted.map_err(|e| {
         if e.is_unique_violation() {
             ApiError::conflict(
                 "username_taken",
@@ -179,7 +185,6 @@ pub async fn create_user(
             e.into()
         }
     })?;
-    users::set_roles(&mut conn, user.id, user.role, &grants).await?;
     drop(conn);
     system_event(
         &state,
@@ -206,22 +211,26 @@ pub async fn put_user_roles(
     let user = users::find(&mut conn, *id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
+    let role = body.system_role.unwrap_or(user.role);
+    let disabled = body.disabled.unwrap_or(user.disabled);
     // An admin cannot lock itself out (and with it, possibly, everyone).
-    if user.id == principal.user.id
-        && (body.system_role != Some(Role::SystemAdmin) || body.disabled == Some(true))
-    {
+    if user.id == principal.user.id && (role != Some(Role::SystemAdmin) || disabled) {
         return Err(ApiError::conflict(
             "self_lockout",
             "you cannot take the system admin role from yourself or disable yourself",
         ));
     }
-    drop(conn);
-    let grants = grants_of(&state, &body.account_roles).await?;
-    let mut conn = state.pool.get().await?;
-    users::set_roles(&mut conn, user.id, body.system_role, &grants).await?;
-    if let Some(disabled) = body.disabled {
-        users::set_disabled(&mut conn, user.id, disabled).await?;
-    }
+    let grants = match &body.account_roles {
+        Some(bodies) => grants_of(&state, bodies).await?,
+        None => users::grants(&mut conn, user.id).await?,
+    };
+    let changed = conn
+        .transaction::<_, outpost_db::DbError, _>(async |conn| {
+            users::set_roles(conn, user.id, role, &grants).await?;
+            users::set_disabled(conn, user.id, disabled).await
+        })
+        .await;
+    changed?;
     let user = users::find(&mut conn, user.id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{audit, operable_account, visible_account};
+use super::{audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -131,6 +131,8 @@ fn mapping_change(body: &LvaBody) -> Result<Option<Option<(String, String)>>, Ap
         (None, None) => Ok(None),
         (Some(sa), Some(va)) if sa.is_empty() && va.is_empty() => Ok(Some(None)),
         (Some(sa), Some(va)) if !sa.trim().is_empty() && !va.trim().is_empty() => {
+            check_text("smart_account", sa, 200).map_err(ApiError::invalid)?;
+            check_text("virtual_account", va, 200).map_err(ApiError::invalid)?;
             Ok(Some(Some((sa.trim().to_owned(), va.trim().to_owned()))))
         }
         _ => Err(ApiError::invalid(
@@ -158,15 +160,7 @@ pub async fn create_virtual_account(
     let mapping = mapping_change(&body)?;
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let mut lva = accounts::create_lva(&mut conn, &account, name.trim()).await?;
-    if let Some(Some((sa, va))) = mapping {
-        let changes = LvaChanges {
-            smart_account: Some(Some(sa)),
-            virtual_account: Some(Some(va)),
-            ..LvaChanges::default()
-        };
-        lva = accounts::update_lva(&mut conn, account.id, lva.number, &changes).await?;
-    }
+    let lva = accounts::create_lva(&mut conn, &account, name.trim(), mapping.flatten()).await?;
     audit(
         &mut conn,
         &principal,

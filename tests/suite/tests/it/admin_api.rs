@@ -322,5 +322,16 @@ async fn schedules_and_errors_use_the_envelope() {
         .await
         .unwrap();
     assert_eq!(ui.status(), 200);
-    assert!(ui.text().await.unwrap().contains("<h1>Outpost</h1>"));
+    assert!(
+        ui.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    assert!(
+        ui.text()
+            .await
+            .unwrap()
+            .contains(r#"<script src="app.js">"#)
+    );
 }

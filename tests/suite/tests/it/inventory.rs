@@ -414,11 +414,18 @@ async fn a_csv_import_is_all_or_nothing_and_names_every_bad_row() {
             .ends_with(",last_contact_at,software_version")
     );
     assert!(!export.contains("pa,ss"), "credentials are never exported");
+    let fingerprint = "SELECT md5(string_agg(concat_ws('|', id, udi_pid, udi_serial_number, hostname, host, port, connect_method, encode(credentials, 'hex'), lva_id, smart_account, virtual_account, behind_nat), ',' ORDER BY id)) FROM product_instances";
+    let before = app.count_rows(fingerprint).await;
     let (status, body) = import(&app, &admin, &a, export).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["created"].as_u64(), body["updated"].as_u64()),
         (Some(0), Some(10_000))
+    );
+    assert_eq!(
+        app.count_rows(fingerprint).await,
+        before,
+        "an exported file re-imported changes nothing"
     );
     assert_eq!(
         app.count("SELECT count(*) FROM product_instances WHERE credentials IS NOT NULL")
@@ -755,6 +762,26 @@ async fn the_inventory_list_queries_use_indexes() {
             "product_instances_search",
         ),
     ];
+    // A page deep in, through the cursor the first page gives.
+    let first = InventoryQuery {
+        limit: 50,
+        ..InventoryQuery::default()
+    };
+    let page = inventory::list(&mut *app.conn().await, account, &first)
+        .await
+        .unwrap();
+    let cursor =
+        inventory::Cursor::decode(page.next_cursor.as_deref().unwrap(), SortKey::Udi).unwrap();
+    let mut cases = cases.to_vec();
+    cases.push((
+        "next page",
+        InventoryQuery {
+            limit: 50,
+            cursor: Some(cursor),
+            ..InventoryQuery::default()
+        },
+        "product_instances_by_udi",
+    ));
     let mut conn = app.conn().await;
     for (name, query, index) in cases {
         let sql = inventory::list_sql(account, &query);

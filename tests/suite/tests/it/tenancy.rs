@@ -511,6 +511,16 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    // Changing one thing leaves the rest: re-enabling keeps her roles.
+    let (_, body) = app
+        .api(
+            Method::PUT,
+            &format!("/api/v1/users/{carol_id}/roles"),
+            &admin,
+            Some(json!({ "disabled": false })),
+        )
+        .await;
+    assert_eq!(body["account_roles"][0]["role"], "account_admin", "{body}");
     // Disabling her ends her session at once.
     let (status, _) = app
         .api(
@@ -547,7 +557,7 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
     assert_eq!((status, code(&body)), (409, "self_lockout"));
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE account_id IS NULL AND action IN ('user.create', 'user.roles') AND actor = 'user:admin'").await,
-        4,
+        5,
         "each user change is in the system event log"
     );
 }
@@ -1008,4 +1018,164 @@ async fn the_sync_sends_each_report_to_the_pair_its_device_or_lva_maps_to() {
     ] {
         assert_eq!(device.poll(&app.pi_client(tenant)).await.unwrap(), 1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_skips_approval_and_deleted_lva_numbers_are_not_reused() {
+    let app = TestApp::builder().with_account("Acme").start().await;
+    let admin = app.admin_token().await;
+    let (_, operator) = app.user("olga", Some("system_operator"), json!([])).await;
+    let (_, alice) = app.user("alice", None, json!([])).await;
+    let requested = request_account(&app, &alice, "Pending").await;
+
+    // An operator cannot deactivate a request (reactivating would approve it).
+    let (status, body) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/deactivate"),
+            &operator,
+            Some(json!({ "reason": "x" })),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (409, "invalid_state"), "{body}");
+
+    // A deactivated approved account registers neither online nor by files.
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/approve"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/deactivate"),
+            &operator,
+            Some(json!({ "reason": "on hold" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/register"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!((status, code(&body)), (409, "invalid_state"), "{body}");
+    let (status, body) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/accounts/{requested}/registration-request"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, body) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/accounts/{requested}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(body["status"], "inactive");
+
+    // Deleting LVA 2 and creating another gives number 3: devices still configured with the
+    // URL of 2 do not land in the new one.
+    let a = app.account("Acme").await.id.to_string();
+    let lvas = format!("/api/v1/accounts/{a}/virtual-accounts");
+    let (_, two) = app
+        .api(Method::POST, &lvas, &admin, Some(json!({ "name": "Two" })))
+        .await;
+    assert_eq!(two["number"], 2);
+    let (status, _) = app
+        .api(Method::DELETE, &format!("{lvas}/2"), &admin, None)
+        .await;
+    assert_eq!(status, 204);
+    let (_, three) = app
+        .api(
+            Method::POST,
+            &lvas,
+            &admin,
+            Some(json!({ "name": "Three" })),
+        )
+        .await;
+    assert_eq!(
+        (three["number"].as_i64(), three["tenant_id"].as_str()),
+        (Some(3), Some("Acme-3"))
+    );
+    let device = Device::new("C9300-24UX", "OLDURL01");
+    let (status, answer) = app
+        .pi_client("Acme-2")
+        .exchange(&device.hello_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, answer.message_code),
+        (404, MessageCode::UnknownTenant)
+    );
+
+    // Bad text is refused before it reaches the database, and nothing is half done.
+    for (path, method, body) in [
+        (
+            lvas.clone(),
+            Method::POST,
+            json!({ "name": "x", "smart_account": "a\u{0}", "virtual_account": "b" }),
+        ),
+        (
+            format!("/api/v1/accounts/{a}"),
+            Method::PATCH,
+            json!({ "name": "Renamed", "email": "a@b\u{0}" }),
+        ),
+        (
+            format!("/api/v1/accounts/{a}/licenses/transfer"),
+            Method::POST,
+            json!({ "entitlement_tag": "t\u{0}", "from_lva": 1, "to_lva": 3, "quantity": 1 }),
+        ),
+        (
+            "/api/v1/accounts".to_owned(),
+            Method::POST,
+            json!({ "name": "N", "smart_account": "s\u{7}", "virtual_account": "v" }),
+        ),
+    ] {
+        let (status, response) = app.api(method, &path, &admin, Some(body)).await;
+        assert_eq!(status, 422, "{path}: {response}");
+    }
+    let (status, _) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/accounts/{a}/product-instances?alert=%00"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = app
+        .api(
+            Method::POST,
+            "/api/v1/auth/login",
+            "",
+            Some(json!({ "username": "ad\u{0}min", "password": "x" })),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM local_virtual_accounts WHERE account_id = '{a}'"
+        ))
+        .await,
+        2,
+        "LVAs 1 and 3"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM local_accounts WHERE name = 'Renamed'")
+            .await,
+        0
+    );
 }

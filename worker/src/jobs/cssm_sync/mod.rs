@@ -410,12 +410,7 @@ async fn synchronise(
                 }
             }
             // Quantities transferred to other LVAs stay there; the default LVA holds the rest.
-            let elsewhere = licenses::held_outside(conn, account.id, default_lva.id).await?;
-            for row in &mut rows {
-                let held = elsewhere.get(&row.entitlement_tag).copied().unwrap_or(0);
-                row.quantity = row.quantity.saturating_sub(held).max(0);
-            }
-            licenses::replace_for_lva(conn, account.id, default_lva.id, &rows).await?;
+            licenses::apply_cssm_totals(conn, account.id, default_lva.id, &rows).await?;
             figures.licenses_synced = i32::try_from(rows.len()).unwrap_or(i32::MAX);
         }
     }
