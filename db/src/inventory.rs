@@ -121,6 +121,8 @@ pub struct InventoryQuery {
     pub offset: i64,
     /// Rows per page.
     pub limit: i64,
+    /// Only these PIs (set by [`list`] when a search matches few enough to sort them whole).
+    pub only_ids: Option<Vec<ProductInstanceId>>,
 }
 
 /// Where a page ends: the last row's sort key values and id.
@@ -218,6 +220,8 @@ pub enum Bind {
     Time(DateTime<Utc>),
     /// An integer.
     Int(i64),
+    /// A list of uuids.
+    Uuids(Vec<uuid::Uuid>),
 }
 
 /// The SQL of a filtered list (with `$n` placeholders) and its binds: kept apart so a test
@@ -248,6 +252,7 @@ impl Sql {
                 Bind::Text(v) => query.bind::<Text, _>(v),
                 Bind::Time(v) => query.bind::<Timestamptz, _>(v),
                 Bind::Int(v) => query.bind::<BigInt, _>(v),
+                Bind::Uuids(v) => query.bind::<Array<SqlUuid>, _>(v),
             };
         }
         query
@@ -274,6 +279,10 @@ fn conditions(sql: &mut Sql, account: AccountId, q: &InventoryQuery) -> String {
         "p.account_id = {}",
         sql.bind(Bind::Uuid(account.0))
     )];
+    if let Some(ids) = &q.only_ids {
+        let p = sql.bind(Bind::Uuids(ids.iter().map(|id| id.0).collect()));
+        clauses.push(format!("p.id = ANY({p}::uuid[])"));
+    }
     if let Some(lva) = q.lva {
         clauses.push(format!("p.lva_id = {}", sql.bind(Bind::Uuid(lva.0))));
     }
@@ -363,6 +372,22 @@ pub async fn list(
     // One row more than asked tells whether another page follows.
     let mut probe = q.clone();
     probe.limit = q.limit.saturating_add(1);
+    // A search is matched through the trigram index first. Walking the sort order's index and
+    // testing each row would be as fast when matches are everywhere, but a rare term whose
+    // matches all sort late (routers after switches) would be read row by row to the end.
+    if probe.search.is_some() && probe.only_ids.is_none() {
+        let mut sql = Sql {
+            text: String::new(),
+            binds: Vec::new(),
+        };
+        let wheres = conditions(&mut sql, account, &probe);
+        let cap = sql.bind(Bind::Int(SEARCH_SORT_LIMIT + 1));
+        sql.text = format!("SELECT p.id FROM product_instances p WHERE {wheres} LIMIT {cap}");
+        let hits: Vec<IdRow> = sql.query("").load(conn).await?;
+        if hits.len() as i64 <= SEARCH_SORT_LIMIT {
+            probe.only_ids = Some(hits.into_iter().map(|h| h.id).collect());
+        }
+    }
     let mut items: Vec<InventoryRow> = list_sql(account, &probe).query("").load(conn).await?;
     let more = items.len() as i64 > q.limit;
     items.truncate(usize::try_from(q.limit).unwrap_or(0));
@@ -378,6 +403,15 @@ pub async fn list(
         _ => None,
     };
     Ok(InventoryPage { items, next_cursor })
+}
+
+/// Most search matches sorted whole (beyond, the sort order's index is walked).
+const SEARCH_SORT_LIMIT: i64 = 5_000;
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: ProductInstanceId,
 }
 
 #[derive(QueryableByName)]

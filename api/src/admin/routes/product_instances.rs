@@ -157,6 +157,7 @@ impl ListQuery {
             cursor,
             offset: (page - 1).saturating_mul(limit),
             limit,
+            only_ids: None,
         })
     }
 }

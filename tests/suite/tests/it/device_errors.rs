@@ -394,7 +394,8 @@ async fn a_retry_storm_is_told_to_come_back_instead_of_queueing() {
     // Wait until it holds the slot: a request for no tenant then gets 429 instead of 404 (a
     // slot is taken before anything else, and such a probe stores nothing).
     let probe = format!("{}/cslu/v1/pi/nobody-1", app.device_base);
-    outpost_tests::eventually(10, "the slow request to hold the slot", || async {
+    // Generous: on a loaded 2-core machine the slow request's TLS handshake can take a while.
+    outpost_tests::eventually(30, "the slow request to hold the slot", || async {
         app.http()
             .post(&probe)
             .body("{}")

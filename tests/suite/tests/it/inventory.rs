@@ -125,6 +125,19 @@ async fn the_inventory_lists_searches_filters_and_pages_without_overlap() {
         down.iter().rev().collect::<Vec<_>>(),
         up.iter().collect::<Vec<_>>()
     );
+    // Search results page by cursor too, without overlap (they are sorted whole when few).
+    let found = all_pages(
+        &app,
+        &admin,
+        &format!(
+            "/api/v1/accounts/{a}/product-instances?per_page=7&q=fcw&sort=hostname&order=desc"
+        ),
+    )
+    .await;
+    let mut unique = found.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((found.len(), unique.len()), (100, 100));
     // Page numbers work too.
     let (_, page3) = app
         .api(Method::GET, &format!("{base}&page=3"), &admin, None)
