@@ -31,6 +31,14 @@ use outpost_worker::WorkerContext;
 use outpost_worker::runner::Runner;
 use tempfile::TempDir;
 
+/// The `code` of an admin API error envelope (`{"error": {"code": ...}}`); fails the test when
+/// the body is not one.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error envelope: {body}"))
+}
+
 /// Password of the first admin in every test app.
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 /// Smart Account every test account rolls up to (known to the CSSM simulator).

@@ -1,7 +1,7 @@
 //! The admin API of the first slice: login, tokens, "Synchronize now", jobs, schedules, the
 //! ledger, alerts and events; errors in the JSON envelope.
 
-use outpost_tests::TestApp;
+use outpost_tests::{TestApp, error_code};
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = "Acme Campus";
@@ -18,12 +18,6 @@ async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
         response.status().as_u16(),
         response.json().await.unwrap_or(Value::Null),
     )
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error envelope: {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,13 +5,9 @@
 use outpost_core::device::Status;
 use outpost_db::enums::JobState;
 use outpost_pi_sim::{Device, ENTITLEMENT_TAG};
-use outpost_tests::TestApp;
+use outpost_tests::{TestApp, error_code};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<no error code>")
-}
 
 async fn text(app: &TestApp, token: &str, path: &str) -> (u16, String) {
     let response = app
@@ -339,7 +335,7 @@ async fn a_csv_import_is_all_or_nothing_and_names_every_bad_row() {
         }
     }
     let (status, body) = import(&app, &admin, &a, csv).await;
-    assert_eq!((status, code(&body)), (422, "invalid_rows"), "{body}");
+    assert_eq!((status, error_code(&body)), (422, "invalid_rows"), "{body}");
     assert_eq!(
         body["error"]["details"]["rows"],
         json!([{ "line": 4_323, "reason": "port 70000 is not between 1 and 65535" }])
@@ -496,7 +492,7 @@ async fn product_instances_are_added_transferred_and_removed_without_losing_usag
     }
     let (status, body) = add(json!({ "host": "10.1.1.1", "connect_method": "rest", "udi_pid": "ISR4451", "udi_serial_number": "OTHER" })).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (409, "conflict"),
         "host taken by another PI: {body}"
     );
@@ -542,7 +538,7 @@ async fn product_instances_are_added_transferred_and_removed_without_losing_usag
         )
         .await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (409, "unacknowledged_reports"),
         "{body}"
     );
@@ -647,7 +643,7 @@ async fn licenses_show_purchased_in_use_and_shortfall_and_transfer_between_lvas(
     assert_eq!(transfer(5, 1, 2).await.0, 200);
     let (status, body) = transfer(6, 2, 1).await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (409, "insufficient_quantity"),
         "{body}"
     );

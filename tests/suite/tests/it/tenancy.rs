@@ -5,13 +5,9 @@
 use outpost_core::device::{MessageCode, Status};
 use outpost_db::enums::JobState;
 use outpost_pi_sim::Device;
-use outpost_tests::{SMART_ACCOUNT, TestApp, VIRTUAL_ACCOUNT};
+use outpost_tests::{SMART_ACCOUNT, TestApp, VIRTUAL_ACCOUNT, error_code};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("<no error code>")
-}
 
 /// Requests an account as `token`; returns its id.
 async fn request_account(app: &TestApp, token: &str, name: &str) -> String {
@@ -56,7 +52,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
             Some(json!({ "name": "Acme Campus", "smart_account": "x", "virtual_account": "y" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "name_taken"));
+    assert_eq!((status, error_code(&body)), (409, "name_taken"));
     let (status, body) = app
         .api(
             Method::POST,
@@ -65,7 +61,11 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
             Some(json!({ "name": "bad/name", "smart_account": "x", "virtual_account": "y" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (422, "invalid_value"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "invalid_value"),
+        "{body}"
+    );
 
     // Only a system admin approves: a system user, an operator and the requester are refused,
     // and another tenant's user does not even see it.
@@ -95,7 +95,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
         )
         .await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (409, "account_not_registered"),
         "{body}"
     );
@@ -120,7 +120,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
         )
         .await;
     assert_eq!(
-        (status, code(&body)),
+        (status, error_code(&body)),
         (403, "forbidden"),
         "a requester is read-only until approval: {body}"
     );
@@ -184,7 +184,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
             None,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "already_registered"));
+    assert_eq!((status, error_code(&body)), (409, "already_registered"));
     let answer = device
         .push(&app.pi_client("Acme Campus-1"), vec![report.clone()])
         .await
@@ -214,7 +214,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
         format!("/api/v1/accounts/{b}/events"),
     ] {
         let (status, body) = app.api(Method::GET, &path, &alice, None).await;
-        assert_eq!((status, code(&body)), (404, "not_found"), "{path}");
+        assert_eq!((status, error_code(&body)), (404, "not_found"), "{path}");
     }
     let (status, _) = app
         .api(Method::GET, &format!("/api/v1/jobs/{job}"), &bob, None)
@@ -242,7 +242,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
             Some(json!({ "reason": "" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (422, "invalid_value"));
+    assert_eq!((status, error_code(&body)), (422, "invalid_value"));
     let (status, body) = app
         .api(
             Method::POST,
@@ -308,7 +308,7 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
             None,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "not_empty"), "{body}");
+    assert_eq!((status, error_code(&body)), (409, "not_empty"), "{body}");
     assert_eq!(app.count("SELECT count(*) FROM local_accounts").await, 2);
     let (status, body) = app
         .api(
@@ -452,7 +452,7 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
             Some(json!({ "name": "Lab" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (403, "forbidden"));
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
 
     // Users and settings are for system admins: an operator is refused.
     let (status, _) = app.api(Method::GET, "/api/v1/users", &operator, None).await;
@@ -486,7 +486,7 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
             Some(json!({ "username": "dave", "password": "short" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (422, "invalid_value"));
+    assert_eq!((status, error_code(&body)), (422, "invalid_value"));
     let (status, body) = app
         .api(
             Method::POST,
@@ -495,7 +495,7 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
             Some(json!({ "username": "carol", "password": "long-enough-password" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "username_taken"));
+    assert_eq!((status, error_code(&body)), (409, "username_taken"));
 
     // Promoting carol to account admin lets her act; her token keeps working (roles are read
     // per request).
@@ -554,7 +554,7 @@ async fn users_and_roles_are_managed_by_system_admins_only() {
             Some(json!({ "system_role": "system_user" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "self_lockout"));
+    assert_eq!((status, error_code(&body)), (409, "self_lockout"));
     assert_eq!(
         app.count("SELECT count(*) FROM events WHERE account_id IS NULL AND action IN ('user.create', 'user.roles') AND actor = 'user:admin'").await,
         5,
@@ -592,7 +592,7 @@ async fn failed_logins_are_rate_limited_per_address_and_user() {
         .unwrap();
     assert!((1..=300).contains(&retry), "{retry}");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(code(&body), "too_many_requests");
+    assert_eq!(error_code(&body), "too_many_requests");
     // Another user name from the same address is not locked out.
     let (status, _) = app
         .api(
@@ -649,7 +649,7 @@ async fn virtual_accounts_have_tenant_urls_and_are_deleted_only_when_empty() {
             Some(json!({ "name": "x", "smart_account": "only one" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (422, "invalid_value"));
+    assert_eq!((status, error_code(&body)), (422, "invalid_value"));
 
     // A device of LVA 2 reports to its URL and lands in LVA 2.
     let mut device = Device::new("C9300-48P", "FOC2222X0AA");
@@ -690,7 +690,7 @@ async fn virtual_accounts_have_tenant_urls_and_are_deleted_only_when_empty() {
             None,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "not_empty"), "{body}");
+    assert_eq!((status, error_code(&body)), (409, "not_empty"), "{body}");
     let (status, body) = app
         .api(
             Method::DELETE,
@@ -699,7 +699,10 @@ async fn virtual_accounts_have_tenant_urls_and_are_deleted_only_when_empty() {
             None,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "default_virtual_account"));
+    assert_eq!(
+        (status, error_code(&body)),
+        (409, "default_virtual_account")
+    );
     let (status, _) = app
         .api(
             Method::POST,
@@ -817,7 +820,7 @@ async fn a_renamed_account_keeps_devices_with_the_old_url_reporting() {
             Some(json!({ "name": "Acme", "smart_account": "s", "virtual_account": "v" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "name_taken"));
+    assert_eq!((status, error_code(&body)), (409, "name_taken"));
     // Renaming back makes it current again.
     let (status, _) = app
         .api(
@@ -1037,7 +1040,11 @@ async fn no_path_skips_approval_and_deleted_lva_numbers_are_not_reused() {
             Some(json!({ "reason": "x" })),
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "invalid_state"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (409, "invalid_state"),
+        "{body}"
+    );
 
     // A deactivated approved account registers neither online nor by files.
     let (status, _) = app
@@ -1066,7 +1073,11 @@ async fn no_path_skips_approval_and_deleted_lva_numbers_are_not_reused() {
             None,
         )
         .await;
-    assert_eq!((status, code(&body)), (409, "invalid_state"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (409, "invalid_state"),
+        "{body}"
+    );
     let (status, body) = app
         .api(
             Method::GET,
