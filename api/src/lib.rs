@@ -133,6 +133,9 @@ impl Application {
         })
         .workers(workers)
         .disable_signals()
+        // Answers go out as several TLS records: with Nagle's algorithm on, the last one waits
+        // for the client's delayed ACK, adding 40 ms to about one exchange in ten.
+        .tcp_nodelay(true)
         .bind_rustls_0_23(settings.device.https_listen, server_tls.clone())
         .map_err(|e| bind_error("device.https_listen", settings.device.https_listen, e))?;
         let device_https = device.addrs()[0];
@@ -156,6 +159,7 @@ impl Application {
         })
         .workers(workers)
         .disable_signals()
+        .tcp_nodelay(true)
         .bind_rustls_0_23(settings.admin.https_listen, server_tls)
         .map_err(|e| bind_error("admin.https_listen", settings.admin.https_listen, e))?;
         let admin_addr = admin.addrs()[0];
