@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod clock;
 pub mod crypto;
 pub mod cssm;
+pub mod deadlines;
 pub mod device;
 pub mod offline_file;
 pub mod rum;
