@@ -87,7 +87,7 @@ impl CredentialKey {
                 let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
                 let dir = dir.unwrap_or_else(|| Path::new("."));
                 std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-                // Written whole to a temporary file, then linked into place: another process
+                // Written whole to a temporary file, then moved into place unless one exists: another process
                 // starting at the same moment never reads a half-written key, and a crash never
                 // leaves an empty one.
                 let mut temp =
@@ -102,8 +102,14 @@ impl CredentialKey {
                 temp.write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
                     .and_then(|()| temp.as_file().sync_all())
                     .map_err(|e| fail(e.to_string()))?;
-                match std::fs::hard_link(temp.path(), path) {
-                    Ok(()) => Self::from_bytes(&bytes),
+                match temp.persist_noclobber(path).map_err(|e| e.error) {
+                    Ok(_) => {
+                        // The new name must survive a power loss with the rows sealed under it.
+                        std::fs::File::open(dir)
+                            .and_then(|d| d.sync_all())
+                            .map_err(|e| fail(e.to_string()))?;
+                        Self::from_bytes(&bytes)
+                    }
                     // Another process linked its key first: use theirs.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         Self::load_or_create(path)

@@ -230,11 +230,30 @@ pub async fn record_registration(
     id: AccountId,
     registration: &Registration,
 ) -> Result<LocalAccount, DbError> {
-    Ok(diesel::update(local_accounts::table.find(id))
-        .set(registration)
-        .returning(LocalAccount::as_returning())
-        .get_result(conn)
-        .await?)
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let before: AccountStatus = local_accounts::table
+            .find(id)
+            .for_update()
+            .select(local_accounts::status)
+            .first(conn)
+            .await?;
+        let account = diesel::update(local_accounts::table.find(id))
+            .set(registration)
+            .returning(LocalAccount::as_returning())
+            .get_result(conn)
+            .await?;
+        if before != AccountStatus::Inactive {
+            return Ok(account);
+        }
+        // Deactivated while CSSM answered: keep the credentials, stay inactive (reactivation
+        // then makes it active).
+        Ok(diesel::update(local_accounts::table.find(id))
+            .set(local_accounts::status.eq(AccountStatus::Inactive))
+            .returning(LocalAccount::as_returning())
+            .get_result(conn)
+            .await?)
+    })
+    .await
 }
 
 /// Remembers (or forgets, with `None`) the nonce of the account's offline registration request.
@@ -523,11 +542,13 @@ pub async fn create_lva(
 ) -> Result<LocalVirtualAccount, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
         // The row lock serialises LVA creation per account.
-        let number: i32 = diesel::update(local_accounts::table.find(account.id))
-            .set(local_accounts::last_lva_number.eq(local_accounts::last_lva_number + 1))
-            .returning(local_accounts::last_lva_number)
-            .get_result(conn)
-            .await?;
+        // The name as of now: a rename may have committed since the caller read the account.
+        let (number, name_now): (i32, String) =
+            diesel::update(local_accounts::table.find(account.id))
+                .set(local_accounts::last_lva_number.eq(local_accounts::last_lva_number + 1))
+                .returning((local_accounts::last_lva_number, local_accounts::name))
+                .get_result(conn)
+                .await?;
         let (smart_account, virtual_account) = mapping.unzip();
         Ok(diesel::insert_into(local_virtual_accounts::table)
             .values((
@@ -536,7 +557,7 @@ pub async fn create_lva(
                 local_virtual_accounts::number.eq(number),
                 local_virtual_accounts::name.eq(name),
                 local_virtual_accounts::tenant_id
-                    .eq(outpost_core::tenant::tenant_id(&account.name, number)),
+                    .eq(outpost_core::tenant::tenant_id(&name_now, number)),
                 local_virtual_accounts::smart_account.eq(smart_account),
                 local_virtual_accounts::virtual_account.eq(virtual_account),
             ))

@@ -161,6 +161,9 @@ pub async fn store_verified(
     use crate::enums::{EventResult, Severity};
     use crate::events::{self, NewEvent};
 
+    // The PI first, as the device path takes it before its reports: an ACK stored while the
+    // device resends a report must not wait for the PI while holding the report rows.
+    alerts::lock_pi(conn, Some(ack.pi_id)).await?;
     let (ack_id, new) = insert_ack(
         conn,
         &NewAck {

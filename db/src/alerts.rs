@@ -55,7 +55,7 @@ pub struct Alert {
 /// `product_instances.has_open_alert` locks it too; taking the PI first, as the device path does
 /// when it updates the PI, keeps every writer in the same order (PI, then alert), so a sync
 /// clearing an alert and a device raising it cannot deadlock.
-async fn lock_pi(
+pub(crate) async fn lock_pi(
     conn: &mut AsyncPgConnection,
     pi: Option<ProductInstanceId>,
 ) -> Result<(), DbError> {

@@ -847,6 +847,7 @@ pub async fn remove(
         let _locked: Vec<ProductInstanceId> = product_instances::table
             .filter(product_instances::account_id.eq(account))
             .filter(product_instances::id.eq_any(ids))
+            .order(product_instances::id)
             .select(product_instances::id)
             .for_update()
             .load(conn)

@@ -50,6 +50,16 @@ pub async fn list(
         .await?)
 }
 
+/// Serialises changes of an account's license pools (a sync and a transfer would otherwise
+/// lock rows in opposite orders, or a sync would recompute around a transfer in flight).
+async fn lock_pools(conn: &mut AsyncPgConnection, account: AccountId) -> Result<(), DbError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('outpost:licenses:' || $1::text))")
+        .bind::<Text, _>(account.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Applies the license list CSSM gave (one row per entitlement, quantities as purchased) to an
 /// account, in one transaction under row locks (a transfer cannot slip in between):
 /// - quantities transferred to other LVAs stay there, refreshed with CSSM's name, type and
@@ -65,6 +75,7 @@ pub async fn apply_cssm_totals(
     listed: &[License],
 ) -> Result<usize, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
+        lock_pools(conn, account).await?;
         let mut others: Vec<License> = licenses::table
             .filter(licenses::account_id.eq(account))
             .filter(licenses::lva_id.ne(default_lva))
@@ -208,6 +219,7 @@ pub async fn transfer(
     quantity: i64,
 ) -> Result<Result<(), TransferRefusal>, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
+        lock_pools(conn, account).await?;
         let source: Option<License> = licenses::table
             .filter(licenses::account_id.eq(account))
             .filter(licenses::lva_id.eq(from))

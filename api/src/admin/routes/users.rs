@@ -108,12 +108,14 @@ pub struct RolesBody {
     pub disabled: Option<bool>,
 }
 
-async fn grants_of(state: &AppState, bodies: &[GrantBody]) -> Result<Vec<AccountGrant>, ApiError> {
-    let mut conn = state.pool.get().await?;
+async fn grants_of(
+    conn: &mut outpost_db::AsyncPgConnection,
+    bodies: &[GrantBody],
+) -> Result<Vec<AccountGrant>, ApiError> {
     let mut grants = Vec::with_capacity(bodies.len());
     for g in bodies {
         let account_id = AccountId(g.account_id);
-        accounts::find_account(&mut conn, account_id)
+        accounts::find_account(conn, account_id)
             .await
             .map_err(|e| {
                 if e.is_not_found() {
@@ -159,7 +161,7 @@ pub async fn create_user(
             "password: at least {MIN_PASSWORD_LEN} characters"
         )));
     }
-    let grants = grants_of(&state, &body.account_roles).await?;
+    let grants = grants_of(&mut *state.pool.get().await?, &body.account_roles).await?;
     let user = User {
         id: UserId::new(),
         username: username.clone(),
@@ -221,7 +223,7 @@ pub async fn put_user_roles(
         ));
     }
     let grants = match &body.account_roles {
-        Some(bodies) => grants_of(&state, bodies).await?,
+        Some(bodies) => grants_of(&mut conn, bodies).await?,
         None => users::grants(&mut conn, user.id).await?,
     };
     let changed = conn

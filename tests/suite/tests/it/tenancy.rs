@@ -1025,7 +1025,7 @@ async fn the_sync_sends_each_report_to_the_pair_its_device_or_lva_maps_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_path_skips_approval_and_deleted_lva_numbers_are_not_reused() {
-    let app = TestApp::builder().with_account("Acme").start().await;
+    let mut app = TestApp::builder().with_account("Acme").start().await;
     let admin = app.admin_token().await;
     let (_, operator) = app.user("olga", Some("system_operator"), json!([])).await;
     let (_, alice) = app.user("alice", None, json!([])).await;
@@ -1096,6 +1096,64 @@ async fn no_path_skips_approval_and_deleted_lva_numbers_are_not_reused() {
         )
         .await;
     assert_eq!(body["status"], "inactive");
+    // Deactivated after its registration was queued: the job refuses, the account stays inactive.
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/reactivate"),
+            &operator,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, job) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/register"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{requested}/deactivate"),
+            &operator,
+            Some(json!({ "reason": "again" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.expect_failed_jobs(1);
+    app.run_jobs().await;
+    let (_, job) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/jobs/{}", job["job_id"].as_str().unwrap()),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("only an approved account registers"),
+        "{job}"
+    );
+    let (_, body) = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/accounts/{requested}"),
+            &alice,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (body["status"].as_str(), body["registered_at"].as_str()),
+        (Some("inactive"), None)
+    );
 
     // Deleting LVA 2 and creating another gives number 3: devices still configured with the
     // URL of 2 do not land in the new one.
