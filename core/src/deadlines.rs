@@ -14,7 +14,9 @@
 //! - Usage change (a license added or removed, zero to some or back): due `on_change` days after
 //!   the change, unless a report came after it; the kinds involved in the change count.
 //! - A tenant may narrow the interval: with `reporting_interval_days` set, every requirement is
-//!   at most that many days, and a PI in use reports at least that often (never wider).
+//!   at most that many days, and a PI in use reports at least that often (never wider); it
+//!   never creates a usage-change requirement the policy does not have.
+//! - A report sent before the PI first consumed a license is not its first report.
 //! - ACK: when the policy requires one, it is due by the time the next report would be due after
 //!   the oldest unacknowledged report (its ongoing interval, else its on-change interval).
 
@@ -97,13 +99,23 @@ pub struct Deadlines {
     pub ack_due: Option<DateTime<Utc>>,
 }
 
+/// How a tenant's interval applies to a requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Narrowing {
+    /// It only shortens a requirement the policy has.
+    Shorten,
+    /// It also imposes one where the policy has none (ongoing reporting of a PI in use).
+    Impose,
+}
+
 /// Smallest non-zero value of `days` over `kinds`, narrowed to `narrowing`; `None` when no kind
-/// has a requirement (and there is no narrowing to impose one).
+/// has a requirement (and the narrowing does not impose one).
 fn strictest(
     policy: &PolicyData,
     kinds: &[LicenseKind],
     days: impl Fn(PolicyTerms) -> u32,
     narrowing: Option<u32>,
+    how: Narrowing,
 ) -> Option<u32> {
     let policy_days = kinds
         .iter()
@@ -113,14 +125,14 @@ fn strictest(
     match (policy_days, narrowing.filter(|n| *n > 0)) {
         (Some(p), Some(n)) => Some(p.min(n)),
         (Some(p), None) => Some(p),
-        // A tenant interval is a requirement of its own for a PI in use.
-        (None, Some(n)) if !kinds.is_empty() => Some(n),
+        (None, Some(n)) if how == Narrowing::Impose && !kinds.is_empty() => Some(n),
         _ => None,
     }
 }
 
-fn plus_days(at: DateTime<Utc>, days: u32) -> DateTime<Utc> {
-    at + Duration::days(i64::from(days))
+/// `at` plus `days`; `None` beyond the calendar's end (a policy may carry absurd numbers).
+fn plus_days(at: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    at.checked_add_signed(Duration::try_days(i64::from(days))?)
 }
 
 /// The deadlines of a PI. `reporting_interval_days` is the tenant's narrowing, if any.
@@ -129,38 +141,60 @@ pub fn deadlines(
     reporting_interval_days: Option<u32>,
     history: &UsageHistory,
 ) -> Deadlines {
+    use Narrowing::{Impose, Shorten};
     let Some(first_consumed) = history.first_consumed_at else {
         return Deadlines::default();
     };
     let in_use = &history.kinds_in_use;
     let narrow = reporting_interval_days;
+    // A report sent before the PI consumed anything is not its first report.
+    let reported = history.last_report_at.filter(|r| *r >= first_consumed);
     let mut candidates: Vec<(DateTime<Utc>, DueReason)> = Vec::new();
-    match history.last_report_at {
+    match reported {
         None => {
-            if let Some(days) = strictest(policy, in_use, |t| t.first_report, narrow) {
-                candidates.push((plus_days(first_consumed, days), DueReason::FirstReport));
+            if let Some(at) = strictest(policy, in_use, |t| t.first_report, narrow, Impose)
+                .and_then(|days| plus_days(first_consumed, days))
+            {
+                candidates.push((at, DueReason::FirstReport));
             }
         }
         Some(last) => {
-            if let Some(days) = strictest(policy, in_use, |t| t.ongoing, narrow) {
-                candidates.push((plus_days(last, days), DueReason::Ongoing));
+            if let Some(at) = strictest(policy, in_use, |t| t.ongoing, narrow, Impose)
+                .and_then(|days| plus_days(last, days))
+            {
+                candidates.push((at, DueReason::Ongoing));
             }
         }
     }
-    if let Some(changed) = history.last_change_at {
-        let unreported = history.last_report_at.is_none_or(|r| changed > r);
-        if unreported
-            && let Some(days) = strictest(policy, &history.kinds_in_change, |t| t.on_change, narrow)
-        {
-            candidates.push((plus_days(changed, days), DueReason::UsageChange));
-        }
+    if let Some(changed) = history.last_change_at
+        && reported.is_none_or(|r| changed > r)
+        && let Some(at) = strictest(
+            policy,
+            &history.kinds_in_change,
+            |t| t.on_change,
+            narrow,
+            Shorten,
+        )
+        .and_then(|days| plus_days(changed, days))
+    {
+        candidates.push((at, DueReason::UsageChange));
     }
     let report_due = candidates.into_iter().min_by_key(|(at, _)| *at);
     let ack_due = match history.oldest_unacked_report_at {
-        Some(reported) if policy.ack_required => strictest(policy, in_use, |t| t.ongoing, narrow)
-            .or_else(|| strictest(policy, in_use, |t| t.on_change, narrow))
-            .or_else(|| strictest(policy, &history.kinds_in_change, |t| t.on_change, narrow))
-            .map(|days| plus_days(reported, days)),
+        Some(sent) if policy.ack_required => {
+            strictest(policy, in_use, |t| t.ongoing, narrow, Impose)
+                .or_else(|| strictest(policy, in_use, |t| t.on_change, narrow, Shorten))
+                .or_else(|| {
+                    strictest(
+                        policy,
+                        &history.kinds_in_change,
+                        |t| t.on_change,
+                        narrow,
+                        Shorten,
+                    )
+                })
+                .and_then(|days| plus_days(sent, days))
+        }
         _ => None,
     };
     Deadlines {
@@ -379,6 +413,27 @@ mod tests {
                 ack_due: None,
             },
             Case {
+                name: "a report before first use is not the first report",
+                history: history(&[Subscription], Some(100), None, Some(0), None),
+                narrowing: None,
+                report_due: Some((190, FirstReport)),
+                ack_due: None,
+            },
+            Case {
+                name: "a tenant interval does not impose a change report the policy lacks",
+                history: history(&[], Some(0), Some((200, &[Enforced])), Some(10), None),
+                narrowing: Some(30),
+                report_due: None,
+                ack_due: None,
+            },
+            Case {
+                name: "a tenant interval shortens a change report",
+                history: history(&[], Some(0), Some((200, &[Perpetual])), Some(10), None),
+                narrowing: Some(30),
+                report_due: Some((230, UsageChange)),
+                ack_due: None,
+            },
+            Case {
                 name: "a wider tenant interval never widens the policy",
                 history: history(&[Subscription], Some(0), None, Some(50), None),
                 narrowing: Some(200),
@@ -420,6 +475,18 @@ mod tests {
             &history(&[Perpetual], Some(0), None, Some(40), None),
         );
         assert_eq!(later.report_due, Some((day(100), DueReason::Ongoing)));
+    }
+
+    #[test]
+    fn absurd_policy_days_give_no_deadline_instead_of_a_panic() {
+        let mut policy = PolicyData::cisco_default();
+        policy.subscription.first_report = u32::MAX;
+        let got = deadlines(
+            &policy,
+            None,
+            &history(&[Subscription], Some(0), None, None, None),
+        );
+        assert_eq!(got.report_due, None);
     }
 
     #[test]
