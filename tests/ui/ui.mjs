@@ -24,7 +24,11 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
 const page = await context.newPage();
 const dialogs = [];
-page.on('dialog', async (dialog) => { dialogs.push(dialog.message()); await dialog.accept('retired'); });
+// Prompts (the deactivation reason) are answered; an alert could only come from injected script.
+page.on('dialog', async (dialog) => {
+  if (dialog.type() !== 'prompt') dialogs.push(dialog.message());
+  await dialog.accept('retired');
+});
 const pageErrors = [];
 page.on('pageerror', (e) => pageErrors.push(e.message));
 const step = (what) => console.log(`ui: ${what}`);
@@ -54,8 +58,15 @@ try {
   const labsRow = page.locator('#accounts tr', { hasText: 'UI Labs' });
   await labsRow.locator('.status.requested').waitFor();
   await labsRow.getByRole('button', { name: 'Approve' }).click();
-  await labsRow.locator('.status.approved').waitFor();
+    await labsRow.locator('.status.approved').waitFor();
   await shot('accounts');
+
+  step('register it with CSSM (the worker does it) and deactivate it with a reason');
+  await labsRow.getByRole('button', { name: 'Register with CSSM' }).click();
+  await labsRow.locator('.status.active').waitFor({ timeout: 30000 });
+  await labsRow.getByRole('button', { name: 'Deactivate' }).click();
+  await labsRow.locator('.status.inactive').waitFor();
+  assert.match(await labsRow.innerText(), /\(retired\)/);
 
   step('an empty inventory says so');
   await page.click(`#accounts a:text-is("${accountName}")`);
@@ -154,6 +165,28 @@ try {
   for (const action of ['product_instance.import', 'product_instance.transfer', 'license.transfer']) {
     assert.ok(events.includes(action), `${action} missing from the events tab`);
   }
+
+    step('a system admin creates an account user, who sees only that account');
+  await page.click('header a:text-is("Users")');
+  await page.locator('#users').waitFor();
+  await page.fill('#create-user input[name=username]', 'campus-viewer');
+  await page.fill('#create-user input[name=password]', 'short');
+  await page.selectOption('#create-user select[name=account_id]', { label: accountName });
+  await page.selectOption('#create-user select[name=account_role]', 'account_user');
+  await page.click('#create-user button[type=submit]');
+  await page.locator('[role=alert]', { hasText: 'at least 12 characters' }).waitFor();
+  await page.fill('#create-user input[name=password]', 'a-long-enough-password');
+  await page.click('#create-user button[type=submit]');
+  await page.locator('#users tr[data-user="campus-viewer"]').waitFor();
+  assert.match(await text('#users tr[data-user="campus-viewer"]'), new RegExp(`${accountName}: account_user`));
+  await shot('users');
+  await page.click('#sign-out');
+  await page.fill('input[name=username]', 'campus-viewer');
+  await page.fill('input[name=password]', 'a-long-enough-password');
+  await page.click('#login button[type=submit]');
+  await page.locator('#accounts').waitFor();
+  assert.equal(await page.locator('#accounts tbody tr').count(), 1, 'an account user sees only its account');
+  assert.match(await text('#accounts'), new RegExp(accountName));
 
   assert.deepEqual(dialogs, [], 'no script ran from reported data');
   assert.deepEqual(pageErrors, [], 'no uncaught error in the page');

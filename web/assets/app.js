@@ -60,7 +60,11 @@ async function api(method, path, body, contentType) {
 
 /** Downloads an API file (the browser cannot send the token on a plain link). */
 async function download(path, name) {
-  const response = await fetch(API + path, { headers: { Authorization: `Bearer ${token()}` } });
+    const response = await fetch(API + path, { headers: { Authorization: `Bearer ${token()}` } });
+  if (response.status === 401) {
+    sessionStorage.removeItem('outpost.token');
+    location.hash = '#/login';
+  }
   if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
   const url = URL.createObjectURL(await response.blob());
   const a = h('a', { href: url, download: name });
@@ -159,19 +163,45 @@ async function accountsPage() {
     h('h2', {}, 'Request a local account'), form);
 }
 
+/** Waits for a job to finish (up to a minute) and returns it. */
+async function waitForJob(id) {
+  for (let i = 0; i < 60; i++) {
+    const job = await api('GET', `/jobs/${id}`);
+    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'cancelled') return job;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  return api('GET', `/jobs/${id}`);
+}
+
 /** Approve / Register / Deactivate / Reactivate, as the account's state allows. */
 function lifecycleButtons(account, errors) {
   const act = (label, path, body) => h('button', {
     type: 'button', class: 'small',
     onclick: async () => {
-      const done = await attempt(() => api('POST', `/accounts/${account.id}/${path}`, body && body()), errors);
-      if (done) { toast(`${label}: done`); route(); }
+      const payload = body ? body() : undefined;
+      if (payload === null) return; // the user cancelled
+      const done = await attempt(() => api('POST', `/accounts/${account.id}/${path}`, payload), errors);
+      if (!done) return;
+      if (done.job_id) {
+        toast(`${label}: queued; waiting for the worker…`);
+        const job = await attempt(() => waitForJob(done.job_id), errors);
+        if (job && job.state !== 'succeeded') {
+          errors.replaceChildren(h('p', { class: 'error', role: 'alert' }, `${label} failed: ${job.last_error || job.state}`));
+          return;
+        }
+      }
+      toast(`${label}: done`);
+      route();
     },
   }, label);
+  const deactivate = () => act('Deactivate', 'deactivate', () => {
+    const reason = prompt('Reason for deactivating (devices are told)');
+    return reason ? { reason } : null;
+  });
   switch (account.status) {
     case 'requested': return act('Approve', 'approve');
-    case 'approved': return act('Register with CSSM', 'register');
-    case 'active': return act('Deactivate', 'deactivate', () => ({ reason: prompt('Reason for deactivating') || 'deactivated' }));
+    case 'approved': return [act('Register with CSSM', 'register'), ' ', deactivate()];
+    case 'active': return deactivate();
     default: return act('Reactivate', 'reactivate');
   }
 }
@@ -367,6 +397,42 @@ async function eventsTab(account, body) {
     h('tbody', {}, items.map((e) => h('tr', {}, h('td', {}, when(e.created_at)), h('td', {}, e.actor), h('td', {}, e.action), h('td', {}, e.result))))));
 }
 
+async function usersPage() {
+  const [users, accounts] = await Promise.all([api('GET', '/users'), api('GET', '/accounts')]);
+  const names = new Map(accounts.items.map((a) => [a.id, a.name]));
+  const errors = h('div');
+  const roleOptions = [['', 'No system role'], ['system_admin', 'System admin'], ['system_operator', 'System operator'], ['system_user', 'System user (read-only)']];
+  const accountOptions = [['', 'No account role'], ...accounts.items.map((a) => [a.id, a.name])];
+  const rows = users.items.map((u) => h('tr', { dataset: { user: u.username } },
+    h('td', {}, u.username), h('td', {}, u.system_role || '—'),
+    h('td', {}, u.account_roles.map((g) => `${names.get(g.account_id) || g.account_id}: ${g.role}`).join(', ') || '—'),
+    h('td', {}, u.disabled ? 'disabled' : 'active'),
+    h('td', {}, h('button', { type: 'button', class: 'small', onclick: async () => {
+      const done = await attempt(() => api('PUT', `/users/${u.id}/roles`, { disabled: !u.disabled }), errors);
+      if (done) { toast(`${u.username} ${done.disabled ? 'disabled' : 'enabled'}.`); route(); }
+    } }, u.disabled ? 'Enable' : 'Disable'))));
+  const select = (name, options) => h('select', { name }, options.map(([v, l]) => h('option', { value: v }, l)));
+  const form = h('form', { class: 'inline', id: 'create-user' },
+    h('input', { name: 'username', placeholder: 'User name', required: true, autocomplete: 'off' }),
+    h('input', { name: 'password', type: 'password', placeholder: 'Password (12+ characters)', required: true, autocomplete: 'new-password' }),
+    select('system_role', roleOptions),
+    select('account_id', accountOptions),
+    select('account_role', [['account_admin', 'as account admin'], ['account_user', 'as account user (read-only)']]),
+    h('button', { type: 'submit' }, 'Create user'));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const d = Object.fromEntries(new FormData(form));
+    const body = {
+      username: d.username, password: d.password, system_role: d.system_role || null,
+      account_roles: d.account_id ? [{ account_id: d.account_id, role: d.account_role }] : [],
+    };
+    if (await attempt(() => api('POST', '/users', body), errors)) { toast(`Created ${d.username}.`); route(); }
+  });
+  view.replaceChildren(h('h1', {}, 'Users'), errors,
+    h('table', { id: 'users' }, h('thead', {}, h('tr', {}, ['User', 'System role', 'Account roles', 'State', ''].map((t) => h('th', {}, t)))), h('tbody', {}, rows)),
+    h('h2', {}, 'Create a user'), form);
+}
+
 // ---- routing --------------------------------------------------------------------------------
 
 async function route() {
@@ -375,7 +441,8 @@ async function route() {
   document.getElementById('nav').hidden = false;
   try {
     if (parts[0] === 'accounts' && parts[1] && parts[2] === 'pi') await piPage(parts[1], parts[3]);
-    else if (parts[0] === 'accounts' && parts[1]) await accountPage(parts[1], parts[2] || 'inventory');
+        else if (parts[0] === 'accounts' && parts[1]) await accountPage(parts[1], parts[2] || 'inventory');
+    else if (parts[0] === 'users') await usersPage();
     else await accountsPage();
   } catch (e) {
     if (e.status !== 401) view.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message));
