@@ -16,11 +16,23 @@ use serde_json::json;
 
 use super::{OfflineError, file_safe};
 
-fn already_registered(account: &LocalAccount) -> OfflineError {
-    OfflineError::Conflict(format!(
-        "local account '{}' is already registered with CSSM",
+/// Only an approved, unregistered account registers (online or by files).
+fn may_register(account: &LocalAccount) -> Result<(), OfflineError> {
+    let refusal = match account.status {
+        _ if account.cssm_client_id.is_some() => "is already registered with CSSM".to_owned(),
+        AccountStatus::Approved => return Ok(()),
+        AccountStatus::Active => "is already registered with CSSM".to_owned(),
+        AccountStatus::Requested => {
+            "is not approved yet: a system admin approves it first".to_owned()
+        }
+        AccountStatus::Inactive => {
+            "is inactive; only an approved account registers (reactivate it first)".to_owned()
+        }
+    };
+    Err(OfflineError::Conflict(format!(
+        "local account '{}' {refusal}",
         account.name
-    ))
+    )))
 }
 
 /// A signed registration request file for the account: (file name, content).
@@ -32,24 +44,7 @@ pub async fn registration_request(
 ) -> Result<(String, String), OfflineError> {
     let mut conn = pool.get().await?;
     let account = accounts::find_account(&mut conn, account_id).await?;
-    if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
-        return Err(already_registered(&account));
-    }
-    match account.status {
-        AccountStatus::Approved => {}
-        AccountStatus::Requested => {
-            return Err(OfflineError::Conflict(format!(
-                "local account '{}' is not approved yet: a system admin approves it first",
-                account.name
-            )));
-        }
-        AccountStatus::Active | AccountStatus::Inactive => {
-            return Err(OfflineError::Conflict(format!(
-                "local account '{}' is {}; only an approved account registers (reactivate it first)",
-                account.name, account.status
-            )));
-        }
-    }
+    may_register(&account)?;
     let (candidate, _) =
         crypto::generate_key_pair().map_err(|e| OfflineError::Io(e.to_string()))?;
     let private_key = system::instance_key_or_init(&mut conn, &candidate).await?;
@@ -102,24 +97,7 @@ pub async fn registration_response(
 ) -> Result<LocalAccount, OfflineError> {
     let mut conn = pool.get().await?;
     let account = accounts::find_account(&mut conn, account_id).await?;
-    if account.cssm_client_id.is_some() || account.status == AccountStatus::Active {
-        return Err(already_registered(&account));
-    }
-    match account.status {
-        AccountStatus::Approved => {}
-        AccountStatus::Requested => {
-            return Err(OfflineError::Conflict(format!(
-                "local account '{}' is not approved yet: a system admin approves it first",
-                account.name
-            )));
-        }
-        AccountStatus::Active | AccountStatus::Inactive => {
-            return Err(OfflineError::Conflict(format!(
-                "local account '{}' is {}; only an approved account registers (reactivate it first)",
-                account.name, account.status
-            )));
-        }
-    }
+    may_register(&account)?;
     let data: RegistrationResponseData =
         SignedFile::open(text, REGISTRATION_RESPONSE_FILE, |_, message, signature| {
             verifier.verify(message, signature, now)
