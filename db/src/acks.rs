@@ -141,8 +141,8 @@ pub struct VerifiedAck {
     pub file: String,
     /// Report ids it acknowledges.
     pub report_ids: Vec<i64>,
-    /// Carries a policy.
-    pub has_policy: bool,
+    /// The policy it carries (the `<data>` of its `smartLicensePolicy`), if any.
+    pub policy: Option<serde_json::Value>,
 }
 
 /// Stores one verified ACK and all it implies: reports marked acknowledged, the device's
@@ -173,7 +173,7 @@ pub async fn store_verified(
             smart_license: ack.file.clone(),
             sha256: outpost_core::crypto::sha256_hex(ack.file.as_bytes()),
             acked_report_ids: ack.report_ids.clone(),
-            has_policy: ack.has_policy,
+            has_policy: ack.policy.is_some(),
             source,
             upload_id: upload,
             received_at: now,
@@ -181,6 +181,13 @@ pub async fn store_verified(
     )
     .await?;
     let marked = mark_reports_acked(conn, ack.pi_id, &ack.report_ids, ack_id, now).await?;
+    // The policy in force for the device from now on (its deadlines follow it).
+    if let Some(policy) = &ack.policy {
+        diesel::update(crate::schema::product_instances::table.find(ack.pi_id))
+            .set(crate::schema::product_instances::policy.eq(policy))
+            .execute(conn)
+            .await?;
+    }
     if new {
         let message = "Acknowledgement received from CSSM";
         alerts::raise(
@@ -206,7 +213,7 @@ pub async fn store_verified(
         detail: serde_json::json!({
             "report_ids": ack.report_ids,
             "new": new,
-            "policy": ack.has_policy,
+            "policy": ack.policy.is_some(),
             "source": source,
         }),
         created_at: now,

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod acks;
 pub mod alerts;
+pub mod deadlines;
 pub mod embedded;
 pub mod enums;
 pub mod events;

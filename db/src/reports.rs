@@ -57,6 +57,28 @@ pub async fn insert_reports(
             .await?;
         inserted.extend(ids);
     }
+    // The latest report of each device, for its reporting deadlines.
+    let mut latest: Vec<(ProductInstanceId, DateTime<Utc>)> = Vec::new();
+    for report in reports {
+        match latest.iter_mut().find(|(pi, _)| *pi == report.pi_id) {
+            Some((_, at)) => *at = (*at).max(report.received_at),
+            None => latest.push((report.pi_id, report.received_at)),
+        }
+    }
+    for (pi, at) in latest {
+        diesel::update(crate::schema::product_instances::table.find(pi))
+            .set(
+                crate::schema::product_instances::last_report_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<Timestamptz>,
+                >(
+                    "greatest(last_report_at, "
+                )
+                .bind::<Timestamptz, _>(at)
+                .sql(")")),
+            )
+            .execute(conn)
+            .await?;
+    }
     Ok(inserted)
 }
 
@@ -82,12 +104,35 @@ pub async fn record_usage(
     sample: &UsageSample,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    // One statement: the count before, the upsert, and the PI's usage history (first
+    // consumption; the latest change and the entitlements it concerned) for the deadline rules.
     diesel::sql_query(
-        "INSERT INTO entitlement_usage (account_id, pi_id, entitlement_tag, count, measured_until, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (pi_id, entitlement_tag) DO UPDATE
-         SET count = EXCLUDED.count, measured_until = EXCLUDED.measured_until, updated_at = EXCLUDED.updated_at
-         WHERE entitlement_usage.measured_until <= EXCLUDED.measured_until",
+        "WITH previous AS (
+             SELECT count FROM entitlement_usage WHERE pi_id = $2 AND entitlement_tag = $3
+         ), stored AS (
+             INSERT INTO entitlement_usage (account_id, pi_id, entitlement_tag, count, measured_until, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (pi_id, entitlement_tag) DO UPDATE
+             SET count = EXCLUDED.count, measured_until = EXCLUDED.measured_until, updated_at = EXCLUDED.updated_at
+             WHERE entitlement_usage.measured_until <= EXCLUDED.measured_until
+             RETURNING 1
+         ), changed AS (
+             SELECT EXISTS (SELECT 1 FROM stored)
+                    AND coalesce((SELECT count FROM previous), 0) <> $4 AS yes
+         )
+         UPDATE product_instances p SET
+             first_consumed_at = CASE WHEN $4 > 0 THEN least(p.first_consumed_at, $5)
+                                      ELSE p.first_consumed_at END,
+             usage_change_tags = CASE
+                 WHEN NOT (SELECT yes FROM changed) THEN p.usage_change_tags
+                 WHEN p.usage_changed_at IS NULL OR $5 > p.usage_changed_at THEN ARRAY[$3]
+                 WHEN $5 = p.usage_changed_at AND NOT $3 = ANY(p.usage_change_tags)
+                     THEN array_append(p.usage_change_tags, $3)
+                 ELSE p.usage_change_tags END,
+             usage_changed_at = CASE WHEN (SELECT yes FROM changed)
+                                     THEN greatest(p.usage_changed_at, $5)
+                                     ELSE p.usage_changed_at END
+         WHERE p.id = $2",
     )
     .bind::<SqlUuid, _>(sample.account_id)
     .bind::<SqlUuid, _>(sample.pi_id)

@@ -151,6 +151,7 @@ diesel::table! {
         requested_by -> Nullable<Uuid>,
         validate_device -> Nullable<Bool>,
         nat_support -> Nullable<Bool>,
+        reporting_interval_days -> Nullable<Int4>,
     }
 }
 
@@ -202,6 +203,11 @@ diesel::table! {
         smart_account -> Nullable<Text>,
         virtual_account -> Nullable<Text>,
         has_open_alert -> Bool,
+        first_consumed_at -> Nullable<Timestamptz>,
+        usage_changed_at -> Nullable<Timestamptz>,
+        usage_change_tags -> Array<Text>,
+        last_report_at -> Nullable<Timestamptz>,
+        policy -> Nullable<Jsonb>,
     }
 }
 

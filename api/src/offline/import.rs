@@ -135,7 +135,7 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
             .len(),
         acks_new: 0,
         reports_newly_acknowledged: 0,
-        policies: checked.iter().filter(|a| a.has_policy).count(),
+        policies: checked.iter().filter(|a| a.policy.is_some()).count(),
         sync_run: None,
     };
     if dry_run {
@@ -264,7 +264,10 @@ async fn check(
             pi_id: pi,
             file: member.text.clone(),
             report_ids: ack.acked_report_ids.clone(),
-            has_policy: verified.policy.is_some(),
+            policy: verified
+                .policy
+                .as_ref()
+                .and_then(|p| serde_json::to_value(p).ok()),
         });
         progress(i as u64 + 1, members.len() as u64);
     }

@@ -201,7 +201,7 @@ struct CheckedAck {
     sudi: Sudi,
     file: String,
     report_ids: Vec<i64>,
-    has_policy: bool,
+    policy: Option<outpost_core::signed_file::PolicyData>,
 }
 
 /// Verifies every ACK of a batch, then stores them all with the report marks in one transaction.
@@ -243,7 +243,7 @@ async fn store_acks(
             sudi: entry.sudi.clone(),
             file,
             report_ids: verified.ack.acked_report_ids,
-            has_policy: verified.policy.is_some(),
+            policy: verified.policy,
         });
     }
 
@@ -260,7 +260,7 @@ async fn store_acks(
                 pi_id: pi.id,
                 file: ack.file,
                 report_ids: ack.report_ids,
-                has_policy: ack.has_policy,
+                policy: ack.policy.and_then(|p| serde_json::to_value(p).ok()),
             }),
             None => {
                 tracing::warn!(pi.udi = %ack.sudi, "ACK for a device no longer in the inventory; not stored")
