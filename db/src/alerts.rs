@@ -22,6 +22,14 @@ pub mod kinds {
     pub const DEVICE_REJECTED: &str = "device_rejected";
     /// The last CSSM sync of the account failed.
     pub const SYNC_FAILED: &str = "cssm_sync_failed";
+    /// A device's next report is due soon.
+    pub const REPORTING_DUE: &str = "reporting_due";
+    /// A device's report is overdue.
+    pub const REPORTING_OVERDUE: &str = "reporting_overdue";
+    /// CSSM's ACK for a device's report is overdue.
+    pub const ACK_OVERDUE: &str = "ack_overdue";
+    /// Summary on the account: some of its devices are overdue.
+    pub const ACCOUNT_OVERDUE: &str = "account_reporting_overdue";
     /// A device asked for a trust code, which this Outpost does not forward yet.
     pub const TRUST_REQUEST_NOT_FORWARDED: &str = "trust_request_not_forwarded";
 }

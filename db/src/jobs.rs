@@ -317,6 +317,27 @@ pub mod catalog {
     use super::NewJob;
     use crate::ids::AccountId;
 
+    /// Computes every PI's reporting deadlines and raises or clears its deadline alerts.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+    pub struct DeadlineSweep {}
+
+    impl DeadlineSweep {
+        /// Job kind.
+        pub const KIND: &'static str = "deadline_sweep";
+
+        /// The job row: one queued sweep at a time.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: None,
+                payload: serde_json::json!({}),
+                dedup_key: Some(Self::KIND.into()),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
     /// Online registration of an approved local account with CSSM.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct AccountRegistration {

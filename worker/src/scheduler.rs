@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use outpost_db::accounts;
 use outpost_db::enums::AccountStatus;
-use outpost_db::jobs::{self, catalog::CssmSync};
+use outpost_db::jobs::{self, catalog::CssmSync, catalog::DeadlineSweep};
 use outpost_db::schedules::{self, kinds};
 use outpost_db::{AsyncConnection, AsyncPgConnection, DbError, locks};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler, JobSchedulerError};
 
 use crate::WorkerContext;
+
+/// Minutes between two deadline sweeps.
+const DEADLINE_SWEEP_MINUTES: i64 = 15;
 
 /// Advisory lock naming the schedule leader.
 const LEADER_LOCK: &str = "outpost:schedule-leader";
@@ -40,8 +43,8 @@ impl Scheduler {
         })
     }
 
-    /// Enqueues a job for every due schedule and moves each to its next run. Returns how many
-    /// jobs it enqueued. Safe with several callers: due rows are locked with SKIP LOCKED.
+    /// Enqueues a job for every due schedule and moves each to its next run, and keeps one
+    /// deadline sweep queued. Returns how many schedule jobs it enqueued. Safe with several callers: due rows are locked with SKIP LOCKED.
     pub async fn tick(&self) -> Result<usize, DbError> {
         let now = self.ctx.clock.now();
         let max_attempts = self.ctx.settings.worker.max_attempts;
@@ -65,8 +68,11 @@ impl Scheduler {
                     }
                     other => tracing::warn!(account.id = %row.account_id, schedule.kind = other, "no job for this schedule kind yet"),
                 }
-                schedules::advance(conn, &row, rule.next_run_after(row.next_run_at, now), now).await?;
+                                schedules::advance(conn, &row, rule.next_run_after(row.next_run_at, now), now).await?;
             }
+            // The deadline sweep: one queued at a time, a quarter of an hour after the last.
+            let sweep = DeadlineSweep {}.job(now + chrono::Duration::minutes(DEADLINE_SWEEP_MINUTES), max_attempts);
+                        jobs::enqueue(conn, &sweep, now).await?;
             Ok(enqueued)
         })
         .await

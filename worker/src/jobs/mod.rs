@@ -1,13 +1,14 @@
 //! The jobs, one file each, and the dispatch from a job row to its code.
 
 pub mod cssm_sync;
+pub mod deadline_sweep;
 pub mod registration;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use outpost_db::DbError;
 use outpost_db::jobs::Job;
-use outpost_db::jobs::catalog::{AccountRegistration, CssmSync};
+use outpost_db::jobs::catalog::{AccountRegistration, CssmSync, DeadlineSweep};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -73,6 +74,7 @@ pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
     match ctx.job.kind.as_str() {
         CssmSync::KIND => payload::<CssmSync>(&ctx.job)?.run(&ctx).await,
         AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
+        DeadlineSweep::KIND => payload::<DeadlineSweep>(&ctx.job)?.run(&ctx).await,
         other => Err(JobError::Fatal(format!(
             "no worker code for job kind '{other}'"
         ))),

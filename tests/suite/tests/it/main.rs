@@ -10,6 +10,7 @@
 
 mod admin_api;
 mod cli;
+mod deadlines;
 mod device_errors;
 mod inventory;
 mod isolation;

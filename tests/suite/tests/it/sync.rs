@@ -392,7 +392,17 @@ async fn schedules_of_unregistered_accounts_enqueue_nothing() {
     let scheduler = Scheduler::new(app.worker.clone());
     clock.set(at("2026-01-10T02:00:30Z"));
     assert_eq!(scheduler.tick().await.unwrap(), 0);
-    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE kind <> 'deadline_sweep'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'deadline_sweep' AND state = 'queued'")
+            .await,
+        1,
+        "one sweep stays queued"
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM schedules WHERE next_run_at = '2026-01-11T02:00:00Z'")
             .await,

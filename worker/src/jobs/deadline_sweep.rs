@@ -1,0 +1,140 @@
+//! The `deadline_sweep` job: for every active account, computes each product instance's
+//! reporting and ACK deadlines (`outpost_core::deadlines`) and raises or clears its alerts
+//! ("Reporting due in N days", "Reporting overdue", "ACK overdue"), plus a summary alert on the
+//! account. The scheduler enqueues it every few minutes; the clock is the worker's (injectable).
+
+use outpost_core::deadlines::{self, LicenseKind, Standing, UsageHistory};
+use outpost_core::signed_file::PolicyData;
+use outpost_db::alerts::{self, kinds};
+use outpost_db::enums::{AccountStatus, Severity};
+use outpost_db::jobs::catalog::DeadlineSweep;
+use outpost_db::{AccountId, ProductInstanceId, accounts};
+use serde_json::{Value, json};
+
+use super::{JobContext, JobError, RunJob};
+
+/// Days ahead a report deadline is announced.
+pub const WARN_DAYS: i64 = 14;
+/// PIs read per query.
+const PAGE: i64 = 1000;
+
+impl RunJob for DeadlineSweep {
+    async fn run(self, ctx: &JobContext) -> Result<Value, JobError> {
+        let worker = &ctx.worker;
+        let mut conn = worker.pool.get().await?;
+        let mut swept = 0u64;
+        let mut overdue_total = 0u64;
+        for account in accounts::list_accounts(&mut conn).await? {
+            if account.status != AccountStatus::Active {
+                continue;
+            }
+            let (pis, overdue) = sweep_account(ctx, &mut conn, account.id).await?;
+            swept += pis;
+            overdue_total += overdue;
+        }
+        Ok(json!({
+            "product_instances": swept,
+            "overdue": overdue_total,
+            "message": format!("{swept} product instances checked, {overdue_total} overdue"),
+        }))
+    }
+}
+
+/// Sweeps one account; returns (PIs checked, PIs overdue).
+async fn sweep_account(
+    ctx: &JobContext,
+    conn: &mut outpost_db::AsyncPgConnection,
+    account: AccountId,
+) -> Result<(u64, u64), JobError> {
+    use outpost_db::deadlines as db;
+    let now = ctx.worker.clock.now();
+    let license_kinds = db::license_kinds(conn, account).await?;
+    let kind_of = |tag: &String| {
+        license_kinds
+            .get(tag)
+            .map_or(LicenseKind::Perpetual, |(enforcement, term)| {
+                LicenseKind::of(enforcement, term)
+            })
+    };
+    let narrowing = db::reporting_interval(conn, account)
+        .await?
+        .and_then(|d| u32::try_from(d).ok());
+    let default_policy = PolicyData::cisco_default();
+    let (mut checked, mut overdue) = (0u64, 0u64);
+    let mut after = ProductInstanceId(uuid::Uuid::nil());
+    loop {
+        let page = db::histories(conn, account, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for pi in &page {
+            let policy = pi
+                .policy
+                .clone()
+                .and_then(|p| serde_json::from_value::<PolicyData>(p).ok())
+                .unwrap_or_else(|| default_policy.clone());
+            let history = UsageHistory {
+                kinds_in_use: pi.tags_in_use.iter().map(kind_of).collect(),
+                first_consumed_at: pi.first_consumed_at,
+                last_change_at: pi.usage_changed_at,
+                kinds_in_change: pi.usage_change_tags.iter().map(kind_of).collect(),
+                last_report_at: pi.last_report_at,
+                oldest_unacked_report_at: pi.oldest_unacked_at,
+            };
+            let due = deadlines::deadlines(&policy, narrowing, &history);
+            let report = due
+                .report_due
+                .map(|(at, _)| deadlines::standing(at, now, WARN_DAYS));
+            let ack = due.ack_due.map(|at| deadlines::standing(at, now, 0));
+            let late = apply(conn, account, pi.id, report, ack, now).await?;
+            checked += 1;
+            overdue += u64::from(late);
+        }
+    }
+    if overdue > 0 {
+        alerts::raise(
+            conn,
+            account,
+            None,
+            kinds::ACCOUNT_OVERDUE,
+            Severity::Error,
+            &format!("{overdue} product instance(s) overdue for reporting or ACK"),
+            now,
+        )
+        .await?;
+    } else {
+        alerts::clear(conn, account, None, kinds::ACCOUNT_OVERDUE, now).await?;
+    }
+    Ok((checked, overdue))
+}
+
+/// Raises the alerts a PI's standings call for and clears the others; true when it is late.
+async fn apply(
+    conn: &mut outpost_db::AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    report: Option<Standing>,
+    ack: Option<Standing>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, JobError> {
+    let pi = Some(pi);
+    let (due, overdue) = match report {
+        Some(Standing::DueIn(days)) => (Some(format!("Reporting due in {days} days")), None),
+        Some(Standing::Overdue(days)) => (None, Some(format!("Reporting overdue ({days} days)"))),
+        Some(Standing::OnTime) | None => (None, None),
+    };
+    let ack_late = match ack {
+        Some(Standing::Overdue(days)) => Some(format!("ACK overdue ({days} days)")),
+        _ => None,
+    };
+    for (kind, severity, message) in [
+        (kinds::REPORTING_DUE, Severity::Warning, &due),
+        (kinds::REPORTING_OVERDUE, Severity::Error, &overdue),
+        (kinds::ACK_OVERDUE, Severity::Error, &ack_late),
+    ] {
+        match message {
+            Some(message) => alerts::raise(conn, account, pi, kind, severity, message, now).await?,
+            None => alerts::clear(conn, account, pi, kind, now).await?,
+        }
+    }
+    Ok(overdue.is_some() || ack_late.is_some())
+}
