@@ -131,8 +131,11 @@ pub async fn record_usage(
                  ELSE p.usage_change_tags END,
              usage_changed_at = CASE WHEN (SELECT yes FROM changed)
                                      THEN greatest(p.usage_changed_at, $5)
-                                     ELSE p.usage_changed_at END
-         WHERE p.id = $2",
+                                                                          ELSE p.usage_changed_at END
+         WHERE p.id = $2
+           -- Most samples change nothing: no row version is written for them.
+           AND (($4 > 0 AND (p.first_consumed_at IS NULL OR $5 < p.first_consumed_at))
+                OR (SELECT yes FROM changed))",
     )
     .bind::<SqlUuid, _>(sample.account_id)
     .bind::<SqlUuid, _>(sample.pi_id)
