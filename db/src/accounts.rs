@@ -469,6 +469,8 @@ pub struct AccountChanges {
     pub validate_device: Option<Option<bool>>,
     /// NAT support override.
     pub nat_support: Option<Option<bool>>,
+    /// Reporting interval narrower than the policy's (`Some(None)`: the policy's).
+    pub reporting_interval_days: Option<Option<i32>>,
 }
 
 /// Applies changes to an account.

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use outpost_core::deadlines::{LicenseKind, UsageHistory};
+use outpost_core::signed_file::PolicyData;
 use serde_json::Value;
 
 use crate::ids::{AccountId, ProductInstanceId};
@@ -41,6 +43,44 @@ pub struct PiHistory {
     pub oldest_unacked_at: Option<DateTime<Utc>>,
 }
 
+impl PiHistory {
+    /// The policy in force: the one CSSM sent for the PI, else Cisco's default.
+    pub fn policy(&self) -> PolicyData {
+        self.policy
+            .clone()
+            .and_then(|p| serde_json::from_value::<PolicyData>(p).ok())
+            .unwrap_or_else(PolicyData::cisco_default)
+    }
+
+    /// The history as the deadline rules take it; `kinds` is [`license_kinds`] of the account
+    /// (an entitlement it holds no license of counts as unenforced perpetual).
+    pub fn usage(&self, kinds: &HashMap<String, (String, String)>) -> UsageHistory {
+        let kind_of = |tag: &String| {
+            kinds
+                .get(tag)
+                .map_or(LicenseKind::Perpetual, |(e, t)| LicenseKind::of(e, t))
+        };
+        UsageHistory {
+            kinds_in_use: self.tags_in_use.iter().map(kind_of).collect(),
+            first_consumed_at: self.first_consumed_at,
+            last_change_at: self.usage_changed_at,
+            kinds_in_change: self.usage_change_tags.iter().map(kind_of).collect(),
+            last_report_at: self.last_report_at,
+            oldest_unacked_report_at: self.oldest_unacked_at,
+        }
+    }
+}
+
+/// The columns of a [`PiHistory`], read from `product_instances p`.
+const HISTORY: &str = "SELECT p.id, p.first_consumed_at, p.usage_changed_at, p.usage_change_tags,
+        p.last_report_at, p.policy,
+        coalesce((SELECT array_agg(u.entitlement_tag) FROM entitlement_usage u
+                  WHERE u.pi_id = p.id AND u.count > 0), '{}') AS tags_in_use,
+        (SELECT min(r.received_at) FROM rum_reports r
+         WHERE r.account_id = p.account_id AND r.pi_id = p.id AND r.acked_at IS NULL)
+            AS oldest_unacked_at
+     FROM product_instances p";
+
 /// Up to `limit` PIs of an account that ever consumed a license, after `after` in id order.
 pub async fn histories(
     conn: &mut AsyncPgConnection,
@@ -48,23 +88,31 @@ pub async fn histories(
     after: ProductInstanceId,
     limit: i64,
 ) -> Result<Vec<PiHistory>, DbError> {
-    Ok(diesel::sql_query(
-        "SELECT p.id, p.first_consumed_at, p.usage_changed_at, p.usage_change_tags,
-                p.last_report_at, p.policy,
-                coalesce((SELECT array_agg(u.entitlement_tag) FROM entitlement_usage u
-                          WHERE u.pi_id = p.id AND u.count > 0), '{}') AS tags_in_use,
-                (SELECT min(r.received_at) FROM rum_reports r
-                 WHERE r.account_id = p.account_id AND r.pi_id = p.id AND r.acked_at IS NULL)
-                    AS oldest_unacked_at
-         FROM product_instances p
-         WHERE p.account_id = $1 AND p.id > $2 AND p.first_consumed_at IS NOT NULL
-         ORDER BY p.id LIMIT $3",
-    )
+    Ok(diesel::sql_query(format!(
+        "{HISTORY} WHERE p.account_id = $1 AND p.id > $2 AND p.first_consumed_at IS NOT NULL
+         ORDER BY p.id LIMIT $3"
+    ))
     .bind::<SqlUuid, _>(account)
     .bind::<SqlUuid, _>(after)
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?)
+}
+
+/// One PI's history; `None` if it never consumed a license (or is not the account's).
+pub async fn history_of(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+) -> Result<Option<PiHistory>, DbError> {
+    Ok(diesel::sql_query(format!(
+        "{HISTORY} WHERE p.account_id = $1 AND p.id = $2 AND p.first_consumed_at IS NOT NULL"
+    ))
+    .bind::<SqlUuid, _>(account)
+    .bind::<SqlUuid, _>(pi)
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 #[derive(QueryableByName)]

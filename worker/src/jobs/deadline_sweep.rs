@@ -3,8 +3,7 @@
 //! ("Reporting due in N days", "Reporting overdue", "ACK overdue"), plus a summary alert on the
 //! account. The scheduler enqueues it every few minutes; the clock is the worker's (injectable).
 
-use outpost_core::deadlines::{self, LicenseKind, Standing, UsageHistory};
-use outpost_core::signed_file::PolicyData;
+use outpost_core::deadlines::{self, Standing};
 use outpost_db::alerts::{self, kinds};
 use outpost_db::enums::{AccountStatus, Severity};
 use outpost_db::jobs::catalog::DeadlineSweep;
@@ -49,17 +48,9 @@ async fn sweep_account(
     use outpost_db::deadlines as db;
     let now = ctx.worker.clock.now();
     let license_kinds = db::license_kinds(conn, account).await?;
-    let kind_of = |tag: &String| {
-        license_kinds
-            .get(tag)
-            .map_or(LicenseKind::Perpetual, |(enforcement, term)| {
-                LicenseKind::of(enforcement, term)
-            })
-    };
     let narrowing = db::reporting_interval(conn, account)
         .await?
         .and_then(|d| u32::try_from(d).ok());
-    let default_policy = PolicyData::cisco_default();
     let (mut checked, mut overdue) = (0u64, 0u64);
     let mut after = ProductInstanceId(uuid::Uuid::nil());
     loop {
@@ -67,20 +58,7 @@ async fn sweep_account(
         let Some(last) = page.last() else { break };
         after = last.id;
         for pi in &page {
-            let policy = pi
-                .policy
-                .clone()
-                .and_then(|p| serde_json::from_value::<PolicyData>(p).ok())
-                .unwrap_or_else(|| default_policy.clone());
-            let history = UsageHistory {
-                kinds_in_use: pi.tags_in_use.iter().map(kind_of).collect(),
-                first_consumed_at: pi.first_consumed_at,
-                last_change_at: pi.usage_changed_at,
-                kinds_in_change: pi.usage_change_tags.iter().map(kind_of).collect(),
-                last_report_at: pi.last_report_at,
-                oldest_unacked_report_at: pi.oldest_unacked_at,
-            };
-            let due = deadlines::deadlines(&policy, narrowing, &history);
+            let due = deadlines::deadlines(&pi.policy(), narrowing, &pi.usage(&license_kinds));
             let report = due
                 .report_due
                 .map(|(at, _)| deadlines::standing(at, now, WARN_DAYS));

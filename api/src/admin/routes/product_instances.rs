@@ -231,6 +231,7 @@ pub async fn get_product_instance(
         .map(|(ack_id, _, delivered_at)| json!({ "id": ack_id, "delivered_at": delivered_at }))
         .collect();
     let open_alerts = alerts::open_of_pi(&mut conn, account.id, pi.id).await?;
+    let deadlines = pi_deadlines(&mut conn, account.id, pi.id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": pi.id,
         "udi_pid": pi.udi_pid,
@@ -255,8 +256,35 @@ pub async fn get_product_instance(
         "usage": usage.iter().map(|(tag, count)| json!({ "entitlement_tag": tag, "count": count })).collect::<Vec<_>>(),
         "reports": recent,
         "acks": acks,
-        "alerts": open_alerts,
+                "alerts": open_alerts,
+        "deadlines": deadlines,
     })))
+}
+
+/// The PI's reporting and ACK deadlines under its policy (what the deadline sweep alerts on).
+async fn pi_deadlines(
+    conn: &mut outpost_db::AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+) -> Result<serde_json::Value, ApiError> {
+    use outpost_core::deadlines;
+    let Some(history) = outpost_db::deadlines::history_of(conn, account, pi).await? else {
+        return Ok(
+            json!({ "report_due": null, "ack_due": null, "policy": "Cisco default", "owes": "nothing: no license consumed" }),
+        );
+    };
+    let kinds = outpost_db::deadlines::license_kinds(conn, account).await?;
+    let narrowing = outpost_db::deadlines::reporting_interval(conn, account)
+        .await?
+        .and_then(|d| u32::try_from(d).ok());
+    let policy = history.policy();
+    let due = deadlines::deadlines(&policy, narrowing, &history.usage(&kinds));
+    Ok(json!({
+        "report_due": due.report_due.map(|(at, reason)| json!({ "at": at, "reason": reason })),
+        "ack_due": due.ack_due,
+        "policy": policy.name,
+        "reporting_interval_days": narrowing,
+    }))
 }
 
 async fn find_pi(

@@ -85,9 +85,11 @@ pub async fn get_account_settings(
     let mut conn = state.pool.get().await?;
     let validate = system::validate_device(&mut conn).await?;
     let nat = system::nat_support(&mut conn).await?;
+    let interval = outpost_db::deadlines::reporting_interval(&mut conn, account.id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "validate_device": account.validate_device,
         "nat_support": account.nat_support,
+        "reporting_interval_days": interval,
         "effective": {
             "validate_device": account.validate_device.unwrap_or(validate),
             "nat_support": account.nat_support.unwrap_or(nat),
@@ -107,6 +109,11 @@ pub struct AccountSettingsBody {
     #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<bool>)]
     pub nat_support: Option<Option<bool>>,
+    /// Report at least every this many days (1 to 365), narrower than the policy's; `null`:
+    /// the policy's intervals only.
+    #[serde(default, deserialize_with = "super::present")]
+    #[schema(value_type = Option<i32>)]
+    pub reporting_interval_days: Option<Option<i32>>,
 }
 
 /// Sets a tenant's overrides of the device switches.
@@ -122,12 +129,23 @@ pub async fn put_account_settings(
     let account = operable_account(&state, &principal, *id).await?;
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
+    if let Some(Some(days)) = body.reporting_interval_days
+        && !(1..=365).contains(&days)
+    {
+        return Err(ApiError::invalid(
+            "reporting_interval_days must be 1 to 365 (or null)",
+        ));
+    }
     let changes = AccountChanges {
         validate_device: body.validate_device,
         nat_support: body.nat_support,
+        reporting_interval_days: body.reporting_interval_days,
         ..AccountChanges::default()
     };
-    if changes.validate_device.is_some() || changes.nat_support.is_some() {
+    if changes.validate_device.is_some()
+        || changes.nat_support.is_some()
+        || changes.reporting_interval_days.is_some()
+    {
         accounts::update(&mut conn, account.id, &changes, now).await?;
     }
     audit(
@@ -135,7 +153,7 @@ pub async fn put_account_settings(
         &principal,
         account.id,
         "account.settings",
-        json!({ "validate_device": body.validate_device, "nat_support": body.nat_support }),
+        json!({ "validate_device": body.validate_device, "nat_support": body.nat_support, "reporting_interval_days": body.reporting_interval_days }),
         now,
     )
     .await?;

@@ -9,6 +9,8 @@ use outpost_db::enums::JobState;
 use outpost_db::jobs::{self, catalog::DeadlineSweep};
 use outpost_pi_sim::Device;
 use outpost_tests::TestApp;
+use reqwest::Method;
+use serde_json::json;
 
 /// Tomorrow, to the second: inside the validity of the simulator's fresh signing certificate
 /// whatever day the suite runs.
@@ -43,8 +45,30 @@ async fn the_sweep_raises_and_clears_deadline_alerts_as_the_clock_moves() {
         .start()
         .await;
     // The tenant narrows reporting to every 30 days (the Cisco default asks none for perpetual use).
-    app.execute("UPDATE local_accounts SET reporting_interval_days = 30")
+    let admin = app.admin_token().await;
+    let settings = format!("/api/v1/accounts/{}/settings", app.account("Acme").await.id);
+    let (status, _) = app
+        .api(
+            Method::PUT,
+            &settings,
+            &admin,
+            Some(json!({ "reporting_interval_days": 0 })),
+        )
         .await;
+    assert_eq!(status, 422);
+    let (status, body) = app
+        .api(
+            Method::PUT,
+            &settings,
+            &admin,
+            Some(json!({ "reporting_interval_days": 30 })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["reporting_interval_days"].as_i64()),
+        (200, Some(30)),
+        "{body}"
+    );
     let client = app.pi_client("Acme-1");
     let mut device = Device::new("C9300-24UX", "FCWDEAD0001");
     let report = device.next_report();
@@ -57,6 +81,31 @@ async fn the_sweep_raises_and_clears_deadline_alerts_as_the_clock_moves() {
         1,
         "the device path keeps the history the rules need"
     );
+
+    // The PI detail shows the deadline the sweep will watch.
+    let pi = app
+        .count_rows("SELECT id::text FROM product_instances")
+        .await
+        .remove(0);
+    let (_, detail) = app
+        .api(
+            Method::GET,
+            &format!(
+                "/api/v1/accounts/{}/product-instances/{pi}",
+                app.account("Acme").await.id
+            ),
+            &admin,
+            None,
+        )
+        .await;
+    let due =
+        (app.clock.now() + Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        detail["deadlines"]["report_due"],
+        json!({ "at": due, "reason": "ongoing" }),
+        "{detail}"
+    );
+    assert_eq!(detail["deadlines"]["ack_due"], json!(due));
 
     sweep(&app).await;
     assert_eq!(
