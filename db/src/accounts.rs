@@ -54,6 +54,16 @@ pub struct LocalAccount {
     pub validate_device: Option<bool>,
     /// NAT support for this tenant; `None` follows the global setting.
     pub nat_support: Option<bool>,
+    /// Reporting interval narrower than the policy's, in days; `None`: the policy's.
+    pub reporting_interval_days: Option<i32>,
+}
+
+impl LocalAccount {
+    /// The tenant's reporting interval as the deadline rules take it.
+    pub fn reporting_interval(&self) -> Option<u32> {
+        self.reporting_interval_days
+            .and_then(|d| u32::try_from(d).ok())
+    }
 }
 
 impl std::fmt::Debug for LocalAccount {

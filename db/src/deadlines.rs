@@ -142,16 +142,3 @@ pub async fn license_kinds(
         .map(|r| (r.entitlement_tag, (r.enforcement, r.term)))
         .collect())
 }
-
-/// The tenant's narrower reporting interval, if it set one.
-pub async fn reporting_interval(
-    conn: &mut AsyncPgConnection,
-    account: AccountId,
-) -> Result<Option<i32>, DbError> {
-    use crate::schema::local_accounts;
-    Ok(local_accounts::table
-        .find(account)
-        .select(local_accounts::reporting_interval_days)
-        .first(conn)
-        .await?)
-}

@@ -4,10 +4,11 @@
 //! account. The scheduler enqueues it every few minutes; the clock is the worker's (injectable).
 
 use outpost_core::deadlines::{self, Standing};
+use outpost_db::accounts::{self, LocalAccount};
 use outpost_db::alerts::{self, kinds};
 use outpost_db::enums::{AccountStatus, Severity};
 use outpost_db::jobs::catalog::DeadlineSweep;
-use outpost_db::{AccountId, ProductInstanceId, accounts};
+use outpost_db::{AccountId, ProductInstanceId};
 use serde_json::{Value, json};
 
 use super::{JobContext, JobError, RunJob};
@@ -27,7 +28,7 @@ impl RunJob for DeadlineSweep {
             if account.status != AccountStatus::Active {
                 continue;
             }
-            let (pis, overdue) = sweep_account(ctx, &mut conn, account.id).await?;
+            let (pis, overdue) = sweep_account(ctx, &mut conn, &account).await?;
             swept += pis;
             overdue_total += overdue;
         }
@@ -43,14 +44,13 @@ impl RunJob for DeadlineSweep {
 async fn sweep_account(
     ctx: &JobContext,
     conn: &mut outpost_db::AsyncPgConnection,
-    account: AccountId,
+    account: &LocalAccount,
 ) -> Result<(u64, u64), JobError> {
     use outpost_db::deadlines as db;
     let now = ctx.worker.clock.now();
+    let narrowing = account.reporting_interval();
+    let account = account.id;
     let license_kinds = db::license_kinds(conn, account).await?;
-    let narrowing = db::reporting_interval(conn, account)
-        .await?
-        .and_then(|d| u32::try_from(d).ok());
     let (mut checked, mut overdue) = (0u64, 0u64);
     let mut after = ProductInstanceId(uuid::Uuid::nil());
     loop {

@@ -231,7 +231,7 @@ pub async fn get_product_instance(
         .map(|(ack_id, _, delivered_at)| json!({ "id": ack_id, "delivered_at": delivered_at }))
         .collect();
     let open_alerts = alerts::open_of_pi(&mut conn, account.id, pi.id).await?;
-    let deadlines = pi_deadlines(&mut conn, account.id, pi.id).await?;
+    let deadlines = pi_deadlines(&mut conn, &account, pi.id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": pi.id,
         "udi_pid": pi.udi_pid,
@@ -264,19 +264,17 @@ pub async fn get_product_instance(
 /// The PI's reporting and ACK deadlines under its policy (what the deadline sweep alerts on).
 async fn pi_deadlines(
     conn: &mut outpost_db::AsyncPgConnection,
-    account: AccountId,
+    account: &LocalAccount,
     pi: ProductInstanceId,
 ) -> Result<serde_json::Value, ApiError> {
     use outpost_core::deadlines;
-    let Some(history) = outpost_db::deadlines::history_of(conn, account, pi).await? else {
+    let narrowing = account.reporting_interval();
+    let Some(history) = outpost_db::deadlines::history_of(conn, account.id, pi).await? else {
         return Ok(
             json!({ "report_due": null, "ack_due": null, "policy": "Cisco default", "owes": "nothing: no license consumed" }),
         );
     };
-    let kinds = outpost_db::deadlines::license_kinds(conn, account).await?;
-    let narrowing = outpost_db::deadlines::reporting_interval(conn, account)
-        .await?
-        .and_then(|d| u32::try_from(d).ok());
+    let kinds = outpost_db::deadlines::license_kinds(conn, account.id).await?;
     let policy = history.policy();
     let due = deadlines::deadlines(&policy, narrowing, &history.usage(&kinds));
     Ok(json!({

@@ -85,11 +85,11 @@ pub async fn get_account_settings(
     let mut conn = state.pool.get().await?;
     let validate = system::validate_device(&mut conn).await?;
     let nat = system::nat_support(&mut conn).await?;
-    let interval = outpost_db::deadlines::reporting_interval(&mut conn, account.id).await?;
+
     Ok(HttpResponse::Ok().json(json!({
         "validate_device": account.validate_device,
         "nat_support": account.nat_support,
-        "reporting_interval_days": interval,
+        "reporting_interval_days": account.reporting_interval_days,
         "effective": {
             "validate_device": account.validate_device.unwrap_or(validate),
             "nat_support": account.nat_support.unwrap_or(nat),
