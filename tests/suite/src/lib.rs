@@ -230,6 +230,19 @@ impl TestApp {
         PiClient::new(&self.tenant_url(tenant_id), Some(&self.ca_pem)).expect("client")
     }
 
+    /// Pushes a device's next report to a tenant and returns Outpost's answer.
+    pub async fn push_next_report(
+        &self,
+        device: &mut outpost_pi_sim::Device,
+        tenant_id: &str,
+    ) -> outpost_core::device::DeviceResponse {
+        let report = device.next_report();
+        device
+            .push(&self.pi_client(tenant_id), vec![report])
+            .await
+            .expect("push a report")
+    }
+
     /// An HTTP client trusting the app's CA (admin API).
     pub fn http(&self) -> reqwest::Client {
         let tls =

@@ -165,13 +165,8 @@ async fn a_device_that_never_consumed_a_license_owes_nothing() {
         .await;
     let mut device = Device::new("C9300-24UX", "FCWIDLE0001");
     device.license_count = 0;
-    let report = device.next_report();
     assert_eq!(
-        device
-            .push(&app.pi_client("Acme-1"), vec![report])
-            .await
-            .unwrap()
-            .status,
+        app.push_next_report(&mut device, "Acme-1").await.status,
         Status::OkPoll
     );
     clock.advance(Duration::days(400));

@@ -178,13 +178,8 @@ async fn the_inventory_lists_searches_filters_and_pages_without_overlap() {
 
     // A device that reports gets an alert and a fresh last contact.
     let mut device = Device::new("C9300-24UX", "FCW00007");
-    let report = device.next_report();
     assert_eq!(
-        device
-            .push(&app.pi_client("Acme-1"), vec![report])
-            .await
-            .unwrap()
-            .status,
+        app.push_next_report(&mut device, "Acme-1").await.status,
         Status::OkPoll
     );
     assert_eq!(total("alert=any".into()).await, 1);

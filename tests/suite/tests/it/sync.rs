@@ -552,12 +552,8 @@ async fn one_bad_batch_does_not_hold_back_the_others() {
     .await;
     let mut good = push(&app, "FCWGOODLVA1", 2).await;
     let mut lab = Device::new("C9300-24UX", "FCWLABLVA01");
-    let report = lab.next_report();
     assert_eq!(
-        lab.push(&app.pi_client("Acme Campus-2"), vec![report])
-            .await
-            .unwrap()
-            .status,
+        app.push_next_report(&mut lab, "Acme Campus-2").await.status,
         Status::OkPoll
     );
 

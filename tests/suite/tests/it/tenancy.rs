@@ -406,12 +406,9 @@ async fn the_account_lifecycle_through_the_api_as_each_role() {
         .await;
     assert_eq!(body["status"], "active");
     let mut beta_device = Device::new("C9300-24UX", "BETA0001");
-    let report = beta_device.next_report();
     assert_eq!(
-        beta_device
-            .push(&app.pi_client("Beta Labs-1"), vec![report])
+        app.push_next_report(&mut beta_device, "Beta Labs-1")
             .await
-            .unwrap()
             .status,
         Status::OkPoll
     );
@@ -653,12 +650,9 @@ async fn virtual_accounts_have_tenant_urls_and_are_deleted_only_when_empty() {
 
     // A device of LVA 2 reports to its URL and lands in LVA 2.
     let mut device = Device::new("C9300-48P", "FOC2222X0AA");
-    let report = device.next_report();
     assert_eq!(
-        device
-            .push(&app.pi_client("Acme Campus-2"), vec![report])
+        app.push_next_report(&mut device, "Acme Campus-2")
             .await
-            .unwrap()
             .status,
         Status::OkPoll
     );
@@ -789,13 +783,8 @@ async fn a_renamed_account_keeps_devices_with_the_old_url_reporting() {
     let r2 = device.next_report();
     let answer = device.push(&old_client, vec![r2]).await.unwrap();
     assert_eq!(answer.status, Status::OkPoll, "{}", answer.message);
-    let r3 = device.next_report();
     assert_eq!(
-        device
-            .push(&app.pi_client("Globex-1"), vec![r3])
-            .await
-            .unwrap()
-            .status,
+        app.push_next_report(&mut device, "Globex-1").await.status,
         Status::OkPoll
     );
     assert_eq!(app.count("SELECT count(*) FROM product_instances").await, 1);
@@ -835,13 +824,8 @@ async fn a_renamed_account_keeps_devices_with_the_old_url_reporting() {
         .api(Method::GET, &format!("/api/v1/accounts/{a}"), &admin, None)
         .await;
     assert_eq!(account["former_names"], json!(["Globex"]));
-    let r4 = device.next_report();
     assert_eq!(
-        device
-            .push(&app.pi_client("Globex-1"), vec![r4])
-            .await
-            .unwrap()
-            .status,
+        app.push_next_report(&mut device, "Globex-1").await.status,
         Status::OkPoll
     );
 }
@@ -987,13 +971,8 @@ async fn the_sync_sends_each_report_to_the_pair_its_device_or_lva_maps_to() {
         (&mut in_lva2, "Acme-2"),
         (&mut own, "Acme-2"),
     ] {
-        let report = device.next_report();
         assert_eq!(
-            device
-                .push(&app.pi_client(tenant), vec![report])
-                .await
-                .unwrap()
-                .status,
+            app.push_next_report(device, tenant).await.status,
             Status::OkPoll
         );
     }
