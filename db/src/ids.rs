@@ -99,3 +99,15 @@ uuid_id!(
     /// An admin user.
     UserId
 );
+uuid_id!(
+    /// A webhook endpoint of an account.
+    WebhookId
+);
+uuid_id!(
+    /// One event on its way to one webhook.
+    DeliveryId
+);
+uuid_id!(
+    /// An authorization code (SLAC) for one device and entitlement.
+    AuthorizationId
+);

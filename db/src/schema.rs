@@ -41,6 +41,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    authorizations (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        lva_id -> Uuid,
+        pi_id -> Nullable<Uuid>,
+        request_id -> Nullable<Uuid>,
+        udi_pid -> Text,
+        udi_serial_number -> Text,
+        entitlement_tag -> Text,
+        count -> Int4,
+        state -> Text,
+        source -> Text,
+        smart_license -> Nullable<Text>,
+        confirm_code -> Nullable<Text>,
+        return_code -> Nullable<Text>,
+        error -> Nullable<Text>,
+        requested_at -> Timestamptz,
+        issued_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        confirmed_at -> Nullable<Timestamptz>,
+        returned_at -> Nullable<Timestamptz>,
+        return_forwarded_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     cssm_uploads (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -65,6 +91,7 @@ diesel::table! {
         pi_id -> Uuid,
         report_ids -> Array<Int8>,
         created_at -> Timestamptz,
+        authorization_request -> Nullable<Uuid>,
     }
 }
 
@@ -169,6 +196,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    pi_files (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        kind -> Text,
+        sudi -> Nullable<Jsonb>,
+        smart_license -> Text,
+        sha256 -> Text,
+        ack_id -> Nullable<Uuid>,
+        received_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        installed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     pi_ha_members (pi_id, udi_pid, udi_serial_number) {
         account_id -> Uuid,
         pi_id -> Uuid,
@@ -208,6 +251,9 @@ diesel::table! {
         usage_change_tags -> Array<Text>,
         last_report_at -> Nullable<Timestamptz>,
         policy -> Nullable<Jsonb>,
+        trust_requests -> Nullable<Jsonb>,
+        trust_forwarded_at -> Nullable<Timestamptz>,
+        ha_active_pi -> Nullable<Uuid>,
     }
 }
 
@@ -300,10 +346,48 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_attempts (delivery_id, attempt) {
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        at -> Timestamptz,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        duration_ms -> Int4,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        webhook_id -> Uuid,
+        account_id -> Uuid,
+        event -> Text,
+        body -> Text,
+        state -> Text,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        url -> Text,
+        secret -> Text,
+        kinds -> Array<Text>,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     account_former_names,
     acks,
     alerts,
+    authorizations,
     cssm_uploads,
     device_polls,
     entitlement_usage,
@@ -312,6 +396,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     licenses,
     local_accounts,
     local_virtual_accounts,
+    pi_files,
     pi_ha_members,
     product_instances,
     rum_reports,
@@ -320,4 +405,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     system_settings,
     user_account_roles,
     users,
+    webhook_attempts,
+    webhook_deliveries,
+    webhooks,
 );

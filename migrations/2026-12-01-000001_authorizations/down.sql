@@ -1,0 +1,10 @@
+ALTER TABLE device_polls DROP COLUMN authorization_request;
+DROP TABLE authorizations;
+ALTER TABLE product_instances
+    DROP COLUMN ha_active_pi,
+    DROP COLUMN trust_forwarded_at,
+    DROP COLUMN trust_requests;
+DROP TABLE pi_files;
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE webhooks;
