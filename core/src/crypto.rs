@@ -277,6 +277,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Lower-case hex HMAC-SHA256 of `message` under `key` (webhook signatures).
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    hex::encode(aws_lc_rs::hmac::sign(&key, message).as_ref())
+}
+
 /// A random alphanumeric token (nonces, client secrets).
 pub fn random_alphanumeric(len: usize) -> String {
     rand::rng()
@@ -288,6 +294,15 @@ pub fn random_alphanumeric(len: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            super::hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -81,6 +81,27 @@ pub struct Settings {
     pub cssm: CssmSettings,
     /// The job runner and schedules.
     pub worker: WorkerSettings,
+    /// Outgoing webhooks (alerts sent to an account's HTTPS endpoints).
+    pub webhooks: WebhookSettings,
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Extra CA certificates (PEM) to trust for webhook endpoints, besides the system's.
+    pub ca_file: String,
+    /// Seconds an endpoint has to answer one delivery attempt.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            ca_file: String::new(),
+            timeout_secs: 10,
+        }
+    }
 }
 
 /// Logging.
@@ -245,6 +266,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             cssm: CssmSettings::default(),
             worker: WorkerSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -474,6 +496,7 @@ impl Settings {
         }
         for (key, path) in [
             ("cssm.ca_file", &self.cssm.ca_file),
+            ("webhooks.ca_file", &self.webhooks.ca_file),
             (
                 "cssm.signing_certificate_file",
                 &self.cssm.signing_certificate_file,
@@ -487,6 +510,9 @@ impl Settings {
                     message: format!("file {path} does not exist"),
                 });
             }
+        }
+        if self.webhooks.timeout_secs == 0 {
+            return invalid("webhooks.timeout_secs", "must be at least 1");
         }
         if self.cssm.batch_size == 0 {
             return invalid("cssm.batch_size", "must be at least 1");

@@ -87,11 +87,13 @@ pub async fn raise(
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     lock_pi(conn, pi).await?;
-    diesel::sql_query(
+    // `xmax = 0` tells a fresh row from a refreshed one: only a new alert goes to webhooks.
+    let row: Raised = diesel::sql_query(
         "INSERT INTO alerts (account_id, pi_id, kind, severity, message, raised_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $6)
          ON CONFLICT (account_id, pi_id, kind) WHERE cleared_at IS NULL DO UPDATE
-         SET severity = EXCLUDED.severity, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at",
+         SET severity = EXCLUDED.severity, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at
+         RETURNING id, (xmax = 0) AS inserted",
     )
     .bind::<SqlUuid, _>(account)
     .bind::<Nullable<SqlUuid>, _>(pi)
@@ -99,9 +101,20 @@ pub async fn raise(
     .bind::<Text, _>(severity)
     .bind::<Text, _>(message)
     .bind::<Timestamptz, _>(now)
-    .execute(conn)
+    .get_result(conn)
     .await?;
+    if row.inserted {
+        crate::webhooks::alert_raised(conn, account, pi, row.id, now).await?;
+    }
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Raised {
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    inserted: bool,
 }
 
 /// Clears an open alert, if there is one.

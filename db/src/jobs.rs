@@ -364,6 +364,32 @@ pub mod catalog {
         }
     }
 
+    /// Sends one webhook delivery (an alert as signed JSON); retried with backoff.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct WebhookDelivery {
+        /// The account whose alert it is.
+        pub account_id: AccountId,
+        /// The delivery.
+        pub delivery_id: crate::ids::DeliveryId,
+    }
+
+    impl WebhookDelivery {
+        /// Job kind.
+        pub const KIND: &'static str = "webhook_delivery";
+
+        /// The job row: one per delivery.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::json!({ "account_id": self.account_id, "delivery_id": self.delivery_id }),
+                dedup_key: Some(format!("{}:{}", Self::KIND, self.delivery_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
     /// "Synchronize now with Cisco" for one local account.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CssmSync {

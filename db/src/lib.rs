@@ -30,6 +30,7 @@ pub mod system;
 pub mod testing;
 pub mod uploads;
 pub mod users;
+pub mod webhooks;
 
 pub use diesel::result::Error as QueryError;
 pub use diesel_async::{AsyncConnection, AsyncPgConnection};

@@ -228,7 +228,7 @@ impl CssmClient {
 }
 
 /// reqwest's `Display` hides the cause (e.g. the certificate error); include the chain.
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -33,6 +33,9 @@ pub struct WorkerContext {
     pub cssm: CssmClient,
     /// Verifies ACKs and policies; `None` until `cssm.signing_certificate_file` is set.
     pub ack_verifier: Option<SignatureVerifier>,
+    /// Sends webhook deliveries (no redirects followed: an endpoint is called where it was
+    /// registered, nowhere else).
+    pub webhooks: reqwest::Client,
 }
 
 /// Why the worker could not be set up.
@@ -41,6 +44,9 @@ pub enum SetupError {
     /// The CSSM client could not be built.
     #[error(transparent)]
     Cssm(#[from] cssm_client::CssmError),
+    /// The webhook client could not be built.
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     /// The signing certificate could not be read.
     #[error("cssm.signing_certificate_file {path}: {message}")]
     SigningCertificate {
@@ -80,6 +86,7 @@ impl WorkerContext {
             let pem = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
             Some(SignatureVerifier::from_certificate_pem(&pem).map_err(|e| error(e.to_string()))?)
         };
+        let webhooks = webhook_client(&settings.webhooks)?;
         Ok(Self {
             pool,
             database_url,
@@ -87,6 +94,30 @@ impl WorkerContext {
             clock,
             cssm,
             ack_verifier,
+            webhooks,
         })
     }
+}
+
+fn webhook_client(
+    settings: &outpost_core::settings::WebhookSettings,
+) -> Result<reqwest::Client, SetupError> {
+    let mut extra_roots = Vec::new();
+    if !settings.ca_file.is_empty() {
+        let pem = std::fs::read_to_string(&settings.ca_file).map_err(|e| {
+            SetupError::Webhooks(format!("webhooks.ca_file {}: {e}", settings.ca_file))
+        })?;
+        extra_roots.push(pem);
+    }
+    let tls = outpost_core::tls::client_config(&extra_roots, true)
+        .map_err(|e| SetupError::Webhooks(format!("webhooks.ca_file: {e}")))?;
+    let timeout = std::time::Duration::from_secs(settings.timeout_secs);
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Outpost-Webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SetupError::Webhooks(e.to_string()))
 }

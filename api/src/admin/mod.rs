@@ -155,6 +155,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/accounts/{id}/usage-files",
                     web::post().to(offline_files::create_usage_file),
                 )
+                .route(
+                    "/accounts/{id}/webhooks",
+                    web::get().to(webhooks::list_webhooks),
+                )
+                .route(
+                    "/accounts/{id}/webhooks",
+                    web::post().to(webhooks::create_webhook),
+                )
+                .route(
+                    "/accounts/{id}/webhooks/{webhook_id}",
+                    web::delete().to(webhooks::delete_webhook),
+                )
+                .route(
+                    "/accounts/{id}/webhooks/{webhook_id}/deliveries",
+                    web::get().to(webhooks::list_webhook_deliveries),
+                )
                 .route("/jobs/{id}", web::get().to(get_job::get_job))
                 .route("/settings", web::get().to(settings::get_settings))
                 .route("/settings", web::put().to(settings::put_settings))

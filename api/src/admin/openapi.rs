@@ -34,6 +34,8 @@ use super::routes::*;
         offline_files::create_usage_file, offline_files::get_ack_file,
         get_job::get_job,
         users::list_users, users::create_user, users::put_user_roles,
+        webhooks::list_webhooks, webhooks::create_webhook, webhooks::delete_webhook,
+        webhooks::list_webhook_deliveries,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -686,3 +686,98 @@ where
     }
     panic!("timed out after {seconds} s waiting for {what}");
 }
+
+/// One request a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct ReceivedHook {
+    /// Request headers, names lower-case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body exactly as sent.
+    pub body: String,
+    /// The status it answered.
+    pub answered: u16,
+}
+
+/// An HTTPS endpoint for webhook tests: answers 500 to its first `fail_first` requests, then
+/// 204, and keeps every request. Trust its CA with `webhooks.ca_file = receiver.ca_file()`.
+pub struct WebhookReceiver {
+    /// `https://127.0.0.1:<port>/hook`.
+    pub url: String,
+    received: Arc<std::sync::Mutex<Vec<ReceivedHook>>>,
+    handle: ServerHandle,
+    dir: TempDir,
+}
+
+impl WebhookReceiver {
+    /// Starts a receiver on a free loopback port.
+    pub async fn start(fail_first: usize) -> Self {
+        use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+        let ca = outpost_core::crypto::generate_ca("Webhook receiver CA").unwrap();
+        let leaf =
+            outpost_core::crypto::issue_server_certificate(&ca, &["127.0.0.1".into()]).unwrap();
+        let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem).unwrap();
+        let received: Arc<std::sync::Mutex<Vec<ReceivedHook>>> = Arc::default();
+        let log = received.clone();
+        let server = HttpServer::new(move || {
+            let log = log.clone();
+            App::new().route(
+                "/hook",
+                web::post().to(move |req: HttpRequest, body: String| {
+                    let log = log.clone();
+                    async move {
+                        let mut log = log.lock().unwrap();
+                        let answered = if log.len() < fail_first { 500 } else { 204 };
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                            })
+                            .collect();
+                        log.push(ReceivedHook {
+                            headers,
+                            body,
+                            answered,
+                        });
+                        HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(answered).unwrap(),
+                        )
+                        .finish()
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind_rustls_0_23("127.0.0.1:0", tls)
+        .unwrap();
+        let url = format!("https://{}/hook", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+        Self {
+            url,
+            received,
+            handle,
+            dir,
+        }
+    }
+
+    /// The CA file that issued its certificate.
+    pub fn ca_file(&self) -> String {
+        path_text(&self.dir.path().join("ca.crt"))
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<ReceivedHook> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Stops the server.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}

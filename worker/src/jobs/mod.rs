@@ -3,12 +3,13 @@
 pub mod cssm_sync;
 pub mod deadline_sweep;
 pub mod registration;
+pub mod webhook_delivery;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use outpost_db::DbError;
 use outpost_db::jobs::Job;
-use outpost_db::jobs::catalog::{AccountRegistration, CssmSync, DeadlineSweep};
+use outpost_db::jobs::catalog::{AccountRegistration, CssmSync, DeadlineSweep, WebhookDelivery};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -75,6 +76,7 @@ pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
         CssmSync::KIND => payload::<CssmSync>(&ctx.job)?.run(&ctx).await,
         AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
         DeadlineSweep::KIND => payload::<DeadlineSweep>(&ctx.job)?.run(&ctx).await,
+        WebhookDelivery::KIND => payload::<WebhookDelivery>(&ctx.job)?.run(&ctx).await,
         other => Err(JobError::Fatal(format!(
             "no worker code for job kind '{other}'"
         ))),

@@ -16,6 +16,7 @@ pub mod settings;
 pub mod ui;
 pub mod users;
 pub mod virtual_accounts;
+pub mod webhooks;
 
 use outpost_db::AccountId;
 use outpost_db::accounts::LocalAccount;

@@ -51,6 +51,7 @@ fn body_for(method: &str, path: &str, foreign_pi: &str) -> Option<Value> {
             json!({ "enabled": false, "every_days": 3, "hour": 1, "minute": 0, "time_zone": "UTC" })
         }
         ("put", "/api/v1/users/{id}/roles") => json!({ "system_role": "system_admin" }),
+        ("post", "/api/v1/accounts/{id}/webhooks") => json!({ "url": "https://hijack.example/" }),
         _ => return None,
     };
     Some(body)
@@ -121,6 +122,16 @@ async fn every_route_with_an_id_answers_404_for_another_tenants_ids_and_changes_
         .await
         .remove(0);
     let b_job = &jobs[1];
+    let (status, hook) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{b}/webhooks"),
+            &admin,
+            Some(json!({ "url": "https://hooks.beta.example/outpost" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let b_webhook = hook["id"].as_str().unwrap().to_owned();
 
     let (status, doc) = app.api(Method::GET, "/api/openapi.json", "", None).await;
     assert_eq!(status, 200);
@@ -149,6 +160,7 @@ async fn every_route_with_an_id_answers_404_for_another_tenants_ids_and_changes_
             let concrete = path
                 .replace("{id}", id)
                 .replace("{pi}", &b_pi)
+                .replace("{webhook_id}", &b_webhook)
                 .replace("{number}", "2");
             let (status, response) = app.api(http.clone(), &concrete, &alice, body.clone()).await;
             assert_eq!(status, 404, "{method} {concrete}: {response}");
@@ -157,10 +169,13 @@ async fn every_route_with_an_id_answers_404_for_another_tenants_ids_and_changes_
                 "{method} {concrete}: {response}"
             );
             walked += 1;
-            // A's account with B's device (or B's devices in a bulk body).
+            // A's account with B's device or webhook (or B's devices in a bulk body).
             let in_body = body.as_ref().is_some_and(|b| b.to_string().contains(&b_pi));
-            if path.contains("{pi}") || in_body {
-                let concrete = path.replace("{id}", &a).replace("{pi}", &b_pi);
+            if path.contains("{pi}") || path.contains("{webhook_id}") || in_body {
+                let concrete = path
+                    .replace("{id}", &a)
+                    .replace("{pi}", &b_pi)
+                    .replace("{webhook_id}", &b_webhook);
                 let (status, response) = app.api(http, &concrete, &alice, body).await;
                 assert_eq!(
                     status, 404,

@@ -22,3 +22,4 @@ mod simulators;
 mod sync;
 mod tenancy;
 mod ui;
+mod webhooks;
