@@ -308,6 +308,25 @@ impl TestApp {
         )
     }
 
+    /// Posts a CSV file to an admin API path; returns the status and the JSON answer.
+    pub async fn post_csv(&self, path: &str, token: &str, csv: String) -> (u16, serde_json::Value) {
+        let response = self
+            .http()
+            .post(format!("{}{path}", self.admin_base))
+            .bearer_auth(token)
+            .header("Content-Type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Creates a user through the API (as the first admin) and logs it in; returns its id and
     /// token. `system_role` is e.g. `Some("system_operator")`.
     pub async fn user(

@@ -21,22 +21,12 @@ async fn text(app: &TestApp, token: &str, path: &str) -> (u16, String) {
 }
 
 async fn import(app: &TestApp, token: &str, account: &str, csv: String) -> (u16, Value) {
-    let response = app
-        .http()
-        .post(format!(
-            "{}/api/v1/accounts/{account}/product-instances/import",
-            app.admin_base
-        ))
-        .bearer_auth(token)
-        .header("Content-Type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
+    app.post_csv(
+        &format!("/api/v1/accounts/{account}/product-instances/import"),
+        token,
+        csv,
     )
+    .await
 }
 
 /// Every page of a list, following `next_cursor`; returns the ids in order.
