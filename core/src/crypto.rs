@@ -298,7 +298,7 @@ mod tests {
     fn hmac_matches_rfc_4231() {
         // RFC 4231, test case 2.
         assert_eq!(
-            super::hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

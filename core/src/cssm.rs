@@ -167,6 +167,66 @@ pub struct PollResponseData {
     /// With action `acknowledgements`.
     #[serde(default)]
     pub acknowledgements: Vec<AckEntry>,
+    /// With action `authorizations`: one SLAC file per device and entitlement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorizations: Vec<AckEntry>,
+}
+
+/// One entitlement asked for in `devices/authrequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthKey {
+    /// Entitlement tag.
+    pub entitlement: String,
+    /// How many.
+    pub count: u32,
+}
+
+/// One device of `devices/authrequest`: keys to authorize, or none plus `remove_code` to return
+/// what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthLicense {
+    /// The device.
+    pub sudi: Sudi,
+    /// Hostname, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// What to authorize; empty for a return.
+    pub keys: Vec<AuthKey>,
+    /// The device's return code, for a return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_code: Option<String>,
+}
+
+/// `data` of `POST v2/devices/authrequest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequestData {
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// 16 alphanumeric characters.
+    pub nonce: String,
+    /// The devices.
+    pub licenses: Vec<AuthLicense>,
+}
+
+/// `POST v2/devices/authrequest` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequest {
+    /// The request.
+    pub data: AuthRequestData,
+}
+
+/// `POST v2/devices/authrequest` answer: `OK_POLL` with a poll id for codes (poll with action
+/// `authorizations`), `COMPLETE` for a return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequestResponse {
+    /// `OK_POLL` or `COMPLETE`.
+    pub status: String,
+    /// Human text.
+    #[serde(default)]
+    pub message: String,
+    /// Poll id for the codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_id: Option<String>,
 }
 
 /// `POST v2/accounts/poll` answer.

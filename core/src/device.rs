@@ -99,6 +99,78 @@ pub struct RequestData {
     /// `result_poll`: the poll id of an earlier `OK_POLL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_id: Option<String>,
+    /// `authorization_request`: what each device asks to be authorized for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<LicenseRequest>,
+    /// `authorization_request`: add to what the devices hold, or replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AuthorizationMode>,
+    /// `authorization_request` [ours]: `all` asks for every UDI of the HA set, `local` only for
+    /// the devices listed (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<AuthorizationScope>,
+    /// `authorization_confirmation`: the codes of installed SLACs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmations: Vec<Confirmation>,
+    /// `authorization_return`: the devices giving their authorization back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns: Vec<Return>,
+}
+
+/// Entitlements one device asks to be authorized for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseRequest {
+    /// The device.
+    pub sudi: Sudi,
+    /// What it asks for.
+    pub keys: Vec<LicenseKey>,
+}
+
+/// One entitlement and count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseKey {
+    /// Entitlement tag.
+    pub entitlement: String,
+    /// How many, at least 1.
+    pub count: u32,
+}
+
+/// How an authorization request treats what the devices already hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationMode {
+    /// Adds to the codes held.
+    Add,
+    /// The new codes supersede those held, which go back to the pool.
+    Replace,
+}
+
+/// Which devices of an HA set an authorization request covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationScope {
+    /// Every UDI of the sender's HA set.
+    All,
+    /// Only the devices listed.
+    Local,
+}
+
+/// A confirmation code of an installed SLAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The device.
+    pub sudi: Sudi,
+    /// The code from the SLAC.
+    pub confirm_code: String,
+}
+
+/// A device returning its authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    /// The device.
+    pub sudi: Sudi,
+    /// The return code the device generated.
+    pub return_code: String,
 }
 
 /// Why a request body was refused before anything was stored.
@@ -198,6 +270,57 @@ impl DeviceRequest {
                 .validate()
                 .map_err(|e| InvalidRequest(format!("data.ha_udi[{i}].sudi: {e}")))?;
         }
+        let code = |field: String, value: &str| {
+            if value.is_empty()
+                || value.len() > MAX_FIELD_LEN
+                || !value.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                Err(InvalidRequest(format!(
+                    "{field} must be 1 to {MAX_FIELD_LEN} letters and digits"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, license) in d.licenses.iter().enumerate() {
+            license
+                .sudi
+                .validate()
+                .map_err(|e| InvalidRequest(format!("data.licenses[{i}].sudi: {e}")))?;
+            if license.keys.is_empty() {
+                return Err(InvalidRequest(format!("data.licenses[{i}].keys is empty")));
+            }
+            for (j, key) in license.keys.iter().enumerate() {
+                if key.entitlement.is_empty()
+                    || key.entitlement.len() > MAX_FIELD_LEN
+                    || key.entitlement.contains('\0')
+                {
+                    return Err(InvalidRequest(format!(
+                        "data.licenses[{i}].keys[{j}].entitlement must be 1 to {MAX_FIELD_LEN} characters"
+                    )));
+                }
+                if key.count == 0 || key.count > 10_000 {
+                    return Err(InvalidRequest(format!(
+                        "data.licenses[{i}].keys[{j}].count must be between 1 and 10000"
+                    )));
+                }
+            }
+        }
+        for (i, c) in d.confirmations.iter().enumerate() {
+            c.sudi
+                .validate()
+                .map_err(|e| InvalidRequest(format!("data.confirmations[{i}].sudi: {e}")))?;
+            code(
+                format!("data.confirmations[{i}].confirm_code"),
+                &c.confirm_code,
+            )?;
+        }
+        for (i, r) in d.returns.iter().enumerate() {
+            r.sudi
+                .validate()
+                .map_err(|e| InvalidRequest(format!("data.returns[{i}].sudi: {e}")))?;
+            code(format!("data.returns[{i}].return_code"), &r.return_code)?;
+        }
         Ok(())
     }
 }
@@ -253,6 +376,26 @@ pub enum MessageCode {
     TryAgain,
     /// An unexpected server fault (details in Outpost's log).
     InternalError,
+    /// `trust_sync` answered; installed trust codes recorded.
+    TrustSynced,
+    /// Authorization codes asked of CSSM; poll for them.
+    AuthorizationPending,
+    /// Authorization codes are in `data.authorizations`.
+    AuthorizationIssued,
+    /// Confirmation codes recorded.
+    AuthorizationConfirmed,
+    /// Authorization returned; the licenses are back in the pool.
+    AuthorizationReturned,
+    /// The pool holds fewer licenses than asked for.
+    InsufficientLicenses,
+    /// The entitlement needs no authorization code, or is unknown to the account.
+    NotAuthorizable,
+    /// No authorization matches the device and code.
+    UnknownAuthorization,
+    /// CSSM refused to issue the codes; `message` says why.
+    AuthorizationFailed,
+    /// An earlier authorization request for the same device and entitlement still waits.
+    RequestPending,
 }
 
 /// An answer to a device.

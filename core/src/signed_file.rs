@@ -1,5 +1,5 @@
-//! Files CSSM issues and Outpost relays unchanged: the RUM acknowledgement (ACK) and the
-//! policy inside it (`PROTOCOL.md` section 6).
+//! Files CSSM issues and Outpost relays unchanged: the RUM acknowledgement (ACK) with the
+//! policy and trust codes inside it, and authorization codes (SLAC) (`PROTOCOL.md` section 6).
 //!
 //! Each signed section is `<data>JSON</data><signature>base64 DER</signature>`. The signature is
 //! ECDSA P-256 / SHA-256 over the exact bytes of the `<data>` text (after XML unescaping), made
@@ -20,6 +20,10 @@ pub const ROOT: &str = "smartLicense";
 pub const ACK_SECTION: &str = "smartLicenseRumAck";
 /// The policy section (also a root element when a policy travels alone).
 pub const POLICY_SECTION: &str = "smartLicensePolicy";
+/// A trust code: a root element, and a section of the ACK that answers a trust request [ours].
+pub const TRUST_CODE_SECTION: &str = "smartLicenseTrustCode";
+/// An authorization code (SLAC).
+pub const AUTHORIZATION_ROOT: &str = "smartLicenseAuthorization";
 
 /// Why a signed file was refused; the message names the section.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,14 @@ pub enum SignedFileError {
         section: &'static str,
         /// The JSON error.
         message: String,
+    },
+    /// The `<udi>` of a UDI-bound file is not `P[ID]:<pid>,SN:<serial>`.
+    #[error("<{section}> names no valid device: '{udi}'")]
+    Udi {
+        /// The section.
+        section: &'static str,
+        /// The text found.
+        udi: String,
     },
     /// Signing failed (simulator side).
     #[error("signing failed: {0}")]
@@ -131,6 +143,50 @@ impl PolicyData {
     }
 }
 
+/// What a trust code carries [ours]: the key the device signs its reports with from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustCodeData {
+    /// The device's trust key.
+    pub public_key_pem: String,
+    /// Milliseconds since the epoch.
+    pub issued: i64,
+}
+
+/// One entitlement an authorization code allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizedEntitlement {
+    /// Entitlement tag.
+    pub tag: String,
+    /// How many.
+    pub count: u32,
+    /// `PERPETUAL` or `SUBSCRIPTION`.
+    pub license_type: String,
+}
+
+/// What an authorization code (SLAC) carries [ours: the inner content is not public].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationData {
+    /// The product instance UUID, when known.
+    pub piid: String,
+    /// What it authorizes.
+    pub entitlements: Vec<AuthorizedEntitlement>,
+    /// The base58 code the device sends back once it installed the SLAC.
+    pub confirm_code: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+}
+
+/// A UDI-bound file (trust code or SLAC) whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundFile<T> {
+    /// The device it is for.
+    pub sudi: Sudi,
+    /// Its content.
+    pub data: T,
+    /// The file as a stand-alone document, to relay.
+    pub file: String,
+}
+
 /// An ACK whose signatures verified, with its parsed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedAck {
@@ -138,6 +194,20 @@ pub struct VerifiedAck {
     pub ack: AckData,
     /// The policy CSSM sent with it, if any.
     pub policy: Option<PolicyData>,
+    /// That policy as a stand-alone signed file (what a device gets in `data.policy`).
+    pub policy_file: Option<String>,
+    /// Trust codes answering the device's trust requests.
+    pub trust_codes: Vec<BoundFile<TrustCodeData>>,
+}
+
+/// The text form of a UDI in `<udi>` elements: `PID:<pid>,SN:<serial>`. `P:` is accepted too.
+pub fn parse_udi(text: &str) -> Option<Sudi> {
+    let (pid, serial) = text.trim().split_once(",SN:")?;
+    let pid = pid
+        .strip_prefix("PID:")
+        .or_else(|| pid.strip_prefix("P:"))?;
+    let sudi = Sudi::new(pid, serial);
+    sudi.validate().ok().map(|()| sudi)
 }
 
 fn signed_section<T: Serialize>(
@@ -157,10 +227,12 @@ fn signed_section<T: Serialize>(
     ))
 }
 
-/// Builds a signed ACK file, with a policy section when given (CSSM simulator side).
+/// Builds a signed ACK file, with a policy section when given and the trust code files
+/// (from [`build_trust_code`]) as further sections (CSSM simulator side).
 pub fn build_ack(
     ack: &AckData,
     policy: Option<&PolicyData>,
+    trust_codes: &[String],
     signer: &EcdsaSigner,
 ) -> Result<String, SignedFileError> {
     let mut out = format!("<{ROOT}>");
@@ -168,8 +240,124 @@ pub fn build_ack(
     if let Some(policy) = policy {
         out.push_str(&signed_section(POLICY_SECTION, policy, signer)?);
     }
+    for code in trust_codes {
+        out.push_str(code);
+    }
     out.push_str(&format!("</{ROOT}>"));
     Ok(out)
+}
+
+/// A UDI-bound signed file: `<element><udi>..</udi><data>..</data><signature>..</signature>`.
+fn bound_file<T: Serialize>(
+    element: &str,
+    sudi: &Sudi,
+    data: &T,
+    signer: &EcdsaSigner,
+) -> Result<String, SignedFileError> {
+    let section = signed_section(element, data, signer)?;
+    let open = format!("<{element}>");
+    Ok(section.replacen(
+        &open,
+        &format!("{open}<udi>{}</udi>", xml::escape(&sudi.to_string())),
+        1,
+    ))
+}
+
+/// Builds a signed trust code for a device (CSSM simulator side).
+pub fn build_trust_code(
+    sudi: &Sudi,
+    data: &TrustCodeData,
+    signer: &EcdsaSigner,
+) -> Result<String, SignedFileError> {
+    bound_file(TRUST_CODE_SECTION, sudi, data, signer)
+}
+
+/// Builds a signed authorization code (SLAC) for a device (CSSM simulator side).
+pub fn build_authorization(
+    sudi: &Sudi,
+    data: &AuthorizationData,
+    signer: &EcdsaSigner,
+) -> Result<String, SignedFileError> {
+    bound_file(AUTHORIZATION_ROOT, sudi, data, signer)
+}
+
+/// The stand-alone text of a verified section, as a device receives it: the signature covers
+/// the unescaped `<data>` text, so escaping it again yields a file that verifies the same.
+fn standalone(section: &Element, name: &str) -> String {
+    let mut out = format!("<{name}>");
+    if let Some(udi) = section.child("udi") {
+        out.push_str(&format!("<udi>{}</udi>", xml::escape(udi.text.trim())));
+    }
+    for part in ["data", "signature"] {
+        let text = section
+            .child(part)
+            .map(|e| e.text.as_str())
+            .unwrap_or_default();
+        out.push_str(&format!("<{part}>{}</{part}>", xml::escape(text)));
+    }
+    out.push_str(&format!("</{name}>"));
+    out
+}
+
+/// Verifies a UDI-bound section and reads its device.
+fn verify_bound<T: for<'de> Deserialize<'de>>(
+    section: &Element,
+    name: &'static str,
+    verifier: &SignatureVerifier,
+    now: DateTime<Utc>,
+) -> Result<BoundFile<T>, SignedFileError> {
+    let data = verify_section(section, name, verifier, now)?;
+    let udi = section
+        .child("udi")
+        .ok_or(SignedFileError::Missing("udi"))?;
+    let sudi = parse_udi(&udi.text).ok_or_else(|| SignedFileError::Udi {
+        section: name,
+        udi: udi.text.clone(),
+    })?;
+    Ok(BoundFile {
+        sudi,
+        data,
+        file: standalone(section, name),
+    })
+}
+
+/// Checks the signature of a stand-alone policy file (what a device gets in `data.policy`).
+pub fn verify_policy(
+    file: &str,
+    verifier: &SignatureVerifier,
+    now: DateTime<Utc>,
+) -> Result<PolicyData, SignedFileError> {
+    let root = xml::parse(file)?;
+    if root.name != POLICY_SECTION {
+        return Err(SignedFileError::Missing(POLICY_SECTION));
+    }
+    verify_section(&root, POLICY_SECTION, verifier, now)
+}
+
+/// Checks the signature of a stand-alone trust code file.
+pub fn verify_trust_code(
+    file: &str,
+    verifier: &SignatureVerifier,
+    now: DateTime<Utc>,
+) -> Result<BoundFile<TrustCodeData>, SignedFileError> {
+    let root = xml::parse(file)?;
+    if root.name != TRUST_CODE_SECTION {
+        return Err(SignedFileError::Missing(TRUST_CODE_SECTION));
+    }
+    verify_bound(&root, TRUST_CODE_SECTION, verifier, now)
+}
+
+/// Checks the signature of an authorization code (SLAC) file and returns its content.
+pub fn verify_authorization(
+    file: &str,
+    verifier: &SignatureVerifier,
+    now: DateTime<Utc>,
+) -> Result<BoundFile<AuthorizationData>, SignedFileError> {
+    let root = xml::parse(file)?;
+    if root.name != AUTHORIZATION_ROOT {
+        return Err(SignedFileError::Missing(AUTHORIZATION_ROOT));
+    }
+    verify_bound(&root, AUTHORIZATION_ROOT, verifier, now)
 }
 
 /// Builds a stand-alone signed policy file.
@@ -224,11 +412,25 @@ pub fn verify_ack(
         .child(ACK_SECTION)
         .ok_or(SignedFileError::Missing(ACK_SECTION))?;
     let ack = verify_section(ack_section, ACK_SECTION, verifier, now)?;
-    let policy = match root.child(POLICY_SECTION) {
-        Some(section) => Some(verify_section(section, POLICY_SECTION, verifier, now)?),
-        None => None,
+    let (policy, policy_file) = match root.child(POLICY_SECTION) {
+        Some(section) => (
+            Some(verify_section(section, POLICY_SECTION, verifier, now)?),
+            Some(standalone(section, POLICY_SECTION)),
+        ),
+        None => (None, None),
     };
-    Ok(VerifiedAck { ack, policy })
+    let trust_codes = root
+        .children
+        .iter()
+        .filter(|c| c.name == TRUST_CODE_SECTION)
+        .map(|section| verify_bound(section, TRUST_CODE_SECTION, verifier, now))
+        .collect::<Result<_, _>>()?;
+    Ok(VerifiedAck {
+        ack,
+        policy,
+        policy_file,
+        trust_codes,
+    })
 }
 
 #[cfg(test)]
@@ -253,10 +455,93 @@ mod tests {
         let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
         let policy = PolicyData::cisco_default();
-        let file = build_ack(&sample_ack(), Some(&policy), &signer).unwrap();
+        let file = build_ack(&sample_ack(), Some(&policy), &[], &signer).unwrap();
         let verified = verify_ack(&file, &verifier, Utc::now()).unwrap();
         assert_eq!(verified.ack, sample_ack());
-        assert_eq!(verified.policy, Some(policy));
+        assert_eq!(verified.policy, Some(policy.clone()));
+        assert!(verified.trust_codes.is_empty());
+        // The policy travels on alone to the device and still verifies.
+        let alone = verified.policy_file.unwrap();
+        assert!(alone.starts_with("<smartLicensePolicy><data>"), "{alone}");
+        assert_eq!(
+            verify_policy(&alone, &verifier, Utc::now()).unwrap(),
+            policy
+        );
+    }
+
+    #[test]
+    fn trust_codes_ride_in_the_ack_and_verify_alone() {
+        let pair = generate_signing_certificate("CSSM").unwrap();
+        let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
+        let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
+        let data = TrustCodeData {
+            public_key_pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into(),
+            issued: 1_732_700_000_000,
+        };
+        let members = [
+            Sudi::new("C9300-24UX", "FCW1"),
+            Sudi::new("C9300-24UX", "FCW2"),
+        ];
+        let codes: Vec<String> = members
+            .iter()
+            .map(|m| build_trust_code(m, &data, &signer).unwrap())
+            .collect();
+        let file = build_ack(&sample_ack(), None, &codes, &signer).unwrap();
+        let verified = verify_ack(&file, &verifier, Utc::now()).unwrap();
+        assert_eq!(verified.trust_codes.len(), 2);
+        for (code, member) in verified.trust_codes.iter().zip(&members) {
+            assert_eq!(&code.sudi, member);
+            assert_eq!(code.data, data);
+            let alone = verify_trust_code(&code.file, &verifier, Utc::now()).unwrap();
+            assert_eq!(&alone.sudi, member);
+        }
+    }
+
+    #[test]
+    fn an_authorization_code_names_its_device_and_verifies() {
+        let pair = generate_signing_certificate("CSSM").unwrap();
+        let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
+        let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
+        let data = AuthorizationData {
+            piid: "360b8a0f-7713-4f20-846f-03281350f9d3".into(),
+            entitlements: vec![AuthorizedEntitlement {
+                tag: "regid.2019-03.com.cisco.DNA_HSEC,1.0_509c41ab".into(),
+                count: 1,
+                license_type: "PERPETUAL".into(),
+            }],
+            confirm_code: "5Hq2Zk".into(),
+            timestamp: 1_732_700_000_000,
+        };
+        let sudi = Sudi::new("C9300X-24HX", "FOC2519L8R7");
+        let file = build_authorization(&sudi, &data, &signer).unwrap();
+        let verified = verify_authorization(&file, &verifier, Utc::now()).unwrap();
+        assert_eq!((verified.sudi, verified.data), (sudi, data));
+        assert_eq!(
+            verified.file, file,
+            "the stand-alone form is the file itself"
+        );
+        let tampered = file.replace("\"count\":1", "\"count\":9");
+        assert!(verify_authorization(&tampered, &verifier, Utc::now()).is_err());
+        assert!(matches!(
+            verify_authorization(
+                &file.replace("PID:C9300X-24HX,SN:", "junk"),
+                &verifier,
+                Utc::now()
+            ),
+            Err(SignedFileError::Udi { .. })
+        ));
+    }
+
+    #[test]
+    fn udi_text_takes_both_prefixes() {
+        let sudi = Sudi::new("C9300X-24HX", "FOC2519L8R7");
+        assert_eq!(
+            parse_udi("P:C9300X-24HX,SN:FOC2519L8R7"),
+            Some(sudi.clone())
+        );
+        assert_eq!(parse_udi(" PID:C9300X-24HX,SN:FOC2519L8R7\n"), Some(sudi));
+        assert_eq!(parse_udi("C9300X-24HX FOC2519L8R7"), None);
+        assert_eq!(parse_udi("PID:,SN:X"), None);
     }
 
     #[test]
@@ -264,7 +549,7 @@ mod tests {
         let pair = generate_signing_certificate("CSSM").unwrap();
         let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
-        let file = build_ack(&sample_ack(), None, &signer).unwrap();
+        let file = build_ack(&sample_ack(), None, &[], &signer).unwrap();
         let tampered = file.replace("[1,2,3]", "[1,2,3,4]");
         let err = verify_ack(&tampered, &verifier, Utc::now()).unwrap_err();
         assert_eq!(
