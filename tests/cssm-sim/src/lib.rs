@@ -1,6 +1,7 @@
 //! A CSSM simulator: serves the parts of Cisco's Smart Software Manager API that Outpost uses
-//! (`PROTOCOL.md` section 5) over real HTTPS, signs ACKs (with a Cisco-default policy) with its
-//! own ECDSA P-256 key, and records every payload it receives so tests can compare bytes.
+//! (`PROTOCOL.md` section 5) over real HTTPS, signs ACKs (with the configured policy and the trust
+//! codes devices asked for) and authorization codes (SLAC) with its own ECDSA P-256 key, and
+//! records every payload, trust request and authorization return it receives.
 //!
 //! Tests run it in-process ([`CssmSim::start`]); the `cssm-sim` binary runs it for demos.
 //! Faults can be injected per endpoint: latency, HTTP 500, hanging (timeouts), and `OK_POLL`
@@ -21,14 +22,17 @@ use chrono::Utc;
 use outpost_core::Sudi;
 use outpost_core::crypto::{self, CertifiedKey, EcdsaSigner};
 use outpost_core::cssm::{
-    API_BASE, AccountsSearchResponse, AckEntry, DuplicateReport, Enforcement, ErrorResponse,
-    HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollRequest, PollResponse,
-    PollResponseData, RegistrationRequest, RegistrationResponse, ReportUsageRequest,
-    ReportUsageResponse, STATUS_COMPLETE, STATUS_OK_POLL, SmartAccount, TOKEN_PATH, Term,
-    TokenResponse, VirtualAccount,
+    API_BASE, AccountsSearchResponse, AckEntry, AuthLicense, AuthRequest, AuthRequestResponse,
+    DuplicateReport, Enforcement, ErrorResponse, HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT,
+    LicenseEntry, PollRequest, PollResponse, PollResponseData, RegistrationRequest,
+    RegistrationResponse, ReportUsageRequest, ReportUsageResponse, STATUS_COMPLETE, STATUS_OK_POLL,
+    SmartAccount, TOKEN_PATH, Term, TokenResponse, VirtualAccount,
 };
 use outpost_core::rum::parse_payload;
-use outpost_core::signed_file::{AckData, PolicyData, build_ack};
+use outpost_core::signed_file::{
+    AckData, AuthorizationData, AuthorizedEntitlement, PolicyData, TrustCodeData, build_ack,
+    build_authorization, build_trust_code,
+};
 use serde::{Deserialize, Serialize};
 
 /// The API endpoints, for fault injection and the request log.
@@ -47,6 +51,8 @@ pub enum Endpoint {
     ReportUsage,
     /// `POST v2/accounts/poll`.
     Poll,
+    /// `POST v2/devices/authrequest`.
+    AuthRequest,
 }
 
 /// A fault to inject into the next request of an endpoint.
@@ -144,6 +150,8 @@ pub struct SimConfig {
     pub tls_ca: Option<CertifiedKey>,
     /// Where registrations are kept across restarts; in memory only when `None`.
     pub state_file: Option<std::path::PathBuf>,
+    /// The policy sent with every ACK; `None` sends none.
+    pub policy: Option<PolicyData>,
 }
 
 impl Default for SimConfig {
@@ -156,6 +164,7 @@ impl Default for SimConfig {
             signing: None,
             tls_ca: None,
             state_file: None,
+            policy: Some(PolicyData::cisco_default()),
         }
     }
 }
@@ -201,10 +210,15 @@ struct Poll {
     smart_account: String,
     virtual_account: String,
     devices: Vec<(Sudi, Vec<i64>)>,
+    /// Per device (same order): the devices it asked trust codes for.
+    trust_requests: Vec<Vec<Sudi>>,
     pending_polls: u32,
     /// Built once, so repeated polls return the very same signed files.
     acks: Option<Vec<AckEntry>>,
 }
+
+/// Licenses a device's code holds: (SA, VA, entitlement, count).
+type Holding = (String, String, String, u32);
 
 #[derive(Debug, Default)]
 struct State {
@@ -218,6 +232,14 @@ struct State {
     ok_polls_before_complete: u32,
     ack_omissions: usize,
     log: Vec<LoggedRequest>,
+    policy: Option<PolicyData>,
+    trust_requests: Vec<Sudi>,
+    authorization_requests: Vec<AuthLicense>,
+    authorization_returns: Vec<AuthLicense>,
+    /// SLAC files per authorization poll id.
+    authorization_polls: HashMap<String, Vec<AckEntry>>,
+    /// Authorized counts per device (PID, serial).
+    held: HashMap<(String, String), Vec<Holding>>,
 }
 
 struct Shared {
@@ -252,6 +274,7 @@ impl Shared {
             signing_cert_pem: signing.cert_pem,
             state: Mutex::new(State {
                 registrations,
+                policy: config.policy,
                 ..State::default()
             }),
         }))
@@ -330,14 +353,29 @@ impl Shared {
         duplicates
     }
 
-    /// A signed ACK (with the Cisco-default policy) for reports of a device.
+    /// A signed ACK for reports of a device, with the configured policy and a trust code for
+    /// each device in `trust_for`.
     fn ack_file(
         &self,
         device: &Sudi,
         report_ids: Vec<i64>,
-        smart_account: &str,
-        virtual_account: &str,
+        (smart_account, virtual_account): (&str, &str),
+        policy: Option<&PolicyData>,
+        trust_for: &[Sudi],
     ) -> Result<String, SimError> {
+        let internal = |e: outpost_core::signed_file::SignedFileError| {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        };
+        let mut codes = Vec::new();
+        for member in trust_for {
+            let (_, public_key_pem) = crypto::generate_key_pair()
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let data = TrustCodeData {
+                public_key_pem,
+                issued: Utc::now().timestamp_millis(),
+            };
+            codes.push(build_trust_code(member, &data, &self.signer).map_err(internal)?);
+        }
         let data = AckData {
             sudi: device.clone(),
             acked_report_ids: report_ids,
@@ -346,8 +384,7 @@ impl Shared {
             timestamp: Utc::now().timestamp_millis(),
             nonce: crypto::random_alphanumeric(16),
         };
-        build_ack(&data, Some(&PolicyData::cisco_default()), &self.signer)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        build_ack(&data, policy, &codes, &self.signer).map_err(internal)
     }
 }
 
@@ -396,7 +433,8 @@ impl CssmSim {
                             web::get().to(licenses),
                         )
                         .route("/v2/devices/reportusage", web::post().to(report_usage))
-                        .route("/v2/accounts/poll", web::post().to(poll)),
+                        .route("/v2/accounts/poll", web::post().to(poll))
+                        .route("/v2/devices/authrequest", web::post().to(authrequest)),
                 )
                 .route(
                     "/sim/signing-certificate.pem",
@@ -497,6 +535,70 @@ impl CssmSim {
         self.shared.state().ack_omissions = count;
     }
 
+    /// The SLAC CSV CSSM's portal produces for an air-gapped site: one signed code per
+    /// (device, entitlement, count), drawn from the pair's pool like an online request.
+    pub fn slac_csv(
+        &self,
+        (smart_account, virtual_account): (&str, &str),
+        codes: &[(Sudi, &str, u32)],
+    ) -> anyhow::Result<String> {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut out =
+            String::from("udi_pid,udi_serial_number,entitlement_tag,count,authorization_code\n");
+        let mut state = self.shared.state();
+        for (sudi, tag, count) in codes {
+            let data = AuthorizationData {
+                piid: String::new(),
+                entitlements: vec![AuthorizedEntitlement {
+                    tag: (*tag).to_owned(),
+                    count: *count,
+                    license_type: "PERPETUAL".into(),
+                }],
+                confirm_code: base58_code(12),
+                timestamp: Utc::now().timestamp_millis(),
+            };
+            let file = build_authorization(sudi, &data, &self.shared.signer)?;
+            state
+                .held
+                .entry((sudi.udi_pid.clone(), sudi.udi_serial_number.clone()))
+                .or_default()
+                .push((
+                    smart_account.into(),
+                    virtual_account.into(),
+                    (*tag).into(),
+                    *count,
+                ));
+            out.push_str(&format!(
+                "{},{},{},{count},{}\n",
+                quote(&sudi.udi_pid),
+                quote(&sudi.udi_serial_number),
+                quote(tag),
+                quote(&file)
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Sets the policy sent with ACKs from now on (`None`: none).
+    pub fn set_policy(&self, policy: Option<PolicyData>) {
+        self.shared.state().policy = policy;
+    }
+
+    /// Every device a trust code was asked for, in arrival order.
+    pub fn trust_requests(&self) -> Vec<Sudi> {
+        self.shared.state().trust_requests.clone()
+    }
+
+    /// Every device authorization codes were issued for.
+    pub fn authorization_requests(&self) -> Vec<AuthLicense> {
+        self.shared.state().authorization_requests.clone()
+    }
+
+    /// Every authorization return received.
+    pub fn authorization_returns(&self) -> Vec<AuthLicense> {
+        self.shared.state().authorization_returns.clone()
+    }
+
     /// Stops the server.
     pub async fn stop(&self) {
         self.handle.stop(false).await;
@@ -579,9 +681,17 @@ impl Portal {
                     (smart_account, &section.virtual_account),
                 );
                 let ids = reports.iter().map(|(id, _)| *id).collect();
+                let policy = self.shared.state().policy.clone();
+                // The offline usage file carries no trust requests.
                 let ack = self
                     .shared
-                    .ack_file(&device, ids, smart_account, &section.virtual_account)
+                    .ack_file(
+                        &device,
+                        ids,
+                        (smart_account, &section.virtual_account),
+                        policy.as_ref(),
+                        &[],
+                    )
                     .map_err(|e| e.1)?;
                 acks.push((file.device_id.clone(), ack));
             }
@@ -883,7 +993,19 @@ async fn report_usage(
         let (smart_account, virtual_account) = header_pair(&shared, &req)?;
         // Read every report first so a bad one rejects the call without recording any.
         let mut devices = Vec::new();
+        let mut trust_requests = Vec::new();
         for device in &body.data.reports {
+            let mut asked = Vec::new();
+            for request in &device.trust_requests {
+                let sudi: Sudi = serde_json::from_value(request["sudi"].clone()).map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("trust request of {}: {e}", device.sudi),
+                    )
+                })?;
+                asked.push(sudi);
+            }
+            trust_requests.push(asked);
             let mut ids = Vec::new();
             for item in &device.usage {
                 let facts = parse_payload(&item.payload).map_err(|e| {
@@ -918,6 +1040,9 @@ async fn report_usage(
             ));
         }
         let mut state = shared.state();
+        state
+            .trust_requests
+            .extend(trust_requests.iter().flatten().cloned());
         let pending_polls = state.ok_polls_before_complete;
         state.polls.insert(
             poll_id.clone(),
@@ -925,6 +1050,7 @@ async fn report_usage(
                 smart_account,
                 virtual_account,
                 devices,
+                trust_requests,
                 pending_polls,
                 acks: None,
             },
@@ -947,14 +1073,38 @@ async fn poll(
 ) -> HttpResponse {
     serve(&shared, Endpoint::Poll, || {
         authorised(&shared, &req)?;
-        if body.data.action != "acknowledgements" {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("unsupported action '{}'", body.data.action),
-            ));
-        }
         let mut state = shared.state();
+        match body.data.action.as_str() {
+            "acknowledgements" => {}
+            "authorizations" => {
+                let codes = state
+                    .authorization_polls
+                    .get(&body.data.poll_id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        error(
+                            StatusCode::NOT_FOUND,
+                            format!("unknown poll_id {}", body.data.poll_id),
+                        )
+                    })?;
+                return Ok(HttpResponse::Ok().json(PollResponse {
+                    status: STATUS_COMPLETE.into(),
+                    message: "authorization codes ready".into(),
+                    data: PollResponseData {
+                        acknowledgements: Vec::new(),
+                        authorizations: codes,
+                    },
+                }));
+            }
+            other => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unsupported action '{other}'"),
+                ));
+            }
+        }
         let omissions = state.ack_omissions;
+        let policy = state.policy.clone();
         let poll = state.polls.get_mut(&body.data.poll_id).ok_or_else(|| {
             error(
                 StatusCode::NOT_FOUND,
@@ -971,13 +1121,14 @@ async fn poll(
         }
         if poll.acks.is_none() {
             let mut acks = Vec::new();
-            for (sudi, ids) in &poll.devices {
+            for ((sudi, ids), trust_for) in poll.devices.iter().zip(&poll.trust_requests) {
                 let kept = ids.len().saturating_sub(omissions);
                 let file = shared.ack_file(
                     sudi,
                     ids[..kept].to_vec(),
-                    &poll.smart_account,
-                    &poll.virtual_account,
+                    (&poll.smart_account, &poll.virtual_account),
+                    policy.as_ref(),
+                    trust_for,
                 )?;
                 acks.push(AckEntry {
                     sudi: sudi.clone(),
@@ -991,6 +1142,7 @@ async fn poll(
             message: "acknowledgements ready".into(),
             data: PollResponseData {
                 acknowledgements: poll.acks.clone().unwrap_or_default(),
+                authorizations: Vec::new(),
             },
         }))
     })
@@ -1037,4 +1189,164 @@ async fn set_faults(shared: web::Data<Shared>, body: web::Json<FaultRequest>) ->
         state.ok_polls_before_complete = count;
     }
     HttpResponse::NoContent().finish()
+}
+
+/// A base58 code (no 0, O, I, l), as CSSM's confirmation and return codes are.
+pub fn base58_code(len: usize) -> String {
+    std::iter::repeat_with(|| crypto::random_alphanumeric(len * 2))
+        .flat_map(|s| s.chars().collect::<Vec<_>>())
+        .filter(|c| !"0OIl".contains(*c))
+        .take(len)
+        .collect()
+}
+
+/// `POST v2/devices/authrequest`: authorization codes (one SLAC per device and entitlement,
+/// fetched by polling with action `authorizations`), or, with no keys and a `remove_code`, a
+/// return that frees what the device held.
+async fn authrequest(
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<AuthRequest>,
+) -> HttpResponse {
+    serve(&shared, Endpoint::AuthRequest, || {
+        authorised(&shared, &req)?;
+        let (sa, va) = header_pair(&shared, &req)?;
+        let licenses = shared
+            .accounts
+            .iter()
+            .filter(|a| a.name == sa)
+            .flat_map(|a| &a.virtual_accounts)
+            .find(|v| v.name == va)
+            .map(|v| v.licenses.clone())
+            .unwrap_or_default();
+        let requests = &body.data.licenses;
+        if requests.is_empty() {
+            return Err(error(StatusCode::BAD_REQUEST, "no licenses in the request"));
+        }
+        let mut state = shared.state();
+        if requests.iter().all(|l| l.keys.is_empty()) {
+            for license in requests {
+                if license.remove_code.as_deref().is_none_or(str::is_empty) {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("return for {} has no remove_code", license.sudi),
+                    ));
+                }
+            }
+            for license in requests {
+                let key = (
+                    license.sudi.udi_pid.clone(),
+                    license.sudi.udi_serial_number.clone(),
+                );
+                state.held.remove(&key);
+                state.authorization_returns.push(license.clone());
+            }
+            return Ok(HttpResponse::Ok().json(AuthRequestResponse {
+                status: STATUS_COMPLETE.into(),
+                message: format!("{} authorizations returned", requests.len()),
+                poll_id: None,
+            }));
+        }
+        // Check the whole request against the pool before issuing anything.
+        let mut asked: HashMap<&str, u32> = HashMap::new();
+        for license in requests {
+            if license.keys.is_empty() {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{} asks for no entitlement", license.sudi),
+                ));
+            }
+            for key in &license.keys {
+                let Some(entry) = licenses
+                    .iter()
+                    .find(|l| l.entitlement_tag == key.entitlement)
+                else {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("Virtual Account {va} holds no {}", key.entitlement),
+                    ));
+                };
+                if entry.enforcement == Enforcement::Unenforced {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{} needs no authorization code", key.entitlement),
+                    ));
+                }
+                *asked.entry(&key.entitlement).or_default() += key.count;
+            }
+        }
+        for (tag, count) in &asked {
+            let quantity = licenses
+                .iter()
+                .find(|l| l.entitlement_tag == *tag)
+                .map_or(0, |l| l.quantity);
+            // A device holds one code per entitlement: a new one replaces what it held.
+            let held: u32 = state
+                .held
+                .iter()
+                .filter(|(device, _)| {
+                    !requests.iter().any(|l| {
+                        l.sudi.udi_pid == device.0
+                            && l.sudi.udi_serial_number == device.1
+                            && l.keys.iter().any(|k| k.entitlement == **tag)
+                    })
+                })
+                .flat_map(|(_, held)| held)
+                .filter(|(s, v, t, _)| *s == sa && *v == va && t == tag)
+                .map(|(_, _, _, c)| *c)
+                .sum();
+            if i64::from(held + count) > quantity {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    format!("insufficient licenses: {tag} has {held} of {quantity} authorized, {count} more asked"),
+                ));
+            }
+        }
+        let mut codes = Vec::new();
+        for license in requests {
+            for key in &license.keys {
+                let term = licenses
+                    .iter()
+                    .find(|l| l.entitlement_tag == key.entitlement)
+                    .map(|l| l.term);
+                let data = AuthorizationData {
+                    piid: String::new(),
+                    entitlements: vec![AuthorizedEntitlement {
+                        tag: key.entitlement.clone(),
+                        count: key.count,
+                        license_type: match term {
+                            Some(Term::Subscription) => "SUBSCRIPTION".into(),
+                            _ => "PERPETUAL".into(),
+                        },
+                    }],
+                    confirm_code: base58_code(12),
+                    timestamp: Utc::now().timestamp_millis(),
+                };
+                let file = build_authorization(&license.sudi, &data, &shared.signer)
+                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                codes.push(AckEntry {
+                    sudi: license.sudi.clone(),
+                    smart_license: STANDARD.encode(file),
+                });
+                let held = state
+                    .held
+                    .entry((
+                        license.sudi.udi_pid.clone(),
+                        license.sudi.udi_serial_number.clone(),
+                    ))
+                    .or_default();
+                held.retain(|(_, _, tag, _)| *tag != key.entitlement);
+                held.push((sa.clone(), va.clone(), key.entitlement.clone(), key.count));
+            }
+            state.authorization_requests.push(license.clone());
+        }
+        let poll_id = uuid::Uuid::new_v4().to_string();
+        state.authorization_polls.insert(poll_id.clone(), codes);
+        Ok(HttpResponse::Ok().json(AuthRequestResponse {
+            status: STATUS_OK_POLL.into(),
+            message: format!("{} authorization codes issued", asked.values().sum::<u32>()),
+            poll_id: Some(poll_id),
+        }))
+    })
+    .await
 }

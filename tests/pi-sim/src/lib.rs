@@ -10,7 +10,10 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
-use outpost_core::device::{DeviceRequest, DeviceResponse, MessageType, RequestData, Status};
+use outpost_core::device::{
+    AuthorizationMode, AuthorizationScope, Confirmation, DeviceRequest, DeviceResponse, LicenseKey,
+    LicenseRequest, MessageType, RequestData, Return, Status,
+};
 use outpost_core::offline_file::{self, SystemInfo};
 use outpost_core::rum::RumEnvelope;
 use outpost_core::udi::{HaMember, HaRole};
@@ -44,10 +47,25 @@ pub struct Device {
     pub clock: i64,
     /// Licenses in use now.
     pub license_count: i64,
+    /// The entitlement it reports.
+    #[serde(default = "default_entitlement")]
+    pub entitlement_tag: String,
     /// Poll ids of reports not yet acknowledged.
     pub pending_polls: Vec<String>,
     /// ACK files received (decoded), in arrival order.
     pub acks: Vec<String>,
+    /// Ask for trust codes (for itself and its HA set) with the next usage reports.
+    #[serde(default)]
+    pub request_trust: bool,
+    /// Trust code files received (decoded).
+    #[serde(default)]
+    pub trust_codes: Vec<String>,
+    /// The latest policy file received (decoded).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Authorization code (SLAC) files received (decoded), with the device each is for.
+    #[serde(default)]
+    pub authorizations: Vec<(Sudi, String)>,
 }
 
 impl Device {
@@ -62,9 +80,40 @@ impl Device {
             next_report_id: 1_732_000_000,
             clock: 1_732_000_000,
             license_count: 1,
+            entitlement_tag: ENTITLEMENT_TAG.into(),
             pending_polls: Vec::new(),
             acks: Vec::new(),
+            request_trust: false,
+            trust_codes: Vec::new(),
+            policy: None,
+            authorizations: Vec::new(),
         }
+    }
+
+    /// Adds a stack member (after the standby, if any) to its HA set.
+    pub fn with_member(mut self, serial: &str) -> Self {
+        self.ha_members
+            .push(Sudi::new(self.sudi.udi_pid.clone(), serial));
+        self
+    }
+
+    /// Every UDI of its set, itself first.
+    pub fn set_udis(&self) -> Vec<Sudi> {
+        std::iter::once(self.sudi.clone())
+            .chain(self.ha_members.iter().cloned())
+            .collect()
+    }
+
+    /// A switchover: the standby becomes the active and this device its standby. Report ids
+    /// and the clock carry on; usage is the set's.
+    pub fn switch_over(&mut self) {
+        if self.ha_members.is_empty() {
+            return;
+        }
+        let standby = self.ha_members.remove(0);
+        let old = std::mem::replace(&mut self.sudi, standby);
+        self.ha_members.insert(0, old);
+        self.hostname = format!("sw-{}", self.sudi.udi_serial_number.to_ascii_lowercase());
     }
 
     /// Makes this device the active of a set with a standby.
@@ -79,8 +128,12 @@ impl Device {
             role: HaRole::Active,
             sudi: self.sudi.clone(),
         }];
-        set.extend(self.ha_members.iter().map(|s| HaMember {
-            role: HaRole::Standby,
+        set.extend(self.ha_members.iter().enumerate().map(|(i, s)| HaMember {
+            role: if i == 0 {
+                HaRole::Standby
+            } else {
+                HaRole::Member
+            },
             sudi: s.clone(),
         }));
         set
@@ -103,7 +156,7 @@ impl Device {
             },
             "signature": { "signing_type": "builtin", "key": SOFTWARE_TAG, "value": "" },
             "meta": {
-                "entitlement_tag": ENTITLEMENT_TAG,
+                "entitlement_tag": self.entitlement_tag,
                 "utility_enabled": false,
                 "software_version": self.software_version,
                 "ha_udi": self.ha_udi(),
@@ -154,10 +207,75 @@ impl Device {
         }
     }
 
-    /// A `usage_report` carrying `reports`.
+    /// A `usage_report` carrying `reports` (and trust requests when asked to).
     pub fn usage_request(&self, reports: Vec<RumEnvelope>) -> DeviceRequest {
         let mut request = self.request(MessageType::UsageReport);
         request.data.usage = reports;
+        if self.request_trust {
+            request.data.trust_requests = self
+                .set_udis()
+                .into_iter()
+                .map(|sudi| serde_json::json!({ "sudi": sudi }))
+                .collect();
+        }
+        request
+    }
+
+    /// A `trust_sync`: the device installed the trust codes it received.
+    pub fn trust_sync_request(&self) -> DeviceRequest {
+        self.request(MessageType::TrustSync)
+    }
+
+    /// An `authorization_request` for `keys` (entitlement, count) on this device, with `all`
+    /// covering its whole HA set.
+    pub fn authorization_request(
+        &self,
+        keys: &[(&str, u32)],
+        mode: AuthorizationMode,
+        scope: AuthorizationScope,
+    ) -> DeviceRequest {
+        let mut request = self.request(MessageType::AuthorizationRequest);
+        request.data.licenses = vec![LicenseRequest {
+            sudi: self.sudi.clone(),
+            keys: keys
+                .iter()
+                .map(|(entitlement, count)| LicenseKey {
+                    entitlement: (*entitlement).to_owned(),
+                    count: *count,
+                })
+                .collect(),
+        }];
+        request.data.mode = Some(mode);
+        request.data.scope = Some(scope);
+        request
+    }
+
+    /// An `authorization_confirmation` with the confirmation code of every SLAC received.
+    pub fn confirmation_request(&self) -> DeviceRequest {
+        let mut request = self.request(MessageType::AuthorizationConfirmation);
+        request.data.confirmations = self
+            .authorizations
+            .iter()
+            .filter_map(|(sudi, file)| {
+                Some(Confirmation {
+                    sudi: sudi.clone(),
+                    confirm_code: data_of(file)?["confirm_code"].as_str()?.to_owned(),
+                })
+            })
+            .collect();
+        request
+    }
+
+    /// An `authorization_return` of what `member` holds, with a fresh return code; the device
+    /// forgets those codes.
+    pub fn return_request(&mut self, member: &Sudi) -> DeviceRequest {
+        self.authorizations
+            .retain(|(sudi, _)| !sudi.same_device(member));
+        let mut request = self.request(MessageType::AuthorizationReturn);
+        request.data.returns = vec![Return {
+            sudi: member.clone(),
+            return_code: outpost_core::crypto::random_alphanumeric(16),
+        }];
         request
     }
 
@@ -185,15 +303,35 @@ impl Device {
         offline_file::write(Some(&info), reports)
     }
 
-    /// Keeps what an answer delivers: ACKs, and the poll id of an `OK_POLL`.
+    /// Keeps what an answer delivers: ACKs, the policy, trust codes, authorization codes,
+    /// and the poll id of an `OK_POLL`.
     pub fn absorb(&mut self, response: &DeviceResponse) -> anyhow::Result<()> {
-        for ack in &response.data.acknowledgements {
+        let decode = |text: &str, what: &str| -> anyhow::Result<String> {
             let bytes = STANDARD
-                .decode(&ack.smart_license)
-                .context("an ACK is not base64")?;
-            let file = String::from_utf8(bytes).context("an ACK is not UTF-8")?;
+                .decode(text)
+                .with_context(|| format!("{what} is not base64"))?;
+            String::from_utf8(bytes).with_context(|| format!("{what} is not UTF-8"))
+        };
+        for ack in &response.data.acknowledgements {
+            let file = decode(&ack.smart_license, "an ACK")?;
             if !self.acks.contains(&file) {
                 self.acks.push(file);
+            }
+        }
+        if let Some(policy) = &response.data.policy {
+            self.policy = Some(decode(policy, "the policy")?);
+        }
+        for code in &response.data.trust_codes {
+            let file = decode(&code.smart_license, "a trust code")?;
+            if !self.trust_codes.contains(&file) {
+                self.trust_codes.push(file);
+            }
+        }
+        for code in &response.data.authorizations {
+            let file = decode(&code.smart_license, "an authorization code")?;
+            let sudi = code.sudi.clone().unwrap_or_else(|| self.sudi.clone());
+            if !self.authorizations.iter().any(|(_, f)| *f == file) {
+                self.authorizations.push((sudi, file));
             }
         }
         if let Some(poll_id) = response
@@ -241,10 +379,7 @@ impl Device {
             .acks
             .iter()
             .filter_map(|file| {
-                let start = file.find("<data>")? + "<data>".len();
-                let end = file[start..].find("</data>")? + start;
-                let text = quick_unescape(&file[start..end]);
-                let data: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let data = data_of(file)?;
                 Some(
                     data["acked_report_ids"]
                         .as_array()?
@@ -259,6 +394,18 @@ impl Device {
         ids.dedup();
         ids
     }
+}
+
+fn default_entitlement() -> String {
+    ENTITLEMENT_TAG.into()
+}
+
+/// The JSON inside a signed file's `<data>` (unverified: a device cannot check CSSM's
+/// signature either).
+pub fn data_of(file: &str) -> Option<serde_json::Value> {
+    let start = file.find("<data>")? + "<data>".len();
+    let end = file[start..].find("</data>")? + start;
+    serde_json::from_str(&quick_unescape(&file[start..end])).ok()
 }
 
 /// Undoes the XML escaping of `<data>` text (`&lt;`, `&gt;`, `&amp;`, `&quot;`, `&apos;`).
