@@ -143,6 +143,35 @@ pub struct VerifiedAck {
     pub report_ids: Vec<i64>,
     /// The policy it carries (the `<data>` of its `smartLicensePolicy`), if any.
     pub policy: Option<serde_json::Value>,
+    /// That policy as a stand-alone signed file, handed to the device as `data.policy`.
+    pub policy_file: Option<String>,
+    /// Trust codes it carries: (device, stand-alone signed file).
+    pub trust_codes: Vec<(outpost_core::Sudi, String)>,
+}
+
+impl VerifiedAck {
+    /// The ACK `file` of device `pi` as `verify_ack` read it.
+    pub fn new(
+        pi: ProductInstanceId,
+        file: String,
+        verified: outpost_core::signed_file::VerifiedAck,
+    ) -> Self {
+        Self {
+            pi_id: pi,
+            file,
+            report_ids: verified.ack.acked_report_ids,
+            policy: verified
+                .policy
+                .as_ref()
+                .and_then(|p| serde_json::to_value(p).ok()),
+            policy_file: verified.policy_file,
+            trust_codes: verified
+                .trust_codes
+                .into_iter()
+                .map(|code| (code.sudi, code.file))
+                .collect(),
+        }
+    }
 }
 
 /// Stores one verified ACK and all it implies: reports marked acknowledged, the device's
@@ -181,10 +210,28 @@ pub async fn store_verified(
     )
     .await?;
     let marked = mark_reports_acked(conn, ack.pi_id, &ack.report_ids, ack_id, now).await?;
-    // The policy in force for the device from now on (its deadlines follow it).
+    // The policy in force for the device from now on (its deadlines follow it), handed to
+    // the device with its next answer.
     if let Some(policy) = &ack.policy {
         diesel::update(crate::schema::product_instances::table.find(ack.pi_id))
             .set(crate::schema::product_instances::policy.eq(policy))
+            .execute(conn)
+            .await?;
+        if let Some(file) = &ack.policy_file {
+            let content = outpost_core::crypto::sha256_hex(policy.to_string().as_bytes());
+            crate::pi_files::store_policy(conn, account, ack.pi_id, file, &content, ack_id, now)
+                .await?;
+        }
+    }
+    for (sudi, file) in &ack.trust_codes {
+        let sudi = serde_json::to_value(sudi).unwrap_or_default();
+        crate::pi_files::store_trust_code(conn, account, ack.pi_id, &sudi, file, ack_id, now)
+            .await?;
+    }
+    if !ack.trust_codes.is_empty() {
+        // CSSM answered the trust request.
+        diesel::update(crate::schema::product_instances::table.find(ack.pi_id))
+            .set(crate::schema::product_instances::trust_requests.eq(None::<serde_json::Value>))
             .execute(conn)
             .await?;
     }
@@ -214,6 +261,7 @@ pub async fn store_verified(
             "report_ids": ack.report_ids,
             "new": new,
             "policy": ack.policy.is_some(),
+            "trust_codes": ack.trust_codes.len(),
             "source": source,
         }),
         created_at: now,

@@ -30,8 +30,8 @@ pub mod kinds {
     pub const ACK_OVERDUE: &str = "ack_overdue";
     /// Summary on the account: some of its devices are overdue.
     pub const ACCOUNT_OVERDUE: &str = "account_reporting_overdue";
-    /// A device asked for a trust code, which this Outpost does not forward yet.
-    pub const TRUST_REQUEST_NOT_FORWARDED: &str = "trust_request_not_forwarded";
+    /// A device uses an enforced or export-controlled license without an installed SLAC.
+    pub const AUTHORIZATION_MISSING: &str = "authorization_missing";
 }
 
 /// An alert row.

@@ -90,6 +90,7 @@ pub async fn histories(
 ) -> Result<Vec<PiHistory>, DbError> {
     Ok(diesel::sql_query(format!(
         "{HISTORY} WHERE p.account_id = $1 AND p.id > $2 AND p.first_consumed_at IS NOT NULL
+           AND p.ha_active_pi IS NULL -- a member of an HA set reports through its active
          ORDER BY p.id LIMIT $3"
     ))
     .bind::<SqlUuid, _>(account)

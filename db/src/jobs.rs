@@ -390,6 +390,56 @@ pub mod catalog {
         }
     }
 
+    /// Asks CSSM for the authorization codes of one device request (`devices/authrequest`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AuthorizationRequest {
+        /// The account.
+        pub account_id: AccountId,
+        /// The device request (its codes share this id).
+        pub request_id: uuid::Uuid,
+    }
+
+    impl AuthorizationRequest {
+        /// Job kind.
+        pub const KIND: &'static str = "authorization_request";
+
+        /// The job row: one per request.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::json!({ "account_id": self.account_id, "request_id": self.request_id }),
+                dedup_key: Some(format!("{}:{}", Self::KIND, self.request_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
+    /// Forwards the authorization returns of an account to CSSM.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct AuthorizationReturn {
+        /// The account.
+        pub account_id: AccountId,
+    }
+
+    impl AuthorizationReturn {
+        /// Job kind.
+        pub const KIND: &'static str = "authorization_return";
+
+        /// The job row: one queued per account; it forwards every return waiting.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::json!({ "account_id": self.account_id }),
+                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
     /// "Synchronize now with Cisco" for one local account.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CssmSync {

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod acks;
 pub mod alerts;
+pub mod authorizations;
 pub mod deadlines;
 pub mod embedded;
 pub mod enums;
@@ -18,6 +19,7 @@ pub mod jobs;
 pub mod licenses;
 pub mod locks;
 pub mod migrations;
+pub mod pi_files;
 pub mod pool;
 pub mod product_instances;
 pub mod reports;

@@ -58,6 +58,8 @@ pub struct ProductInstance {
     pub smart_account: Option<String>,
     /// VA its usage goes to, when not its LVA's.
     pub virtual_account: Option<String>,
+    /// The PI reporting for its HA set, while this one is a member (its usage is not counted).
+    pub ha_active_pi: Option<ProductInstanceId>,
 }
 
 impl ProductInstance {
@@ -288,4 +290,104 @@ pub async fn ha_members(
         .select(HaMemberRow::as_select())
         .load(conn)
         .await?)
+}
+
+/// Keeps the trust requests of a device's latest usage report until a CSSM sync forwards them.
+pub async fn set_trust_requests(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    requests: &[Value],
+) -> Result<(), DbError> {
+    diesel::update(product_instances::table.find(pi))
+        .set((
+            product_instances::trust_requests.eq(Some(Value::Array(requests.to_vec()))),
+            product_instances::trust_forwarded_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Trust requests of these PIs not yet forwarded to CSSM.
+pub async fn pending_trust_requests(
+    conn: &mut AsyncPgConnection,
+    pis: &[ProductInstanceId],
+) -> Result<Vec<(ProductInstanceId, Value)>, DbError> {
+    Ok(product_instances::table
+        .filter(product_instances::id.eq_any(pis))
+        .filter(product_instances::trust_forwarded_at.is_null())
+        .filter(product_instances::trust_requests.is_not_null())
+        .select((
+            product_instances::id,
+            product_instances::trust_requests.assume_not_null(),
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Records that the trust requests of these PIs went to CSSM.
+pub async fn mark_trust_forwarded(
+    conn: &mut AsyncPgConnection,
+    pis: &[ProductInstanceId],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(
+        product_instances::table
+            .filter(product_instances::id.eq_any(pis))
+            .filter(product_instances::trust_requests.is_not_null()),
+    )
+    .set(product_instances::trust_forwarded_at.eq(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A PI that an HA set's report moved into the set as a non-reporting member.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Joined {
+    /// The PI.
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: ProductInstanceId,
+    /// It reported for itself (or its own set) until now: the reporting role moved away from it.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub was_reporting: bool,
+}
+
+/// Makes `active` the PI that reports for its HA set: it reports from now on, and every other
+/// PI of the account whose UDI is in `members` becomes a member whose usage is not counted.
+/// Returns the PIs that joined, and whether `active` was a member before (a switchover).
+pub async fn take_reporting_role(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    active: ProductInstanceId,
+    members: &[(String, String)],
+) -> Result<(Vec<Joined>, bool), DbError> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    let was_member = diesel::update(
+        product_instances::table
+            .find(active)
+            .filter(product_instances::ha_active_pi.is_not_null()),
+    )
+    .set(product_instances::ha_active_pi.eq(None::<ProductInstanceId>))
+    .execute(conn)
+    .await?
+        > 0;
+    let (pids, serials): (Vec<String>, Vec<String>) = members.iter().cloned().unzip();
+    let joined = diesel::sql_query(
+        "WITH m AS (SELECT * FROM unnest($3::text[], $4::text[]) AS m(pid, serial)),
+              old AS (SELECT p.id, p.ha_active_pi FROM product_instances p
+                        JOIN m ON m.pid = p.udi_pid AND m.serial = p.udi_serial_number
+                       WHERE p.account_id = $1 AND p.id <> $2
+                         AND p.ha_active_pi IS DISTINCT FROM $2
+                       ORDER BY p.id FOR UPDATE OF p)
+         UPDATE product_instances p SET ha_active_pi = $2 FROM old WHERE p.id = old.id
+         RETURNING p.id, old.ha_active_pi IS NULL AS was_reporting",
+    )
+    .bind::<SqlUuid, _>(account)
+    .bind::<SqlUuid, _>(active)
+    .bind::<Array<Text>, _>(pids)
+    .bind::<Array<Text>, _>(serials)
+    .load(conn)
+    .await?;
+    Ok((joined, was_member))
 }

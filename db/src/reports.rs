@@ -186,19 +186,58 @@ pub async fn create_device_poll(
     Ok(id)
 }
 
-/// The report ids of a poll this device was given; `None` for anyone else's poll id.
-pub async fn device_poll_reports(
+/// Records the poll id handed to a device for an authorization request.
+pub async fn create_authorization_poll(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    request: uuid::Uuid,
+    now: DateTime<Utc>,
+) -> Result<DevicePollId, DbError> {
+    let id = DevicePollId::new();
+    diesel::insert_into(device_polls::table)
+        .values((
+            device_polls::id.eq(id),
+            device_polls::account_id.eq(account),
+            device_polls::pi_id.eq(pi),
+            device_polls::report_ids.eq(Vec::<i64>::new()),
+            device_polls::authorization_request.eq(request),
+            device_polls::created_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// What a poll id handed to a device stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// The ACK of these reports.
+    Reports(Vec<i64>),
+    /// The codes of this authorization request.
+    Authorization(uuid::Uuid),
+}
+
+/// What a poll this device was given stands for; `None` for anyone else's poll id.
+pub async fn device_poll(
     conn: &mut AsyncPgConnection,
     pi: ProductInstanceId,
     poll: DevicePollId,
-) -> Result<Option<Vec<i64>>, DbError> {
-    Ok(device_polls::table
+) -> Result<Option<DevicePoll>, DbError> {
+    let row: Option<(Vec<i64>, Option<uuid::Uuid>)> = device_polls::table
         .filter(device_polls::id.eq(poll))
         .filter(device_polls::pi_id.eq(pi))
-        .select(device_polls::report_ids)
+        .select((
+            device_polls::report_ids,
+            device_polls::authorization_request,
+        ))
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(row.map(|(reports, request)| match request {
+        Some(request) => DevicePoll::Authorization(request),
+        None => DevicePoll::Reports(reports),
+    }))
 }
 
 /// How many of these reports of a device are not acknowledged yet.

@@ -104,3 +104,6 @@ CREATE INDEX authorizations_holding ON authorizations (lva_id, entitlement_tag)
 
 -- A device poll id also stands for an authorization request.
 ALTER TABLE device_polls ADD COLUMN authorization_request uuid;
+
+-- Trust requests are forwarded now: the old "not forwarded" status lines no longer apply.
+UPDATE alerts SET cleared_at = now() WHERE kind = 'trust_request_not_forwarded' AND cleared_at IS NULL;
