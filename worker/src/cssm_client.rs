@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use outpost_core::cssm::{
-    API_BASE, AccountsSearchResponse, ErrorResponse, HEADER_REQUESTING_SYSTEM,
-    HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollData, PollRequest,
-    PollResponse, RegistrationRequest, RegistrationResponse, ReportUsageResponse, TOKEN_PATH,
-    TokenResponse,
+    API_BASE, AccountsSearchResponse, AuthRequest, AuthRequestResponse, ErrorResponse,
+    HEADER_REQUESTING_SYSTEM, HEADER_SMART_ACCOUNT, HEADER_VIRTUAL_ACCOUNT, LicenseEntry, PollData,
+    PollRequest, PollResponse, RegistrationRequest, RegistrationResponse, ReportUsageResponse,
+    TOKEN_PATH, TokenResponse,
 };
 use outpost_core::settings::CssmSettings;
 use serde::de::DeserializeOwned;
@@ -212,7 +212,22 @@ impl CssmClient {
         self.send(url, builder).await
     }
 
-    /// Polls for the ACKs of an upload.
+    /// Asks for authorization codes, or returns them (`devices/authrequest`).
+    pub async fn auth_request(
+        &self,
+        token: &str,
+        scope: &AccountScope,
+        request: &AuthRequest,
+    ) -> Result<AuthRequestResponse, CssmError> {
+        let url = format!("{}/v2/devices/authrequest", self.api_url);
+        let builder = self
+            .scoped(self.http.post(&url), token, scope)
+            .json(request);
+        self.send(url, builder).await
+    }
+
+    /// Polls for the ACKs of an upload (action `acknowledgements`) or for authorization codes
+    /// (action `authorizations`).
     pub async fn poll_acks(
         &self,
         token: &str,

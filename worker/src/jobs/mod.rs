@@ -1,5 +1,6 @@
 //! The jobs, one file each, and the dispatch from a job row to its code.
 
+pub mod authorizations;
 pub mod cssm_sync;
 pub mod deadline_sweep;
 pub mod registration;
@@ -9,7 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use outpost_db::DbError;
 use outpost_db::jobs::Job;
-use outpost_db::jobs::catalog::{AccountRegistration, CssmSync, DeadlineSweep, WebhookDelivery};
+use outpost_db::jobs::catalog::{
+    AccountRegistration, AuthorizationRequest, AuthorizationReturn, CssmSync, DeadlineSweep,
+    WebhookDelivery,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -77,6 +81,8 @@ pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
         AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
         DeadlineSweep::KIND => payload::<DeadlineSweep>(&ctx.job)?.run(&ctx).await,
         WebhookDelivery::KIND => payload::<WebhookDelivery>(&ctx.job)?.run(&ctx).await,
+        AuthorizationRequest::KIND => payload::<AuthorizationRequest>(&ctx.job)?.run(&ctx).await,
+        AuthorizationReturn::KIND => payload::<AuthorizationReturn>(&ctx.job)?.run(&ctx).await,
         other => Err(JobError::Fatal(format!(
             "no worker code for job kind '{other}'"
         ))),

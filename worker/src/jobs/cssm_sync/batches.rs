@@ -161,6 +161,14 @@ pub(super) async fn send(
             signature: report.signature.clone(),
         });
     }
+    // Trust requests ride with their device's reports.
+    let pis: Vec<ProductInstanceId> = index.keys().copied().collect();
+    let trust = product_instances::pending_trust_requests(conn, &pis).await?;
+    for (pi, requests) in &trust {
+        if let (Some(slot), serde_json::Value::Array(items)) = (index.get(pi), requests) {
+            devices[*slot].trust_requests.clone_from(items);
+        }
+    }
     let now = ctx.worker.clock.now();
     let body = ReportUsageRequest {
         data: ReportUsageData {
@@ -184,6 +192,8 @@ pub(super) async fn send(
         ctx.worker.clock.now(),
     )
     .await?;
+    let forwarded: Vec<ProductInstanceId> = trust.iter().map(|(pi, _)| *pi).collect();
+    product_instances::mark_trust_forwarded(conn, &forwarded, ctx.worker.clock.now()).await?;
     figures.uploads += 1;
     figures.reports_sent += i32::try_from(outgoing.len()).unwrap_or(i32::MAX);
     figures.duplicates += duplicates;
@@ -200,8 +210,7 @@ pub(super) async fn send(
 struct CheckedAck {
     sudi: Sudi,
     file: String,
-    report_ids: Vec<i64>,
-    policy: Option<outpost_core::signed_file::PolicyData>,
+    verified: outpost_core::signed_file::VerifiedAck,
 }
 
 /// Verifies every ACK of a batch, then stores them all with the report marks in one transaction.
@@ -242,8 +251,7 @@ async fn store_acks(
         checked.push(CheckedAck {
             sudi: entry.sudi.clone(),
             file,
-            report_ids: verified.ack.acked_report_ids,
-            policy: verified.policy,
+            verified,
         });
     }
 
@@ -256,12 +264,7 @@ async fn store_acks(
             serial: &ack.sudi.udi_serial_number,
         };
         match product_instances::find_by_udi(conn, key).await? {
-            Some(pi) => verified.push(acks::VerifiedAck {
-                pi_id: pi.id,
-                file: ack.file,
-                report_ids: ack.report_ids,
-                policy: ack.policy.and_then(|p| serde_json::to_value(p).ok()),
-            }),
+            Some(pi) => verified.push(acks::VerifiedAck::new(pi.id, ack.file, ack.verified)),
             None => {
                 tracing::warn!(pi.udi = %ack.sudi, "ACK for a device no longer in the inventory; not stored")
             }

@@ -35,7 +35,23 @@ use super::{JobContext, JobError, RunJob};
 use crate::cssm_client::CssmError;
 
 use self::batches::{note, poll_once, send};
-use self::scopes::Scopes;
+pub(crate) use self::scopes::Scopes;
+
+/// A CSSM bearer token for a registered account's client credentials.
+pub(crate) async fn account_token(
+    worker: &crate::WorkerContext,
+    account: &LocalAccount,
+) -> Result<String, JobError> {
+    let (Some(client_id), Some(client_secret)) =
+        (&account.cssm_client_id, &account.cssm_client_secret)
+    else {
+        return Err(JobError::Fatal(format!(
+            "account '{}' is not registered with CSSM",
+            account.name
+        )));
+    };
+    Ok(worker.cssm.token(client_id, client_secret).await?)
+}
 
 impl From<CssmError> for JobError {
     fn from(e: CssmError) -> Self {
@@ -264,15 +280,7 @@ async fn synchronise(
             "cssm.signing_certificate_file is not set: Outpost cannot verify ACKs, so it does not synchronise".into(),
         ));
     };
-    let (Some(client_id), Some(client_secret)) =
-        (&account.cssm_client_id, &account.cssm_client_secret)
-    else {
-        return Err(JobError::Fatal(format!(
-            "account '{}' is not registered with CSSM",
-            account.name
-        )));
-    };
-    let token = worker.cssm.token(client_id, client_secret).await?;
+    let token = account_token(worker, account).await?;
     let mut scopes = Scopes::new(&worker.cssm, &token, account)?;
     // Problems confined to one batch are noted and the sync goes on with the others, so one bad
     // batch never holds back the rest; they are reported (and retried) at the end.

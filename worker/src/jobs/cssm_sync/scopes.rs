@@ -9,7 +9,7 @@ use super::JobError;
 use crate::cssm_client::{AccountScope, CssmClient};
 
 /// Resolves SA/VA names to CSSM ids, asking CSSM only for pairs other than the account's own.
-pub(super) struct Scopes<'a> {
+pub(crate) struct Scopes<'a> {
     cssm: &'a CssmClient,
     token: &'a str,
     account: &'a LocalAccount,
@@ -18,7 +18,7 @@ pub(super) struct Scopes<'a> {
 }
 
 impl<'a> Scopes<'a> {
-    pub(super) fn new(
+    pub(crate) fn new(
         cssm: &'a CssmClient,
         token: &'a str,
         account: &'a LocalAccount,
@@ -58,7 +58,7 @@ impl<'a> Scopes<'a> {
         })
     }
 
-    pub(super) async fn scope(
+    pub(crate) async fn scope(
         &mut self,
         smart_account: &str,
         virtual_account: &str,
