@@ -171,6 +171,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/accounts/{id}/webhooks/{webhook_id}/deliveries",
                     web::get().to(webhooks::list_webhook_deliveries),
                 )
+                .route(
+                    "/accounts/{id}/authorizations",
+                    web::get().to(authorizations::list_authorizations),
+                )
+                .route(
+                    "/accounts/{id}/authorizations/import",
+                    web::post().to(authorizations::import_authorizations),
+                )
                 .route("/jobs/{id}", web::get().to(get_job::get_job))
                 .route("/settings", web::get().to(settings::get_settings))
                 .route("/settings", web::put().to(settings::put_settings))

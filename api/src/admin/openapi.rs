@@ -27,6 +27,7 @@ use super::routes::*;
         product_instances::remove_product_instances, product_instances::get_product_instance,
         product_instances::delete_product_instance,
         licenses::list_licenses, licenses::transfer_licenses,
+        authorizations::list_authorizations, authorizations::import_authorizations,
         create_sync::create_sync, list_sync_runs::list_sync_runs, list_alerts::list_alerts,
         list_events::list_events, cssm_schedule::get_cssm_schedule, cssm_schedule::put_cssm_schedule,
         offline_files::get_usage_export, offline_files::create_ack_import,

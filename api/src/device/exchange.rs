@@ -1,6 +1,7 @@
-//! One device exchange against the database: identify the device (device validation), store
-//! what it sent, and answer with whatever waits for it. Everything a request changes is written
-//! in one transaction, committed before the answer is sent.
+//! One device exchange against the database: identify the device (device validation), keep its
+//! HA set, store what it sent, and answer with whatever waits for it (ACKs, the policy, trust
+//! codes, authorization codes). Everything a request changes is written in one transaction,
+//! committed before the answer is sent. The SLAC messages live in `authorization.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,11 +17,12 @@ use outpost_db::accounts::Tenant;
 use outpost_db::alerts::{self, kinds};
 use outpost_db::enums::{EventResult, ReportSource, Severity};
 use outpost_db::events::{self, NewEvent};
+use outpost_db::pi_files::{self, PiFile};
 use outpost_db::product_instances::{self, DeviceContact, HaMemberRow, UdiKey};
-use outpost_db::reports::{self, NewRumReport, UsageSample};
+use outpost_db::reports::{self, DevicePoll, NewRumReport, UsageSample};
 use outpost_db::{
     AckId, AsyncConnection, AsyncPgConnection, DbError, DevicePollId, ProductInstanceId,
-    QueryError, acks, system,
+    QueryError, acks, authorizations, system,
 };
 use serde_json::{Value, json};
 
@@ -105,7 +107,7 @@ fn prepare_reports(
 }
 
 /// Why the exchange's transaction ended without committing.
-enum TxError {
+pub(super) enum TxError {
     Db(DbError),
     /// A refusal found mid-way: everything written so far is rolled back.
     Refused(MessageCode, String),
@@ -123,7 +125,7 @@ impl From<QueryError> for TxError {
     }
 }
 
-fn answer(
+pub(super) fn answer(
     status: Status,
     code: MessageCode,
     message: impl Into<String>,
@@ -154,18 +156,7 @@ pub async fn run(
         .sudi
         .clone()
         .ok_or_else(|| refused(MessageCode::MalformedRequest, "data.sudi is required"))?;
-    if !matches!(
-        request.message_type,
-        MessageType::Hello | MessageType::UsageReport | MessageType::ResultPoll
-    ) {
-        return Err(refused(
-            MessageCode::NotSupported,
-            format!(
-                "{} is not supported by this Outpost yet",
-                request.message_type.as_str()
-            ),
-        ));
-    }
+    super::authorization::check_request(&request)?;
     let prepared = match request.message_type {
         MessageType::UsageReport => prepare_reports(tenant, &sender, &request, source, now)?,
         _ => Vec::new(),
@@ -242,23 +233,7 @@ pub async fn run(
                 )
                 .await?
             };
-            if !request.data.ha_udi.is_empty() {
-                let members: Vec<HaMemberRow> = request
-                    .data
-                    .ha_udi
-                    .iter()
-                    .map(|m| HaMemberRow {
-                        account_id: tenant.account.id,
-                        pi_id: pi,
-                        role: m.role.as_str().into(),
-                        udi_pid: m.sudi.udi_pid.clone(),
-                        udi_serial_number: m.sudi.udi_serial_number.clone(),
-                        updated_at: now,
-                    })
-                    .collect();
-                product_instances::replace_ha_members(conn, tenant.account.id, pi, &members)
-                    .await?;
-            }
+            let ha = update_ha_set(conn, tenant, pi, &sender, &request, &actor, now).await?;
 
             let (mut response, mut detail, mut files) = match request.message_type {
                 MessageType::UsageReport => {
@@ -267,7 +242,7 @@ pub async fn run(
                         tenant,
                         pi,
                         prepared,
-                        request.data.trust_requests.len(),
+                        &request.data.trust_requests,
                         now,
                     )
                     .await?
@@ -278,7 +253,20 @@ pub async fn run(
                         Err((code, message)) => return Err(TxError::Refused(code, message)),
                     }
                 }
-                _ => (
+                MessageType::TrustSync => trust_sync(conn, pi, now).await?,
+                MessageType::AuthorizationRequest
+                | MessageType::AuthorizationConfirmation
+                | MessageType::AuthorizationReturn => {
+                    match super::authorization::handle(
+                        conn, tenant, pi, &sender, &request, &ha, now,
+                    )
+                    .await?
+                    {
+                        Ok(parts) => parts,
+                        Err((code, message)) => return Err(TxError::Refused(code, message)),
+                    }
+                }
+                MessageType::Hello => (
                     answer(Status::Ok, MessageCode::HelloOk, "hello", None),
                     json!({}),
                     Vec::new(),
@@ -298,6 +286,11 @@ pub async fn run(
                     smart_license: STANDARD.encode(file),
                 })
                 .collect();
+            let issued = pi_files::take_undelivered(conn, pi, now).await?;
+            add_pi_files(&mut response, issued);
+            let codes =
+                authorizations::take_undelivered(conn, tenant.account.id, &ha.udis, now).await?;
+            super::authorization::add_codes(&mut response, codes);
             response.data.account_info = Some(AccountInfo {
                 smart_account: tenant.account.smart_account.clone(),
                 virtual_account: tenant.account.virtual_account.clone(),
@@ -308,6 +301,14 @@ pub async fn run(
                 map.insert("source_address".into(), json!(source_address));
                 map.insert("message_code".into(), json!(response.message_code));
                 map.insert("acks_delivered".into(), json!(delivered));
+                map.insert(
+                    "delivered".into(),
+                    json!({
+                        "policy": response.data.policy.is_some(),
+                        "trust_codes": response.data.trust_codes.len(),
+                        "authorizations": response.data.authorizations.len(),
+                    }),
+                );
             }
             events::record(
                 conn,
@@ -336,16 +337,170 @@ pub async fn run(
     }
 }
 
-type Parts = (DeviceResponse, Value, Vec<(AckId, String)>);
+/// An exchange's answer, its event detail, and the ACK files it hands over.
+pub(super) type Parts = (DeviceResponse, Value, Vec<(AckId, String)>);
+
+/// The device's HA set after this exchange.
+#[derive(Debug, Default)]
+pub(super) struct HaSet {
+    /// Every UDI of the set (the PI's own first), as (PID, serial).
+    pub udis: Vec<(String, String)>,
+}
+
+/// Keeps the HA set a device reports (`ha_udi`): new members join it, and the sender takes
+/// the reporting role. A PI of the account named as a member stops counting: only the active's
+/// usage is counted. A switchover (the reporting role moving from one PI to another) and new
+/// members are events.
+async fn update_ha_set(
+    conn: &mut AsyncPgConnection,
+    tenant: &Tenant,
+    pi: ProductInstanceId,
+    sender: &Sudi,
+    request: &DeviceRequest,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<HaSet, TxError> {
+    let account = tenant.account.id;
+    let before = product_instances::ha_members(conn, account, pi).await?;
+    let own = (sender.udi_pid.clone(), sender.udi_serial_number.clone());
+    let mut udis = vec![own.clone()];
+    if request.data.ha_udi.is_empty() {
+        udis.extend(
+            before
+                .iter()
+                .map(|m| (m.udi_pid.clone(), m.udi_serial_number.clone()))
+                .filter(|udi| *udi != own),
+        );
+        return Ok(HaSet { udis });
+    }
+    let members: Vec<HaMemberRow> = request
+        .data
+        .ha_udi
+        .iter()
+        .map(|m| HaMemberRow {
+            account_id: account,
+            pi_id: pi,
+            role: m.role.as_str().into(),
+            udi_pid: m.sudi.udi_pid.clone(),
+            udi_serial_number: m.sudi.udi_serial_number.clone(),
+            updated_at: now,
+        })
+        .collect();
+    product_instances::replace_ha_members(conn, account, pi, &members).await?;
+    for m in &members {
+        let udi = (m.udi_pid.clone(), m.udi_serial_number.clone());
+        if !udis.contains(&udi) {
+            udis.push(udi);
+        }
+    }
+    let added: Vec<String> = members
+        .iter()
+        .filter(|m| {
+            !(m.udi_pid == sender.udi_pid && m.udi_serial_number == sender.udi_serial_number)
+        })
+        .filter(|m| {
+            !before
+                .iter()
+                .any(|b| b.udi_pid == m.udi_pid && b.udi_serial_number == m.udi_serial_number)
+        })
+        .map(|m| format!("PID:{},SN:{} ({})", m.udi_pid, m.udi_serial_number, m.role))
+        .collect();
+    let (joined, took_over) =
+        product_instances::take_reporting_role(conn, account, pi, &udis[1..]).await?;
+    let handed_over: Vec<ProductInstanceId> = joined
+        .iter()
+        .filter(|j| j.was_reporting)
+        .map(|j| j.id)
+        .collect();
+    for member in &handed_over {
+        // Its deadlines are the set's now, and the set reports through the sender.
+        for kind in [
+            kinds::REPORTING_DUE,
+            kinds::REPORTING_OVERDUE,
+            kinds::ACK_OVERDUE,
+        ] {
+            alerts::clear(conn, account, Some(*member), kind, now).await?;
+        }
+    }
+    let mut record = async |action: &str, detail: Value| {
+        events::record(
+            conn,
+            &NewEvent {
+                account_id: Some(account),
+                pi_id: Some(pi),
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                result: EventResult::Ok,
+                detail,
+                created_at: now,
+            },
+        )
+        .await
+    };
+    if !added.is_empty() && !before.is_empty() {
+        record("ha.member_added", json!({ "members": added })).await?;
+    }
+    if took_over || !handed_over.is_empty() {
+        record(
+            "ha.switchover",
+            json!({ "reporting": sender.to_string(), "from_product_instances": handed_over }),
+        )
+        .await?;
+    }
+    Ok(HaSet { udis })
+}
+
+/// Puts the policy and trust codes waiting for the device into the answer.
+fn add_pi_files(response: &mut DeviceResponse, files: Vec<PiFile>) {
+    for file in files {
+        let encoded = STANDARD.encode(&file.smart_license);
+        if file.kind == pi_files::POLICY {
+            response.data.policy = Some(encoded);
+        } else if !response
+            .data
+            .trust_codes
+            .iter()
+            .any(|t| t.smart_license == encoded)
+        {
+            response.data.trust_codes.push(SmartLicenseFile {
+                sudi: file.sudi.and_then(|s| serde_json::from_value(s).ok()),
+                smart_license: encoded,
+            });
+        }
+    }
+}
+
+/// `trust_sync`: the device has installed the trust codes it was handed.
+async fn trust_sync(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+    now: DateTime<Utc>,
+) -> Result<Parts, DbError> {
+    let installed = pi_files::mark_trust_installed(conn, pi, now).await?;
+    let message = if installed == 0 {
+        "trust synchronised; no new trust code to record".to_owned()
+    } else {
+        format!("trust code installed ({installed} recorded)")
+    };
+    Ok((
+        answer(Status::Ok, MessageCode::TrustSynced, message, None),
+        json!({ "trust_codes_installed": installed }),
+        Vec::new(),
+    ))
+}
 
 async fn store_usage(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     pi: ProductInstanceId,
     prepared: Vec<PreparedReport>,
-    trust_requests: usize,
+    trust_requests: &[Value],
     now: DateTime<Utc>,
 ) -> Result<Parts, DbError> {
+    if !trust_requests.is_empty() {
+        // Forwarded with the device's reports by the next CSSM sync.
+        product_instances::set_trust_requests(conn, pi, trust_requests).await?;
+    }
     if prepared.is_empty() {
         return Ok((
             answer(
@@ -402,28 +557,18 @@ async fn store_usage(
         )
         .await?;
     }
-    if trust_requests > 0 {
-        let message = "Trust code requested; this Outpost does not forward trust code requests yet";
-        alerts::raise(
-            conn,
-            tenant.account.id,
-            Some(pi),
-            kinds::TRUST_REQUEST_NOT_FORWARDED,
-            Severity::Warning,
-            message,
-            now,
-        )
-        .await?;
-    }
+    // Enforced and export-controlled licenses need an installed authorization code.
+    authorizations::check_alert(conn, tenant.account.id, pi, now).await?;
 
     let known = rows.len() - new_ids.len();
     let mut message = format!(
         "usage accepted: {} reports ({known} already known)",
         rows.len()
     );
-    if trust_requests > 0 {
+    if !trust_requests.is_empty() {
         message.push_str(&format!(
-            "; {trust_requests} trust code requests not forwarded (not supported yet)"
+            "; {} trust code request(s) go to CSSM with them",
+            trust_requests.len()
         ));
     }
     let detail = json!({
@@ -431,7 +576,7 @@ async fn store_usage(
         "new": new_ids.len(),
         "already_known": known,
         "poll_id": poll,
-        "trust_requests_not_forwarded": trust_requests,
+        "trust_requests": trust_requests.len(),
     });
     Ok((
         answer(
@@ -465,8 +610,12 @@ async fn result_poll(
     let Ok(poll) = poll_text.parse::<DevicePollId>() else {
         return Ok(unknown());
     };
-    let Some(report_ids) = reports::device_poll_reports(conn, pi, poll).await? else {
-        return Ok(unknown());
+    let report_ids = match reports::device_poll(conn, pi, poll).await? {
+        None => return Ok(unknown()),
+        Some(DevicePoll::Authorization(request)) => {
+            return super::authorization::poll(conn, request, poll_text).await;
+        }
+        Some(DevicePoll::Reports(ids)) => ids,
     };
     let waiting = reports::count_unacknowledged(conn, pi, &report_ids).await?;
     let files = acks::acks_for_reports(conn, pi, &report_ids).await?;
@@ -490,5 +639,9 @@ async fn result_poll(
             Some(poll_text.to_owned()),
         )
     };
+    // The policy and trust codes those ACKs brought go again too.
+    let ack_ids: Vec<AckId> = files.iter().map(|(id, _)| *id).collect();
+    let mut response = response;
+    add_pi_files(&mut response, pi_files::for_acks(conn, pi, &ack_ids).await?);
     Ok(Ok((response, detail, files)))
 }

@@ -1,6 +1,7 @@
 //! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`PROTOCOL.md`
 //! section 3). Every answer, errors included, is the protocol's JSON with the request's nonce.
 
+mod authorization;
 pub(crate) mod exchange;
 mod post_cslu;
 
@@ -52,7 +53,13 @@ pub(crate) fn status_for(code: MessageCode) -> StatusCode {
         MessageCode::MalformedRequest => StatusCode::BAD_REQUEST,
         MessageCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         MessageCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        MessageCode::UnknownTenant | MessageCode::UnknownPollId => StatusCode::NOT_FOUND,
+        MessageCode::UnknownTenant
+        | MessageCode::UnknownPollId
+        | MessageCode::UnknownAuthorization => StatusCode::NOT_FOUND,
+        MessageCode::InsufficientLicenses | MessageCode::RequestPending => StatusCode::CONFLICT,
+        MessageCode::NotAuthorizable | MessageCode::AuthorizationFailed => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         MessageCode::TenantInactive | MessageCode::DeviceNotAllowed => StatusCode::FORBIDDEN,
         MessageCode::NotSupported => StatusCode::UNPROCESSABLE_ENTITY,
         MessageCode::TryAgain => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,7 +68,12 @@ pub(crate) fn status_for(code: MessageCode) -> StatusCode {
         | MessageCode::UsageAccepted
         | MessageCode::NoReports
         | MessageCode::PollPending
-        | MessageCode::PollComplete => StatusCode::OK,
+        | MessageCode::PollComplete
+        | MessageCode::TrustSynced
+        | MessageCode::AuthorizationPending
+        | MessageCode::AuthorizationIssued
+        | MessageCode::AuthorizationConfirmed
+        | MessageCode::AuthorizationReturned => StatusCode::OK,
     }
 }
 

@@ -260,15 +260,7 @@ async fn check(
                 pi.id
             }
         };
-        checked.push(VerifiedAck {
-            pi_id: pi,
-            file: member.text.clone(),
-            report_ids: ack.acked_report_ids.clone(),
-            policy: verified
-                .policy
-                .as_ref()
-                .and_then(|p| serde_json::to_value(p).ok()),
-        });
+        checked.push(VerifiedAck::new(pi, member.text.clone(), verified));
         progress(i as u64 + 1, members.len() as u64);
     }
     Ok(checked)

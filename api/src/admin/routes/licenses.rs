@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// Lists the license positions of an account per LVA and entitlement.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/licenses", tag = "licenses",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{items: [{lva_number, entitlement_tag, name, enforcement, term, purchased, in_use, shortfall}]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, description = "`{items: [{lva_number, entitlement_tag, name, enforcement, term, purchased, in_use, shortfall, authorized, authorizable}]}`", body = serde_json::Value), (status = 404)))]
 pub async fn list_licenses(
     state: web::Data<AppState>,
     principal: Principal,
@@ -99,7 +99,7 @@ pub async fn transfer_licenses(
             return Err(ApiError::conflict(
                 "insufficient_quantity",
                 format!(
-                    "local virtual account {} holds {available} of {}, fewer than {}",
+                    "local virtual account {} holds {available} of {} free to transfer (not held by authorization codes), fewer than {}",
                     body.from_lva, body.entitlement_tag, body.quantity
                 ),
             ));

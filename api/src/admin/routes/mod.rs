@@ -1,6 +1,7 @@
 //! Admin handlers: one file per resource, handlers named `<verb>_<resource>`.
 
 pub mod accounts;
+pub mod authorizations;
 pub mod create_login;
 pub mod create_sync;
 pub mod cssm_schedule;

@@ -13,7 +13,10 @@ use outpost_db::enums::ConnectMethod;
 use outpost_db::inventory::{
     self, AlertFilter, Cursor, ImportError, InventoryQuery, ManagedPi, Removal, RowError, SortKey,
 };
-use outpost_db::{AccountId, DbPool, ProductInstanceId, acks, alerts, product_instances, reports};
+use outpost_db::{
+    AccountId, DbPool, ProductInstanceId, acks, alerts, authorizations, pi_files,
+    product_instances, reports,
+};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -232,6 +235,8 @@ pub async fn get_product_instance(
         .collect();
     let open_alerts = alerts::open_of_pi(&mut conn, account.id, pi.id).await?;
     let deadlines = pi_deadlines(&mut conn, &account, pi.id).await?;
+    let trust_codes = pi_files::trust_codes(&mut conn, account.id, pi.id).await?;
+    let codes = authorizations::list(&mut conn, account.id, Some(pi.id), 100).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": pi.id,
         "udi_pid": pi.udi_pid,
@@ -253,10 +258,15 @@ pub async fn get_product_instance(
         "source_address": pi.source_address,
         "created_at": pi.created_at,
         "ha_members": ha.iter().map(|m| json!({ "role": m.role, "udi_pid": m.udi_pid, "udi_serial_number": m.udi_serial_number })).collect::<Vec<_>>(),
+        // Set while another PI reports for this one's HA set (this one's usage is not counted).
+        "ha_reporting_pi": pi.ha_active_pi,
+        "trust_codes": trust_codes,
+        "trust_code_installed_at": trust_codes.iter().filter_map(|t| t.installed_at).max(),
+        "authorizations": codes,
         "usage": usage.iter().map(|(tag, count)| json!({ "entitlement_tag": tag, "count": count })).collect::<Vec<_>>(),
         "reports": recent,
         "acks": acks,
-                "alerts": open_alerts,
+        "alerts": open_alerts,
         "deadlines": deadlines,
     })))
 }
@@ -459,7 +469,7 @@ fn managed(
     })
 }
 
-fn rows_refused(errors: Vec<RowError>) -> ApiError {
+pub(super) fn rows_refused(errors: Vec<RowError>) -> ApiError {
     ApiError::with_details(
         actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_rows",

@@ -216,15 +216,35 @@ fn cases(device: &mut Device, stranger: &mut Device) -> Vec<Case> {
             says: "poll_id",
         },
         Case {
-            name: "not yet supported",
+            name: "authorization request without licenses",
             tenant: TENANT,
             content_type: "application/json",
             body: json_body(
                 json!({"message_type": "authorization_request", "data": {"sudi": sudi}}),
             ),
-            status: 422,
-            code: MessageCode::NotSupported,
-            says: "authorization_request",
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "data.licenses is required for authorization_request",
+        },
+        Case {
+            name: "authorization request for zero licenses",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(json!({"message_type": "authorization_request", "data": {
+                "sudi": sudi, "licenses": [{"sudi": sudi, "keys": [{"entitlement": "x", "count": 0}]}]}})),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "data.licenses[0].keys[0].count must be between 1 and 10000",
+        },
+        Case {
+            name: "return code that is not a code",
+            tenant: TENANT,
+            content_type: "application/json",
+            body: json_body(json!({"message_type": "authorization_return", "data": {
+                "sudi": sudi, "returns": [{"sudi": sudi, "return_code": "a b"}]}})),
+            status: 400,
+            code: MessageCode::MalformedRequest,
+            says: "data.returns[0].return_code must be 1 to",
         },
     ]
 }

@@ -238,32 +238,6 @@ async fn plain_http_listener_and_default_tenant_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trust_requests_are_not_dropped_silently() {
-    let app = TestApp::builder().with_account("Acme Campus").start().await;
-    let mut device = Device::new("C9300-24UX", "FCWTRUST001");
-    let report = device.next_report();
-    let mut request = device.usage_request(vec![report]);
-    request.data.trust_requests = vec![serde_json::json!({ "sudi": device.sudi })];
-    let (status, answer) = app.pi_client(TENANT).exchange(&request).await.unwrap();
-    assert_eq!((status, answer.status), (200, Status::OkPoll));
-    assert!(
-        answer
-            .message
-            .ends_with("1 trust code requests not forwarded (not supported yet)"),
-        "{}",
-        answer.message
-    );
-    assert_eq!(app.count("SELECT count(*) FROM alerts WHERE kind = 'trust_request_not_forwarded' AND severity = 'warning'").await, 1);
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM events WHERE (detail->>'trust_requests_not_forwarded')::int = 1"
-        )
-        .await,
-        1
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resending_acknowledged_reports_raises_no_new_alert() {
     let app = TestApp::builder().with_account("Acme Campus").start().await;
     let client = app.pi_client(TENANT);
