@@ -5,6 +5,8 @@
 //   OUTPOST_UI_URL          https://127.0.0.1:<admin port>
 //   OUTPOST_UI_PASSWORD     the first admin's password
 //   OUTPOST_UI_ACCOUNT      an active account with LVAs 1 and 2, synchronised once
+//   OUTPOST_UI_BRANCH       an active account whose HA stack OUTPOST_UI_DEVICE uses HSECK9 and
+//                           holds three authorization codes, issued but not installed
 //   OUTPOST_UI_SCREENSHOTS  where to write screenshots
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -14,6 +16,8 @@ const base = process.env.OUTPOST_UI_URL;
 const password = process.env.OUTPOST_UI_PASSWORD;
 const accountName = process.env.OUTPOST_UI_ACCOUNT;
 const shots = process.env.OUTPOST_UI_SCREENSHOTS;
+const branch = process.env.OUTPOST_UI_BRANCH;
+const stackSerial = process.env.OUTPOST_UI_DEVICE;
 mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -166,7 +170,51 @@ try {
     assert.ok(events.includes(action), `${action} missing from the events tab`);
   }
 
-    step('a system admin creates an account user, who sees only that account');
+  step('the branch: alerts, reporting interval and a webhook');
+  await page.click('header a:text-is("Local accounts")');
+  await page.click(`#accounts a:text-is("${branch}")`);
+  await page.click('.tabs a:text-is("Alerts & webhooks")');
+  await page.locator('#account-alerts').waitFor();
+  assert.match(await text('#account-alerts'), /Router US Export Lic\. for DNA in use without an installed authorization code \(SLAC\)/);
+  await page.fill('#reporting-interval input[name=days]', '30');
+  await page.click('#reporting-interval button[type=submit]');
+  await page.locator('#toast', { hasText: 'Reporting every 30 days at most.' }).waitFor();
+  await page.fill('#create-webhook input[name=url]', 'http://hooks.example.com/outpost');
+  await page.click('#create-webhook button[type=submit]');
+  await page.locator('[role=alert]', { hasText: 'url must start with https://' }).waitFor();
+  await page.fill('#create-webhook input[name=url]', 'https://hooks.example.com/outpost');
+  await page.fill('#create-webhook input[name=kinds]', 'reporting_overdue');
+  await page.click('#create-webhook button[type=submit]');
+  await page.locator('#webhook-secret code').waitFor();
+  assert.equal((await text('#webhook-secret code')).length, 32, 'the signing secret is shown once');
+  assert.match(await text('#webhooks'), /https:\/\/hooks\.example\.com\/outpost\s+reporting_overdue/);
+  await page.locator('#webhooks button:text-is("Delivery log")').click();
+  await page.locator('#webhook-log', { hasText: 'Nothing sent yet.' }).waitFor();
+  await shot('alerts-and-webhooks');
+
+  step('the licenses show what authorization codes hold');
+  await page.click('.tabs a:text-is("Licenses")');
+  const hsec = page.locator('#licenses tbody tr', { hasText: 'Router US Export Lic. for DNA' });
+  await hsec.waitFor();
+  const cells = await hsec.locator('td').allInnerTexts();
+  assert.deepEqual(cells.slice(6), ['3', '7'], `authorized and free: ${cells}`);
+
+  step('the stack shows its deadlines, HA set and authorization codes');
+  await page.click('.tabs a:text-is("Inventory")');
+  await page.fill('#filters input[name=q]', stackSerial);
+  await page.click('#filters button[type=submit]');
+  await page.locator('#summary', { hasText: '1–1 of 1' }).waitFor();
+  await page.locator('#inventory tbody a').first().click();
+  await page.locator('#pi-deadlines').waitFor();
+  assert.match(await text('#pi-deadlines'), /Account reporting interval\s+every 30 days/);
+  assert.match(await text('#pi-deadlines'), /Next report due\s+.+\(ongoing reporting\)/);
+  assert.equal(await text('#pi-ha-role'), 'Reports for its set.');
+  assert.equal(await page.locator('#pi-ha-members li').count(), 3);
+  const codes = await text('#pi-authorizations');
+  assert.equal((codes.match(/\bissued\b/g) || []).length, 3, codes);
+  await shot('stack');
+
+  step('a system admin creates an account user, who sees only that account');
   await page.click('header a:text-is("Users")');
   await page.locator('#users').waitFor();
   await page.fill('#create-user input[name=username]', 'campus-viewer');

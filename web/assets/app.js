@@ -208,7 +208,8 @@ function lifecycleButtons(account, errors) {
 
 async function accountPage(id, tab) {
   const account = await api('GET', `/accounts/${id}`);
-  const tabs = [['inventory', 'Inventory'], ['virtual-accounts', 'Virtual accounts'], ['licenses', 'Licenses'], ['events', 'Events']];
+  const tabs = [['inventory', 'Inventory'], ['virtual-accounts', 'Virtual accounts'], ['licenses', 'Licenses'],
+    ['alerts', 'Alerts & webhooks'], ['events', 'Events']];
   const body = h('section', { id: 'tab-body' });
   view.replaceChildren(
     h('p', { class: 'crumbs' }, h('a', { href: '#/accounts' }, 'Local accounts'), ' / ', account.name),
@@ -218,7 +219,7 @@ async function accountPage(id, tab) {
     h('nav', { class: 'tabs' }, tabs.map(([key, label]) =>
       h('a', { href: `#/accounts/${id}/${key}`, class: key === tab ? 'active' : '' }, label))),
     body);
-  const pages = { inventory: inventoryTab, 'virtual-accounts': lvaTab, licenses: licensesTab, events: eventsTab };
+  const pages = { inventory: inventoryTab, 'virtual-accounts': lvaTab, licenses: licensesTab, alerts: alertsTab, events: eventsTab };
   await (pages[tab] || inventoryTab)(account, body);
 }
 
@@ -337,7 +338,122 @@ async function piPage(accountId, piId) {
       h('thead', {}, h('tr', {}, ['Report id', 'Received', 'Sent to CSSM', 'Acknowledged'].map((t) => h('th', {}, t)))),
       h('tbody', {}, pi.reports.map((r) => h('tr', {}, h('td', {}, String(r.report_id)), h('td', {}, when(r.received_at)),
         h('td', {}, r.uploaded_at ? when(r.uploaded_at) : (r.exported_at ? `exported ${when(r.exported_at)}` : 'not yet')),
-        h('td', {}, r.acked_at ? when(r.acked_at) : 'not yet'))))) : h('p', {}, 'No report yet.'));
+        h('td', {}, r.acked_at ? when(r.acked_at) : 'not yet'))))) : h('p', {}, 'No report yet.'),
+    ...deadlineSection(pi), ...haSection(accountId, pi), ...trustSection(pi), ...authorizationSection(pi));
+}
+
+const REASONS = { first_report: 'first report', ongoing: 'ongoing reporting', usage_change: 'usage changed' };
+
+/** When the device must report and be acknowledged next, under the policy in force. */
+function deadlineSection(pi) {
+  const d = pi.deadlines || {};
+  const due = d.report_due;
+  return [h('h2', {}, 'Reporting deadlines'),
+    h('dl', { class: 'facts', id: 'pi-deadlines' },
+      h('dt', {}, 'Policy'), h('dd', {}, d.policy || 'Cisco default'),
+      h('dt', {}, 'Next report due'), h('dd', {}, due ? `${when(due.at)} (${REASONS[due.reason] || due.reason})` : (d.owes || 'no requirement')),
+      h('dt', {}, 'ACK due'), h('dd', {}, d.ack_due ? when(d.ack_due) : 'nothing awaits an ACK'),
+      h('dt', {}, 'Account reporting interval'), h('dd', {}, d.reporting_interval_days ? `every ${d.reporting_interval_days} days` : 'as the policy says'))];
+}
+
+/** The HA set: its members, and which PI reports for it. */
+function haSection(accountId, pi) {
+  if (!pi.ha_members.length && !pi.ha_reporting_pi) return [];
+  return [h('h2', {}, 'High availability set'),
+    pi.ha_reporting_pi
+      ? h('p', { id: 'pi-ha-role' }, 'A member of a set that reports through ',
+        h('a', { href: `#/accounts/${accountId}/pi/${pi.ha_reporting_pi}` }, 'its active'), '; its own usage is not counted.')
+      : h('p', { id: 'pi-ha-role' }, 'Reports for its set.'),
+    h('ul', { id: 'pi-ha-members' }, pi.ha_members.map((m) => h('li', {}, `${m.role}: ${m.udi_pid} / ${m.udi_serial_number}`)))];
+}
+
+function trustSection(pi) {
+  if (!pi.trust_codes.length) return [];
+  return [h('h2', {}, 'Trust code'),
+    h('p', { id: 'pi-trust' }, pi.trust_code_installed_at
+      ? `Trust code installed ${when(pi.trust_code_installed_at)}.`
+      : 'Trust code received from CSSM; not installed on the device yet.'),
+    h('table', {}, h('thead', {}, h('tr', {}, ['Device', 'Received', 'Handed over', 'Installed'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, pi.trust_codes.map((t) => h('tr', {}, h('td', {}, t.sudi ? `${t.sudi.udi_pid} / ${t.sudi.udi_serial_number}` : ''),
+        h('td', {}, when(t.received_at)), h('td', {}, when(t.delivered_at)), h('td', {}, when(t.installed_at))))))];
+}
+
+function authorizationSection(pi) {
+  if (!pi.authorizations.length) return [];
+  return [h('h2', {}, 'Authorization codes (SLAC)'),
+    h('table', { id: 'pi-authorizations' },
+      h('thead', {}, h('tr', {}, ['Device', 'Entitlement', 'Count', 'State', 'Issued', 'Installed', 'Returned'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, pi.authorizations.map((a) => h('tr', {},
+        h('td', {}, `${a.udi_pid} / ${a.udi_serial_number}`), h('td', {}, a.entitlement_tag), h('td', {}, String(a.count)),
+        h('td', { title: a.error || '' }, a.state), h('td', {}, when(a.issued_at)), h('td', {}, when(a.confirmed_at)),
+        h('td', {}, a.returned_at ? when(a.returned_at) : '')))))];
+}
+
+/** Open alerts, the reporting interval, and the webhooks that receive new alerts. */
+async function alertsTab(account, body) {
+  const [alerts, settings, hooks] = await Promise.all([
+    api('GET', `/accounts/${account.id}/alerts`),
+    api('GET', `/accounts/${account.id}/settings`),
+    api('GET', `/accounts/${account.id}/webhooks`)]);
+  const errors = h('div');
+  const interval = h('form', { class: 'inline', id: 'reporting-interval' },
+    h('label', {}, 'Devices report at least every ',
+      h('input', { name: 'days', type: 'number', min: 1, max: 365, value: settings.reporting_interval_days || '', placeholder: 'policy' }), ' days'),
+    h('button', { type: 'submit' }, 'Save'));
+  interval.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const days = new FormData(interval).get('days');
+    const done = await attempt(() => api('PUT', `/accounts/${account.id}/settings`,
+      { reporting_interval_days: days === '' ? null : Number(days) }), errors);
+    if (done) toast(done.reporting_interval_days ? `Reporting every ${done.reporting_interval_days} days at most.` : 'The policy sets the reporting interval.');
+  });
+  const form = h('form', { class: 'inline', id: 'create-webhook' },
+    h('input', { name: 'url', type: 'url', placeholder: 'https://hooks.example.com/outpost', required: true, size: 40 }),
+    h('input', { name: 'kinds', placeholder: 'Alert kinds (comma-separated; empty: all)', size: 36 }),
+    h('button', { type: 'submit' }, 'Add webhook'));
+  const secretBox = h('div', { id: 'webhook-secret' });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const d = Object.fromEntries(new FormData(form));
+    const kinds = d.kinds.split(',').map((k) => k.trim()).filter(Boolean);
+    const created = await attempt(() => api('POST', `/accounts/${account.id}/webhooks`, { url: d.url, kinds }), errors);
+    if (created) {
+      await route();
+      document.getElementById('webhook-secret').replaceChildren(h('p', { class: 'notice' },
+        'Signing secret (shown once; the X-Outpost-Signature header is HMAC-SHA256 of "<t>.<body>" with it): ',
+        h('code', {}, created.secret)));
+    }
+  });
+  const log = h('div', { id: 'webhook-log' });
+  const showLog = async (hook) => {
+    const deliveries = await attempt(() => api('GET', `/accounts/${account.id}/webhooks/${hook.id}/deliveries?limit=50`), errors);
+    if (!deliveries) return;
+    log.replaceChildren(h('h3', {}, `Deliveries to ${hook.url}`),
+      deliveries.items.length ? h('table', { id: 'deliveries' },
+        h('thead', {}, h('tr', {}, ['Created', 'Event', 'Alert', 'State', 'Attempts'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, deliveries.items.map((d) => h('tr', {},
+          h('td', {}, when(d.created_at)), h('td', {}, d.event), h('td', {}, (d.body.alert && d.body.alert.message) || ''),
+          h('td', {}, d.state),
+          h('td', {}, d.attempts.map((a) => `${a.attempt}: ${a.status_code || a.error} (${when(a.at)})`).join('; '))))))
+        : h('p', {}, 'Nothing sent yet.'));
+  };
+  body.replaceChildren(errors,
+    h('h2', {}, 'Open alerts'),
+    alerts.items.length ? h('ul', { id: 'account-alerts' }, alerts.items.map((a) => h('li', { class: a.severity }, `${a.message} (${when(a.updated_at)})`)))
+      : h('p', {}, 'None.'),
+    h('h2', {}, 'Reporting interval'), interval,
+    h('h2', {}, 'Webhooks'),
+    hooks.items.length ? h('table', { id: 'webhooks' },
+      h('thead', {}, h('tr', {}, ['Endpoint', 'Alert kinds', 'Since', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, hooks.items.map((w) => h('tr', {},
+        h('td', {}, w.url), h('td', {}, w.kinds.join(', ') || 'all'), h('td', {}, when(w.created_at)),
+        h('td', {}, h('button', { type: 'button', class: 'small', onclick: () => showLog(w) }, 'Delivery log'), ' ',
+          h('button', { type: 'button', class: 'small', onclick: async () => {
+            if (!confirm(`Remove the webhook ${w.url}?`)) return;
+            if (await attempt(() => api('DELETE', `/accounts/${account.id}/webhooks/${w.id}`), errors) !== undefined) { toast('Webhook removed.'); route(); }
+          } }, 'Remove'))))))
+      : h('p', {}, 'No webhook: alerts are only shown here.'),
+    secretBox, form, log);
 }
 
 async function lvaTab(account, body) {
@@ -379,15 +495,36 @@ async function licensesTab(account, body) {
       { entitlement_tag: d.entitlement_tag, from_lva: Number(d.from_lva), to_lva: Number(d.to_lva), quantity: Number(d.quantity) }), errors);
     if (done) { toast(`Transferred ${done.transferred}.`); route(); }
   });
+  const slacFile = h('input', { type: 'file', accept: '.csv,text/csv', id: 'slac-file' });
+  const slacImport = h('label', { class: 'file' }, 'SLAC CSV: ', slacFile);
+  slacFile.addEventListener('change', async () => {
+    const text = await slacFile.files[0].text();
+    slacFile.value = '';
+    try {
+      const done = await api('POST', `/accounts/${account.id}/authorizations/import`, text, 'text/csv');
+      toast(`Imported ${done.imported} authorization code(s)${done.already_imported ? `; ${done.already_imported} were already here` : ''}.`);
+      route();
+    } catch (e) {
+      const rows = (e.details && e.details.rows) || [];
+      errors.replaceChildren(h('div', { class: 'error', role: 'alert', id: 'slac-errors' },
+        h('p', {}, rows.length ? 'Nothing was imported:' : e.message),
+        rows.length ? h('ul', {}, rows.map((r) => h('li', {}, `line ${r.line}: ${r.reason}`))) : ''));
+    }
+  });
   body.replaceChildren(errors,
     items.length ? h('table', { id: 'licenses' },
-      h('thead', {}, h('tr', {}, ['LVA', 'License', 'Type', 'Purchased', 'In use', 'Shortfall'].map((t) => h('th', {}, t)))),
-      h('tbody', {}, items.map((l) => h('tr', { class: l.shortfall > 0 ? 'short' : '' },
-        h('td', {}, String(l.lva_number)), h('td', { title: l.entitlement_tag }, l.name || l.entitlement_tag),
-        h('td', {}, [l.enforcement, l.term].filter(Boolean).join(', ')),
-        h('td', {}, String(l.purchased)), h('td', {}, String(l.in_use)), h('td', {}, String(l.shortfall))))))
+      h('thead', {}, h('tr', {}, ['LVA', 'License', 'Type', 'Purchased', 'In use', 'Shortfall', 'Authorized (SLAC)', 'Free to authorize'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, items.map((l) => {
+        const enforced = l.enforcement && l.enforcement !== 'unenforced';
+        return h('tr', { class: l.shortfall > 0 ? 'short' : '' },
+          h('td', {}, String(l.lva_number)), h('td', { title: l.entitlement_tag }, l.name || l.entitlement_tag),
+          h('td', {}, [l.enforcement, l.term].filter(Boolean).join(', ')),
+          h('td', {}, String(l.purchased)), h('td', {}, String(l.in_use)), h('td', {}, String(l.shortfall)),
+          h('td', {}, enforced ? String(l.authorized) : '—'), h('td', {}, enforced ? String(l.authorizable) : '—'));
+      })))
       : h('p', {}, 'No license synchronised yet: synchronise with Cisco first.'),
-    h('h2', {}, 'Transfer licenses between virtual accounts'), form);
+    h('h2', {}, 'Transfer licenses between virtual accounts'), form,
+    h('h2', {}, 'Import authorization codes (SLAC CSV from CSSM)'), slacImport);
 }
 
 async function eventsTab(account, body) {

@@ -4,10 +4,15 @@
 use std::path::PathBuf;
 use tokio::process::Command;
 
+use outpost_core::device::{AuthorizationMode, AuthorizationScope};
 use outpost_db::enums::JobState;
+use outpost_pi_sim::Device;
 use outpost_tests::{ADMIN_PASSWORD, TestApp};
 use reqwest::Method;
 use serde_json::json;
+
+/// The export-controlled license the simulator's Campus VA holds.
+const HSEC: &str = "regid.2019-03.com.cisco.HSECK9,1.0_a9f6ad7c-7d0b-4e4c-9c1b-4b4c0c6c3d6e";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_admin_manages_the_inventory_in_the_browser() {
@@ -17,7 +22,11 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
             && PathBuf::from("/usr/bin/chromium").is_file(),
         "the UI test needs chromium and tests/ui/node_modules: run scripts/test, which installs both"
     );
-    let app = TestApp::builder().with_account("Acme Campus").start().await;
+    let app = TestApp::builder()
+        .with_account("Acme Campus")
+        .with_account("Acme Branch")
+        .start()
+        .await;
     let admin = app.admin_token().await;
     let id = app.account("Acme Campus").await.id;
     let (status, _) = app
@@ -30,6 +39,27 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
         .await;
     assert_eq!(status, 201);
     assert_eq!(app.sync("Acme Campus").await, JobState::Succeeded);
+    // A branch stack uses HSECK9 and has asked for its codes; CSSM issued them, and the stack
+    // has not installed them yet.
+    assert_eq!(app.sync("Acme Branch").await, JobState::Succeeded);
+    let mut stack = Device::new("C9300X-24HX", "FOCUISTK1")
+        .with_standby("FOCUISTK2")
+        .with_member("FOCUISTK3");
+    stack.entitlement_tag = HSEC.into();
+    app.push_next_report(&mut stack, "Acme Branch-1").await;
+    let ask = stack.authorization_request(
+        &[(HSEC, 1)],
+        AuthorizationMode::Add,
+        AuthorizationScope::All,
+    );
+    let (status, _) = app.pi_client("Acme Branch-1").exchange(&ask).await.unwrap();
+    assert_eq!(status, 200);
+    app.run_jobs().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM authorizations WHERE state = 'issued'")
+            .await,
+        3
+    );
 
     let screenshots = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -41,6 +71,8 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
         .env("OUTPOST_UI_URL", base)
         .env("OUTPOST_UI_PASSWORD", ADMIN_PASSWORD)
         .env("OUTPOST_UI_ACCOUNT", "Acme Campus")
+        .env("OUTPOST_UI_BRANCH", "Acme Branch")
+        .env("OUTPOST_UI_DEVICE", "FOCUISTK1")
         .env("OUTPOST_UI_SCREENSHOTS", &screenshots)
         .output();
     tokio::pin!(node);
@@ -63,7 +95,17 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
     // What the browser did is in the database, not only on the screen.
     assert_eq!(
         app.count("SELECT count(*) FROM product_instances").await,
-        120
+        121
+    );
+    assert_eq!(
+        app.count_rows("SELECT url || ' ' || array_to_string(kinds, ',') FROM webhooks")
+            .await,
+        ["https://hooks.example.com/outpost reporting_overdue"]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM local_accounts WHERE reporting_interval_days = 30")
+            .await,
+        1
     );
     assert_eq!(
         app.count(
