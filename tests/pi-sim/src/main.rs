@@ -1,5 +1,5 @@
 //! `pi-sim`: a simulated product instance on the command line. Its state (report ids, poll
-//! ids, ACKs received) is kept in a JSON file between runs.
+//! ids, ACKs, trust codes and authorization codes received) is kept in a JSON file between runs.
 
 #![expect(clippy::print_stdout, reason = "the CLI's output is its interface")]
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use outpost_core::device::DeviceRequest;
+use outpost_core::device::{AuthorizationMode, AuthorizationScope, DeviceRequest};
 use outpost_core::offline_file;
 use outpost_pi_sim::{Device, PiClient};
 
@@ -41,7 +41,44 @@ enum Command {
         /// Serial number of a new device.
         #[arg(long, default_value = "FCW2134L00C")]
         serial: String,
+        /// A new device's HA standby (serial); then its stack members with --member.
+        #[arg(long)]
+        standby: Option<String>,
+        /// A stack member of a new device (serial); repeat for more.
+        #[arg(long)]
+        member: Vec<String>,
+        /// The entitlement a new device uses (default: Network Advantage).
+        #[arg(long)]
+        entitlement: Option<String>,
+        /// Ask for trust codes for the device and its HA set with these reports.
+        #[arg(long)]
+        trust: bool,
     },
+    /// Ask for authorization codes (SLAC); `poll` picks them up.
+    Authorize {
+        /// Entitlement tag, e.g. the HSECK9 tag.
+        #[arg(long)]
+        entitlement: String,
+        /// Licenses per device.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// For every UDI of the HA set, not only this device.
+        #[arg(long)]
+        all: bool,
+        /// Replace what the devices hold instead of adding to it.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Confirm every authorization code received (the device installed them).
+    Confirm,
+    /// Return the authorization code(s) of one device of the set.
+    Return {
+        /// Serial of the device giving its codes back (default: this device).
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    /// Tell Outpost the trust codes received are installed.
+    TrustSync,
     /// Ask for the result of every pending report; shows the ACKs received.
     Poll,
     /// Say hello (and pick up anything waiting).
@@ -88,8 +125,24 @@ async fn main() -> anyhow::Result<()> {
             reports,
             pid,
             serial,
+            standby,
+            member,
+            entitlement,
+            trust,
         } => {
-            let mut device = load(&args.state, &pid, &serial)?;
+            let mut device = if args.state.is_file() {
+                load(&args.state, &pid, &serial)?
+            } else {
+                let mut device = Device::new(&pid, &serial);
+                for unit in standby.iter().chain(&member) {
+                    device = device.with_member(unit);
+                }
+                if let Some(tag) = entitlement {
+                    device.entitlement_tag = tag;
+                }
+                device
+            };
+            device.request_trust = trust;
             let batch: Vec<_> = (0..reports).map(|_| device.next_report()).collect();
             let response = device.push(&client, batch).await?;
             save(&args.state, &device)?;
@@ -111,11 +164,53 @@ async fn main() -> anyhow::Result<()> {
             let completed = device.poll(&client).await?;
             save(&args.state, &device)?;
             println!(
-                "{}: {completed} of {pending} pending polls completed; ACKs held: {}; reports acknowledged: {:?}",
+                "{}: {completed} of {pending} pending polls completed; ACKs held: {}; reports acknowledged: {:?}; policy: {}; trust codes: {}; authorization codes: {}",
                 device.sudi,
                 device.acks.len(),
-                device.acknowledged_report_ids()
+                device.acknowledged_report_ids(),
+                if device.policy.is_some() { "received" } else { "none" },
+                device.trust_codes.len(),
+                device.authorizations.len(),
             );
+        }
+        Command::Authorize {
+            entitlement,
+            count,
+            all,
+            replace,
+        } => {
+            let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
+            let mode = if replace {
+                AuthorizationMode::Replace
+            } else {
+                AuthorizationMode::Add
+            };
+            let scope = if all {
+                AuthorizationScope::All
+            } else {
+                AuthorizationScope::Local
+            };
+            let request = device.authorization_request(&[(entitlement.as_str(), count)], mode, scope);
+            exchange(&client, &mut device, &args.state, request).await?;
+        }
+        Command::Confirm => {
+            let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
+            let request = device.confirmation_request();
+            exchange(&client, &mut device, &args.state, request).await?;
+        }
+        Command::Return { serial } => {
+            let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
+            let member = match serial {
+                Some(serial) => outpost_core::Sudi::new(device.sudi.udi_pid.clone(), serial),
+                None => device.sudi.clone(),
+            };
+            let request = device.return_request(&member);
+            exchange(&client, &mut device, &args.state, request).await?;
+        }
+        Command::TrustSync => {
+            let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
+            let request = device.trust_sync_request();
+            exchange(&client, &mut device, &args.state, request).await?;
         }
         Command::Hello => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
@@ -142,6 +237,31 @@ async fn main() -> anyhow::Result<()> {
             println!("HTTP {status}: {}", String::from_utf8_lossy(&body));
         }
     }
+    Ok(())
+}
+
+/// Sends one request, keeps what the answer brings, and prints the answer.
+async fn exchange(
+    client: &PiClient,
+    device: &mut Device,
+    state: &PathBuf,
+    request: DeviceRequest,
+) -> anyhow::Result<()> {
+    let (status, response) = client.exchange(&request).await?;
+    device.absorb(&response)?;
+    save(state, device)?;
+    println!(
+        "{} HTTP {status} {} {:?}: {} {}",
+        device.sudi,
+        response.message_code_text(),
+        response.message_code,
+        response.message,
+        response
+            .poll_id
+            .as_deref()
+            .map(|p| format!("(poll id {p})"))
+            .unwrap_or_default()
+    );
     Ok(())
 }
 
