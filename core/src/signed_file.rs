@@ -61,6 +61,18 @@ pub enum SignedFileError {
         /// The text found.
         udi: String,
     },
+    /// The `<udi>` names another device than the signed data: the file was edited.
+    #[error(
+        "<{section}> is labelled for {udi} but its signed data names {signed}: it was moved to another device"
+    )]
+    UdiMismatch {
+        /// The section.
+        section: &'static str,
+        /// The `<udi>` text.
+        udi: String,
+        /// The device the signed data names.
+        signed: String,
+    },
     /// Signing failed (simulator side).
     #[error("signing failed: {0}")]
     Signing(CryptoError),
@@ -146,6 +158,10 @@ impl PolicyData {
 /// What a trust code carries [ours]: the key the device signs its reports with from now on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustCodeData {
+    /// The device it is for (`PID:..,SN:..`), inside the signed data so the code cannot be
+    /// moved to another device by editing `<udi>`; set by [`build_trust_code`].
+    #[serde(default)]
+    pub udi: String,
     /// The device's trust key.
     pub public_key_pem: String,
     /// Milliseconds since the epoch.
@@ -166,6 +182,10 @@ pub struct AuthorizedEntitlement {
 /// What an authorization code (SLAC) carries [ours: the inner content is not public].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizationData {
+    /// The device it is for (`PID:..,SN:..`), inside the signed data so the code cannot be
+    /// moved to another device by editing `<udi>`; set by [`build_authorization`].
+    #[serde(default)]
+    pub udi: String,
     /// The product instance UUID, when known.
     pub piid: String,
     /// What it authorizes.
@@ -176,7 +196,40 @@ pub struct AuthorizationData {
     pub timestamp: i64,
 }
 
-/// A UDI-bound file (trust code or SLAC) whose signature verified.
+/// Signed data bound to one device.
+pub trait DeviceBound {
+    /// The device the signed data names.
+    fn udi(&self) -> &str;
+    /// The same data naming `sudi`.
+    #[must_use]
+    fn bound_to(&self, sudi: &Sudi) -> Self;
+}
+
+impl DeviceBound for TrustCodeData {
+    fn udi(&self) -> &str {
+        &self.udi
+    }
+    fn bound_to(&self, sudi: &Sudi) -> Self {
+        Self {
+            udi: sudi.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+impl DeviceBound for AuthorizationData {
+    fn udi(&self) -> &str {
+        &self.udi
+    }
+    fn bound_to(&self, sudi: &Sudi) -> Self {
+        Self {
+            udi: sudi.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A UDI-bound signed file (trust code or SLAC) whose signature verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundFile<T> {
     /// The device it is for.
@@ -247,14 +300,15 @@ pub fn build_ack(
     Ok(out)
 }
 
-/// A UDI-bound signed file: `<element><udi>..</udi><data>..</data><signature>..</signature>`.
-fn bound_file<T: Serialize>(
+/// A UDI-bound signed file: `<element><udi>..</udi><data>..</data><signature>..</signature>`,
+/// the device named inside the signed data too.
+fn bound_file<T: Serialize + DeviceBound>(
     element: &str,
     sudi: &Sudi,
     data: &T,
     signer: &EcdsaSigner,
 ) -> Result<String, SignedFileError> {
-    let section = signed_section(element, data, signer)?;
+    let section = signed_section(element, &data.bound_to(sudi), signer)?;
     let open = format!("<{element}>");
     Ok(section.replacen(
         &open,
@@ -299,8 +353,8 @@ fn standalone(section: &Element, name: &str) -> String {
     out
 }
 
-/// Verifies a UDI-bound section and reads its device.
-fn verify_bound<T: for<'de> Deserialize<'de>>(
+/// Verifies a UDI-bound section and reads its device, which the signed data must name.
+fn verify_bound<T: for<'de> Deserialize<'de> + DeviceBound>(
     section: &Element,
     name: &'static str,
     verifier: &SignatureVerifier,
@@ -314,6 +368,14 @@ fn verify_bound<T: for<'de> Deserialize<'de>>(
         section: name,
         udi: udi.text.clone(),
     })?;
+    let data: T = data;
+    if !parse_udi(data.udi()).is_some_and(|signed| signed.same_device(&sudi)) {
+        return Err(SignedFileError::UdiMismatch {
+            section: name,
+            udi: udi.text.trim().to_owned(),
+            signed: data.udi().to_owned(),
+        });
+    }
     Ok(BoundFile {
         sudi,
         data,
@@ -475,6 +537,7 @@ mod tests {
         let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
         let data = TrustCodeData {
+            udi: String::new(),
             public_key_pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into(),
             issued: 1_732_700_000_000,
         };
@@ -491,7 +554,7 @@ mod tests {
         assert_eq!(verified.trust_codes.len(), 2);
         for (code, member) in verified.trust_codes.iter().zip(&members) {
             assert_eq!(&code.sudi, member);
-            assert_eq!(code.data, data);
+            assert_eq!(code.data, data.bound_to(member));
             let alone = verify_trust_code(&code.file, &verifier, Utc::now()).unwrap();
             assert_eq!(&alone.sudi, member);
         }
@@ -503,6 +566,7 @@ mod tests {
         let signer = EcdsaSigner::from_pkcs8_pem(&pair.key_pem).unwrap();
         let verifier = SignatureVerifier::from_certificate_pem(&pair.cert_pem).unwrap();
         let data = AuthorizationData {
+            udi: String::new(),
             piid: "360b8a0f-7713-4f20-846f-03281350f9d3".into(),
             entitlements: vec![AuthorizedEntitlement {
                 tag: "regid.2019-03.com.cisco.DNA_HSEC,1.0_509c41ab".into(),
@@ -515,7 +579,10 @@ mod tests {
         let sudi = Sudi::new("C9300X-24HX", "FOC2519L8R7");
         let file = build_authorization(&sudi, &data, &signer).unwrap();
         let verified = verify_authorization(&file, &verifier, Utc::now()).unwrap();
-        assert_eq!((verified.sudi, verified.data), (sudi, data));
+        assert_eq!(
+            (verified.sudi.clone(), verified.data),
+            (sudi.clone(), data.bound_to(&sudi))
+        );
         assert_eq!(
             verified.file, file,
             "the stand-alone form is the file itself"
@@ -524,12 +591,19 @@ mod tests {
         assert!(verify_authorization(&tampered, &verifier, Utc::now()).is_err());
         assert!(matches!(
             verify_authorization(
-                &file.replace("PID:C9300X-24HX,SN:", "junk"),
+                &file.replacen("PID:C9300X-24HX,SN:", "junk", 1),
                 &verifier,
                 Utc::now()
             ),
             Err(SignedFileError::Udi { .. })
         ));
+        // Moved to another device by editing <udi>: the signed data still names the first.
+        let moved = file.replacen("SN:FOC2519L8R7</udi>", "SN:FOC0000AAAA</udi>", 1);
+        let err = verify_authorization(&moved, &verifier, Utc::now()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "<smartLicenseAuthorization> is labelled for PID:C9300X-24HX,SN:FOC0000AAAA but its signed data names PID:C9300X-24HX,SN:FOC2519L8R7: it was moved to another device"
+        );
     }
 
     #[test]

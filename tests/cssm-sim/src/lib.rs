@@ -371,6 +371,7 @@ impl Shared {
             let (_, public_key_pem) = crypto::generate_key_pair()
                 .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let data = TrustCodeData {
+                udi: String::new(),
                 public_key_pem,
                 issued: Utc::now().timestamp_millis(),
             };
@@ -548,6 +549,7 @@ impl CssmSim {
         let mut state = self.shared.state();
         for (sudi, tag, count) in codes {
             let data = AuthorizationData {
+                udi: String::new(),
                 piid: String::new(),
                 entitlements: vec![AuthorizedEntitlement {
                     tag: (*tag).to_owned(),
@@ -1310,6 +1312,7 @@ async fn authrequest(
                     .find(|l| l.entitlement_tag == key.entitlement)
                     .map(|l| l.term);
                 let data = AuthorizationData {
+                    udi: String::new(),
                     piid: String::new(),
                     entitlements: vec![AuthorizedEntitlement {
                         tag: key.entitlement.clone(),
