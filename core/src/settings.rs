@@ -93,6 +93,9 @@ pub struct WebhookSettings {
     pub ca_file: String,
     /// Seconds an endpoint has to answer one delivery attempt.
     pub timeout_secs: u64,
+    /// Let webhooks reach loopback, private and link-local addresses (off: an account admin
+    /// cannot point Outpost at its own network).
+    pub allow_private_addresses: bool,
 }
 
 impl Default for WebhookSettings {
@@ -100,6 +103,7 @@ impl Default for WebhookSettings {
         Self {
             ca_file: String::new(),
             timeout_secs: 10,
+            allow_private_addresses: false,
         }
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::enums::Severity;
@@ -78,6 +78,23 @@ pub(crate) async fn lock_pi(
 
 /// Raises (or refreshes) an alert.
 pub async fn raise(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: Option<ProductInstanceId>,
+    kind: &str,
+    severity: Severity,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    // The alert and its webhook deliveries commit together (a savepoint inside a caller's
+    // transaction).
+    conn.transaction::<_, DbError, _>(async |conn| {
+        raise_now(conn, account, pi, kind, severity, message, now).await
+    })
+    .await
+}
+
+async fn raise_now(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     pi: Option<ProductInstanceId>,

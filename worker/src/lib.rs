@@ -112,7 +112,11 @@ fn webhook_client(
     let tls = outpost_core::tls::client_config(&extra_roots, true)
         .map_err(|e| SetupError::Webhooks(format!("webhooks.ca_file: {e}")))?;
     let timeout = std::time::Duration::from_secs(settings.timeout_secs);
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if !settings.allow_private_addresses {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    builder
         .tls_backend_preconfigured(tls)
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -120,4 +124,32 @@ fn webhook_client(
         .user_agent(concat!("Outpost-Webhook/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| SetupError::Webhooks(e.to_string()))
+}
+
+/// Resolves webhook host names to public addresses only, checked when connecting, so a name
+/// that points (or is re-pointed) at a private address is not reached.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| outpost_core::net::is_public_ip(a.ip()))
+                .collect();
+            if public.is_empty() {
+                let error: Box<dyn std::error::Error + Send + Sync> = format!(
+                    "{host} resolves to no public address (webhooks.allow_private_addresses is off)"
+                )
+                .into();
+                return Err(error);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
 }

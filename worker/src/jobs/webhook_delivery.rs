@@ -36,6 +36,20 @@ impl RunJob for WebhookDelivery {
         }
         // The connection goes back to the pool while the endpoint takes its time.
         drop(conn);
+        if let Some(refusal) = private_literal(&out.url, &worker.settings.webhooks) {
+            // An address literal skips the resolver's check; refuse it here, finally.
+            let outcome = AttemptOutcome {
+                status_code: None,
+                error: Some(refusal.clone()),
+                duration_ms: 0,
+                delivered: false,
+                last: true,
+            };
+            let mut conn = worker.pool.get().await?;
+            webhooks::record_attempt(&mut conn, self.delivery_id, &outcome, worker.clock.now())
+                .await?;
+            return Err(JobError::Fatal(refusal));
+        }
         let now = worker.clock.now();
         let started = Instant::now();
         let sent = worker
@@ -80,4 +94,23 @@ impl RunJob for WebhookDelivery {
             Some(error) => Err(JobError::Retry(format!("{}: {error}", out.url))),
         }
     }
+}
+
+/// Why a URL naming a non-public address literal may not be called, if it may not.
+fn private_literal(
+    url: &str,
+    settings: &outpost_core::settings::WebhookSettings,
+) -> Option<String> {
+    if settings.allow_private_addresses {
+        return None;
+    }
+    let host = reqwest::Url::parse(url).ok()?.host_str()?.to_owned();
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!outpost_core::net::is_public_ip(ip)).then(|| {
+        format!("{host} is not a public address (webhooks.allow_private_addresses is off)")
+    })
 }

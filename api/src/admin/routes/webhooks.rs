@@ -26,7 +26,7 @@ pub struct NewWebhook {
     pub kinds: Vec<String>,
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
     check_text("url", url, 2000).map_err(ApiError::invalid)?;
     let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid(format!("url: {e}")))?;
     if parsed.scheme() != "https" {
@@ -36,6 +36,22 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::invalid("url names no host"));
+    }
+    // Address literals and localhost are refused here; names are checked again at each
+    // connection (they may be re-pointed).
+    let private = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => !outpost_core::net::is_public_ip(ip.into()),
+        Some(url::Host::Ipv6(ip)) => !outpost_core::net::is_public_ip(ip.into()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    };
+    if private && !allow_private {
+        return Err(ApiError::invalid(
+            "url points at a loopback or private address; webhooks reach public endpoints only",
+        ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(ApiError::invalid(
@@ -71,7 +87,7 @@ pub async fn create_webhook(
     body: web::Json<NewWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    check_url(&body.url)?;
+    check_url(&body.url, state.settings.webhooks.allow_private_addresses)?;
     let secret = match &body.secret {
         Some(secret) => {
             check_text("secret", secret, 200).map_err(ApiError::invalid)?;

@@ -36,7 +36,11 @@ async fn a_webhook_gets_a_signed_reporting_overdue_event_on_the_third_try() {
     let app = TestApp::builder()
         .with_clock(clock.clone())
         .with_account("Acme")
-        .with_settings(move |s| s.webhooks.ca_file = ca_file)
+        .with_settings(move |s| {
+            s.webhooks.ca_file = ca_file;
+            // The test receiver listens on loopback.
+            s.webhooks.allow_private_addresses = true;
+        })
         .start()
         .await;
     let admin = app.admin_token().await;
@@ -180,7 +184,11 @@ async fn an_unreachable_endpoint_ends_in_a_failed_delivery_with_its_reasons() {
     let mut app = TestApp::builder()
         .with_clock(clock.clone())
         .with_account("Acme")
-        .with_settings(move |s| s.webhooks.ca_file = ca_file)
+        .with_settings(move |s| {
+            s.webhooks.ca_file = ca_file;
+            // The test receiver listens on loopback.
+            s.webhooks.allow_private_addresses = true;
+        })
         .start()
         .await;
     let admin = app.admin_token().await;
@@ -224,4 +232,121 @@ async fn an_unreachable_endpoint_ends_in_a_failed_delivery_with_its_reasons() {
             .all(|a| a["status_code"].is_null() && a["error"].as_str().unwrap().contains("onnect")),
         "{attempts:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_cannot_reach_private_addresses_by_default() {
+    let receiver = WebhookReceiver::start(0).await;
+    let ca_file = receiver.ca_file();
+    let mut app = TestApp::builder()
+        .with_account("Acme")
+        .with_settings(move |s| s.webhooks.ca_file = ca_file)
+        .start()
+        .await;
+    let admin = app.admin_token().await;
+    let account = app.account("Acme").await.id;
+    let hooks = format!("/api/v1/accounts/{account}/webhooks");
+    for url in [
+        receiver.url.clone(),
+        "https://10.0.0.5/hook".into(),
+        "https://169.254.169.254/latest/meta-data".into(),
+        "https://[::1]/hook".into(),
+        "https://localhost./hook".into(),
+    ] {
+        let (status, body) = app
+            .api(Method::POST, &hooks, &admin, Some(json!({ "url": url })))
+            .await;
+        assert_eq!(status, 422, "{url}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("loopback or private address"),
+            "{body}"
+        );
+    }
+    // A name that resolves to loopback (as a name re-pointed after registration would) is
+    // refused when connecting, and nothing reaches the receiver.
+    let port = receiver
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    app.execute(&format!(
+        "INSERT INTO webhooks (id, account_id, url, secret, created_at)
+         VALUES (gen_random_uuid(), '{account}', 'https://localhost:{port}/hook', 'sixteen-chars-secret', now())"
+    ))
+    .await;
+    let mut device = Device::new("C9300-24UX", "FCWHOOK0003");
+    app.push_next_report(&mut device, "Acme-1").await;
+    app.expect_failed_jobs(1);
+    for _ in 0..10 {
+        app.run_jobs().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let due = app
+            .count("SELECT count(*) FROM jobs WHERE kind = 'webhook_delivery' AND state = 'queued'")
+            .await;
+        if due == 0 {
+            break;
+        }
+        app.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'")
+            .await;
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the private address"
+    );
+    let errors = app
+        .count_rows("SELECT DISTINCT error FROM webhook_attempts")
+        .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("localhost resolves to no public address"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounts_alerts_never_reach_another_accounts_webhook() {
+    let receiver = WebhookReceiver::start(0).await;
+    let ca_file = receiver.ca_file();
+    let app = TestApp::builder()
+        .with_account("Acme")
+        .with_account("Beta")
+        .with_settings(move |s| {
+            s.webhooks.ca_file = ca_file;
+            s.webhooks.allow_private_addresses = true;
+        })
+        .start()
+        .await;
+    let admin = app.admin_token().await;
+    let beta = app.account("Beta").await.id;
+    let (status, _) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{beta}/webhooks"),
+            &admin,
+            Some(json!({ "url": receiver.url })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut acme_device = Device::new("C9300-24UX", "FCWACME001");
+    app.push_next_report(&mut acme_device, "Acme-1").await;
+    app.run_jobs().await;
+    assert!(
+        receiver.received().is_empty(),
+        "Acme's alert went to Beta's webhook"
+    );
+    let mut beta_device = Device::new("C9300-24UX", "FCWBETA001");
+    app.push_next_report(&mut beta_device, "Beta-1").await;
+    app.run_jobs().await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    let event: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(event["account"]["name"], "Beta");
+    assert_eq!(event["product_instance"]["udi_serial_number"], "FCWBETA001");
 }
