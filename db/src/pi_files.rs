@@ -126,7 +126,8 @@ pub async fn for_acks(
     Ok(pi_files::table
         .filter(pi_files::pi_id.eq(pi))
         .filter(pi_files::ack_id.eq_any(acks))
-        .order(pi_files::received_at.desc())
+        // Oldest first: the answer keeps the last policy it is given, the newest.
+        .order(pi_files::received_at)
         .select(PiFile::as_select())
         .load(conn)
         .await?)

@@ -58,6 +58,11 @@ impl DbError {
     pub fn is_transient(&self) -> bool {
         match self {
             DbError::Unavailable(_) => true,
+            // A deadlock (SQLSTATE 40P01, which diesel does not name) aborts one of two
+            // transactions that would wait on each other; trying again succeeds.
+            DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                info.message().starts_with("deadlock detected")
+            }
             DbError::Query(DieselError::DatabaseError(kind, _)) => matches!(
                 kind,
                 DatabaseErrorKind::ClosedConnection

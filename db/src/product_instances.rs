@@ -325,20 +325,23 @@ pub async fn pending_trust_requests(
         .await?)
 }
 
-/// Records that the trust requests of these PIs went to CSSM.
+/// Records that these trust requests went to CSSM. A PI whose device sent new requests
+/// meanwhile keeps them pending for the next sync.
 pub async fn mark_trust_forwarded(
     conn: &mut AsyncPgConnection,
-    pis: &[ProductInstanceId],
+    sent: &[(ProductInstanceId, Value)],
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::update(
-        product_instances::table
-            .filter(product_instances::id.eq_any(pis))
-            .filter(product_instances::trust_requests.is_not_null()),
-    )
-    .set(product_instances::trust_forwarded_at.eq(now))
-    .execute(conn)
-    .await?;
+    for (pi, requests) in sent {
+        diesel::update(
+            product_instances::table
+                .find(pi)
+                .filter(product_instances::trust_requests.eq(requests)),
+        )
+        .set(product_instances::trust_forwarded_at.eq(now))
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -385,9 +388,39 @@ pub async fn take_reporting_role(
     )
     .bind::<SqlUuid, _>(account)
     .bind::<SqlUuid, _>(active)
-    .bind::<Array<Text>, _>(pids)
-    .bind::<Array<Text>, _>(serials)
+    .bind::<Array<Text>, _>(&pids)
+    .bind::<Array<Text>, _>(&serials)
     .load(conn)
     .await?;
+    // Units the set no longer names report (and count) on their own again.
+    diesel::sql_query(
+        "UPDATE product_instances p SET ha_active_pi = NULL
+          WHERE p.account_id = $1 AND p.ha_active_pi = $2
+            AND NOT EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS m(pid, serial)
+                             WHERE m.pid = p.udi_pid AND m.serial = p.udi_serial_number)",
+    )
+    .bind::<SqlUuid, _>(account)
+    .bind::<SqlUuid, _>(active)
+    .bind::<Array<Text>, _>(pids)
+    .bind::<Array<Text>, _>(serials)
+    .execute(conn)
+    .await?;
     Ok((joined, was_member))
+}
+
+/// A device that reports usage for itself alone: if it was a member of another PI's set, it
+/// counts again. Returns whether it was.
+pub async fn report_alone(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        product_instances::table
+            .find(pi)
+            .filter(product_instances::ha_active_pi.is_not_null()),
+    )
+    .set(product_instances::ha_active_pi.eq(None::<ProductInstanceId>))
+    .execute(conn)
+    .await?
+        > 0)
 }

@@ -365,6 +365,24 @@ async fn update_ha_set(
     let own = (sender.udi_pid.clone(), sender.udi_serial_number.clone());
     let mut udis = vec![own.clone()];
     if request.data.ha_udi.is_empty() {
+        // Only the active reports usage: a unit that reports for itself alone counts again.
+        if request.message_type == MessageType::UsageReport
+            && product_instances::report_alone(conn, pi).await?
+        {
+            events::record(
+                conn,
+                &NewEvent {
+                    account_id: Some(account),
+                    pi_id: Some(pi),
+                    actor: actor.to_owned(),
+                    action: "ha.reporting_alone".into(),
+                    result: EventResult::Ok,
+                    detail: json!({ "reporting": sender.to_string() }),
+                    created_at: now,
+                },
+            )
+            .await?;
+        }
         udis.extend(
             before
                 .iter()

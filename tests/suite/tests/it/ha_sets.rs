@@ -143,4 +143,41 @@ async fn a_switchover_moves_the_reporting_role_and_only_the_active_counts() {
         ["FDOHA0001 -> reports", "FDOHA0002 -> FDOHA0001"]
     );
     assert_eq!(in_use(&app, &admin).await, 5);
+
+    // The set no longer names unit 2 (it left the stack): unit 2 counts on its own again.
+    set.ha_members
+        .retain(|m| m.udi_serial_number != "FDOHA0002");
+    set.license_count = 5;
+    app.push_next_report(&mut set, "Acme-1").await;
+    assert_eq!(
+        reporting(&app).await,
+        ["FDOHA0001 -> reports", "FDOHA0002 -> reports"]
+    );
+    assert_eq!(
+        in_use(&app, &admin).await,
+        5 + 3,
+        "unit 2's last own usage counts again"
+    );
+
+    // Named again, then reporting for itself alone (no ha_udi): it counts again too.
+    set.ha_members
+        .insert(0, outpost_core::Sudi::new("C9500-48Y4C", "FDOHA0002"));
+    app.push_next_report(&mut set, "Acme-1").await;
+    assert_eq!(
+        reporting(&app).await,
+        ["FDOHA0001 -> reports", "FDOHA0002 -> FDOHA0001"]
+    );
+    let mut alone = Device::new("C9500-48Y4C", "FDOHA0002");
+    alone.next_report_id = 1_800_000_000;
+    alone.license_count = 4;
+    app.push_next_report(&mut alone, "Acme-1").await;
+    assert_eq!(
+        reporting(&app).await,
+        ["FDOHA0001 -> reports", "FDOHA0002 -> reports"]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE action = 'ha.reporting_alone'")
+            .await,
+        1
+    );
 }

@@ -145,7 +145,23 @@ async fn trust_codes_are_asked_of_cssm_delivered_and_shown_installed() {
         "nothing goes before the sync"
     );
 
+    // CSSM takes its time: the first sync sends the requests and waits for the ACK; the next
+    // one (with the device's next report) does not send them again, and gets the ACK.
+    app.cssm.set_ok_polls(4);
+    app.sync("Acme").await;
+    assert_eq!(app.cssm.trust_requests().len(), 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM product_instances WHERE trust_forwarded_at IS NOT NULL AND trust_requests IS NOT NULL").await,
+        1,
+        "sent, and waiting for CSSM's answer"
+    );
+    app.cssm.set_ok_polls(0);
+    app.push_next_report(&mut device, "Acme-1").await;
+    // The follow-up sync the first one queued runs now instead of in 15 minutes.
+    app.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'")
+        .await;
     assert_eq!(app.sync("Acme").await, JobState::Succeeded);
+    assert_eq!(app.cssm.trust_requests().len(), 2, "forwarded once");
     let asked: Vec<String> = app
         .cssm
         .trust_requests()
@@ -184,10 +200,6 @@ async fn trust_codes_are_asked_of_cssm_delivered_and_shown_installed() {
     let body = detail(&app, &admin, "FCWTRUST01").await;
     assert!(body["trust_code_installed_at"].is_string(), "{body}");
 
-    // The request went to CSSM once: the next sync does not ask again.
-    app.push_next_report(&mut device, "Acme-1").await;
-    assert_eq!(app.sync("Acme").await, JobState::Succeeded);
-    assert_eq!(app.cssm.trust_requests().len(), 2);
     let (_, answer) = client.exchange(&device.trust_sync_request()).await.unwrap();
     assert_eq!(
         answer.message,

@@ -192,8 +192,7 @@ pub(super) async fn send(
         ctx.worker.clock.now(),
     )
     .await?;
-    let forwarded: Vec<ProductInstanceId> = trust.iter().map(|(pi, _)| *pi).collect();
-    product_instances::mark_trust_forwarded(conn, &forwarded, ctx.worker.clock.now()).await?;
+    product_instances::mark_trust_forwarded(conn, &trust, ctx.worker.clock.now()).await?;
     figures.uploads += 1;
     figures.reports_sent += i32::try_from(outgoing.len()).unwrap_or(i32::MAX);
     figures.duplicates += duplicates;
