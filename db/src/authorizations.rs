@@ -6,8 +6,9 @@
 //! Lifecycle: `requested` (asked of CSSM) -> `issued` (the signed SLAC is here; handed to the
 //! device with its next answer) -> `confirmed` (the device sent the SLAC's confirmation code)
 //! -> `returned` (the device gave it back; forwarded to CSSM). A newer request for the same
-//! device and entitlement marks the older code `replaced`; a request CSSM refuses ends `failed`
-//! and restores what it replaced.
+//! device and entitlement marks the older code `superseded_by` it: while CSSM is asked the pair
+//! holds the larger of the two counts (SQL `authorization_held`), the old code becomes
+//! `replaced` when the new one is issued, and holds alone again if CSSM refuses (`failed`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -60,6 +61,11 @@ pub struct Authorization {
     pub return_code: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The pending request that will replace it.
+    pub superseded_by: Option<uuid::Uuid>,
+    /// CSSM's poll id once CSSM accepted the request.
+    #[serde(skip)]
+    pub cssm_poll_id: Option<String>,
     /// Asked for (or imported).
     pub requested_at: DateTime<Utc>,
     /// Issued by CSSM.
@@ -118,10 +124,7 @@ async fn pool(
     tag: &str,
 ) -> Result<Option<PoolRow>, DbError> {
     Ok(diesel::sql_query(
-        "SELECT l.quantity, l.enforcement, l.name,
-                coalesce((SELECT sum(a.count) FROM authorizations a
-                           WHERE a.lva_id = l.lva_id AND a.entitlement_tag = l.entitlement_tag
-                             AND a.state IN ('requested', 'issued', 'confirmed')), 0)::bigint AS held
+        "SELECT l.quantity, l.enforcement, l.name, authorization_held(l.lva_id, l.entitlement_tag) AS held
            FROM licenses l WHERE l.lva_id = $1 AND l.entitlement_tag = $2",
     )
     .bind::<SqlUuid, _>(lva)
@@ -137,14 +140,13 @@ fn label(row: Option<&PoolRow>, tag: &str) -> String {
         .unwrap_or_else(|| tag.to_owned())
 }
 
-/// Checks that every ask can be met from the LVA's pools, counting the codes each ask
-/// supersedes (`superseded`: (tag, count) given back). Call under the pool lock.
+/// Checks that the LVA's pools can give what the asks need beyond what they already hold
+/// (`needs`: (tag, more licenses needed; negative frees some)). Call under the pool lock.
 async fn check_pools(
     conn: &mut AsyncPgConnection,
     lva: LvaId,
     lva_number: i32,
     asks: &[(String, i64)],
-    superseded: &[(String, i64)],
 ) -> Result<Result<(), Refusal>, DbError> {
     let mut tags: Vec<&String> = asks.iter().map(|(t, _)| t).collect();
     tags.sort();
@@ -163,13 +165,8 @@ async fn check_pools(
             ))));
         }
         let asked: i64 = asks.iter().filter(|(t, _)| t == tag).map(|(_, c)| c).sum();
-        let freed: i64 = superseded
-            .iter()
-            .filter(|(t, _)| t == tag)
-            .map(|(_, c)| c)
-            .sum();
-        let free = row_ref.quantity - row_ref.held + freed;
-        if asked > free {
+        let free = row_ref.quantity - row_ref.held;
+        if asked > 0 && asked > free {
             return Ok(Err(Refusal::Insufficient(format!(
                 "{}: local virtual account {lva_number} has {} of {} free for authorization, {asked} asked",
                 label(row.as_ref(), tag),
@@ -206,7 +203,7 @@ pub async fn request(
 ) -> Result<Result<Vec<Authorization>, Refusal>, DbError> {
     lock_pools(conn, account).await?;
     let mut totals = Vec::with_capacity(asks.len());
-    let mut superseded = Vec::new();
+    let mut needs = Vec::with_capacity(asks.len());
     let mut superseded_ids = Vec::new();
     for ask in asks {
         let held: Vec<Authorization> = authorizations::table
@@ -228,19 +225,23 @@ pub async fn request(
         let before: i32 = held.iter().map(|a| a.count).sum();
         let total = if add { before + ask.count } else { ask.count };
         totals.push((ask.entitlement_tag.clone(), i64::from(total)));
-        for old in held.iter().filter(|a| a.lva_id == lva.0) {
-            superseded.push((old.entitlement_tag.clone(), i64::from(old.count)));
-        }
+        // Until CSSM answers, the old code and the new one hold the larger of their counts.
+        let old_here: i64 = held
+            .iter()
+            .filter(|a| a.lva_id == lva.0)
+            .map(|a| i64::from(a.count))
+            .sum();
+        needs.push((
+            ask.entitlement_tag.clone(),
+            (i64::from(total) - old_here).max(0),
+        ));
         superseded_ids.extend(held.iter().map(|a| a.id));
     }
-    if let Err(refusal) = check_pools(conn, lva.0, lva.1, &totals, &superseded).await? {
+    if let Err(refusal) = check_pools(conn, lva.0, lva.1, &needs).await? {
         return Ok(Err(refusal));
     }
     diesel::update(authorizations::table.filter(authorizations::id.eq_any(&superseded_ids)))
-        .set((
-            authorizations::state.eq("replaced"),
-            authorizations::error.eq(format!("superseded by request {request}")),
-        ))
+        .set(authorizations::superseded_by.eq(request))
         .execute(conn)
         .await?;
     let mut created = Vec::with_capacity(asks.len());
@@ -324,18 +325,81 @@ pub async fn issue(
         ))
         .execute(conn)
         .await?;
+        // The code it supersedes is replaced now that the new one exists.
+        diesel::update(
+            authorizations::table
+                .filter(authorizations::superseded_by.eq(request))
+                .filter(authorizations::udi_pid.eq(&code.udi_pid))
+                .filter(authorizations::udi_serial_number.eq(&code.udi_serial_number))
+                .filter(authorizations::entitlement_tag.eq(&code.entitlement_tag))
+                .filter(authorizations::state.eq_any(["issued", "confirmed"])),
+        )
+        .set(authorizations::state.eq("replaced"))
+        .execute(conn)
+        .await?;
     }
     Ok(filled)
 }
 
-/// Ends a request CSSM refused: its codes fail with `message`, and the codes it replaced hold
-/// their licenses again.
+/// Keeps CSSM's poll id of a request, so a retried job polls instead of asking again.
+pub async fn set_cssm_poll_id(
+    conn: &mut AsyncPgConnection,
+    request: uuid::Uuid,
+    poll_id: &str,
+) -> Result<(), DbError> {
+    diesel::update(
+        authorizations::table
+            .filter(authorizations::request_id.eq(request))
+            .filter(authorizations::state.eq("requested")),
+    )
+    .set(authorizations::cssm_poll_id.eq(poll_id))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fails requests CSSM has not answered for a day and whose job is gone, so their licenses and
+/// the devices' next requests are not held forever. Returns how many codes failed.
+pub async fn expire_stale(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    #[derive(QueryableByName)]
+    struct Stale {
+        #[diesel(sql_type = SqlUuid)]
+        request_id: uuid::Uuid,
+    }
+    let stale: Vec<Stale> = diesel::sql_query(
+        "SELECT DISTINCT a.request_id FROM authorizations a
+          WHERE a.state = 'requested' AND a.requested_at < $1 - interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM jobs j
+                             WHERE j.kind = 'authorization_request'
+                               AND j.payload->>'request_id' = a.request_id::text
+                               AND j.state IN ('queued', 'running'))",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .load(conn)
+    .await?;
+    let mut failed = 0;
+    for row in stale {
+        failed += fail(
+            conn,
+            row.request_id,
+            "CSSM did not issue the codes within a day",
+        )
+        .await?;
+    }
+    Ok(failed)
+}
+
+/// Ends a request CSSM refused: its waiting codes fail with `message`, and the codes they were
+/// to replace hold alone again (they held their licenses all along). Returns how many failed.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     request: uuid::Uuid,
     message: &str,
-) -> Result<(), DbError> {
-    diesel::update(
+) -> Result<usize, DbError> {
+    let failed = diesel::update(
         authorizations::table
             .filter(authorizations::request_id.eq(request))
             .filter(authorizations::state.eq("requested")),
@@ -346,20 +410,15 @@ pub async fn fail(
     ))
     .execute(conn)
     .await?;
-    // Only the codes whose successor failed hold their licenses again.
-    diesel::sql_query(
-        "UPDATE authorizations o
-            SET state = CASE WHEN o.confirmed_at IS NULL THEN 'issued' ELSE 'confirmed' END, error = NULL
-          WHERE o.state = 'replaced' AND o.error = 'superseded by request ' || $1::text
-            AND EXISTS (SELECT 1 FROM authorizations n
-                         WHERE n.request_id = $1::uuid AND n.state = 'failed'
-                           AND n.udi_pid = o.udi_pid AND n.udi_serial_number = o.udi_serial_number
-                           AND n.entitlement_tag = o.entitlement_tag)",
+    diesel::update(
+        authorizations::table
+            .filter(authorizations::superseded_by.eq(request))
+            .filter(authorizations::state.eq_any(["issued", "confirmed"])),
     )
-    .bind::<Text, _>(request.to_string())
+    .set(authorizations::superseded_by.eq(None::<uuid::Uuid>))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(failed)
 }
 
 /// Takes the issued codes of these devices not yet handed over, and marks them delivered.
@@ -529,6 +588,9 @@ pub async fn import(
         let c = &row.code;
         let exists: i64 = authorizations::table
             .filter(authorizations::account_id.eq(account))
+            .filter(authorizations::udi_pid.eq(&c.udi_pid))
+            .filter(authorizations::udi_serial_number.eq(&c.udi_serial_number))
+            .filter(authorizations::entitlement_tag.eq(&c.entitlement_tag))
             .filter(authorizations::smart_license.eq(&c.file))
             .count()
             .get_result(conn)
@@ -547,13 +609,24 @@ pub async fn import(
             .select(Authorization::as_select())
             .load(conn)
             .await?;
-        let superseded: Vec<(String, i64)> = held
+        if held.iter().any(|a| a.state == "requested") {
+            problems.push(crate::inventory::RowError {
+                line: row.line,
+                reason: format!(
+                    "PID:{},SN:{} waits for a code for {} from CSSM; import once it is answered",
+                    c.udi_pid, c.udi_serial_number, c.entitlement_tag
+                ),
+            });
+            continue;
+        }
+        // The imported code replaces what the device held at once.
+        let old_here: i64 = held
             .iter()
             .filter(|a| a.lva_id == row.lva.0)
-            .map(|a| (a.entitlement_tag.clone(), i64::from(a.count)))
-            .collect();
-        let asks = [(c.entitlement_tag.clone(), i64::from(row.count))];
-        if let Err(refusal) = check_pools(conn, row.lva.0, row.lva.1, &asks, &superseded).await? {
+            .map(|a| i64::from(a.count))
+            .sum();
+        let needs = [(c.entitlement_tag.clone(), i64::from(row.count) - old_here)];
+        if let Err(refusal) = check_pools(conn, row.lva.0, row.lva.1, &needs).await? {
             let (Refusal::NotAuthorizable(m) | Refusal::Insufficient(m) | Refusal::Pending(m)) =
                 refusal;
             problems.push(crate::inventory::RowError {
@@ -657,30 +730,19 @@ pub async fn check_alert(
     }
 }
 
-/// Licenses held by codes per LVA and entitlement (for the license positions).
-#[derive(Debug, Clone, QueryableByName)]
-pub struct Held {
-    /// LVA.
-    #[diesel(sql_type = SqlUuid)]
-    pub lva_id: LvaId,
-    /// Entitlement.
-    #[diesel(sql_type = Text)]
-    pub entitlement_tag: String,
-    /// Held.
-    #[diesel(sql_type = BigInt)]
-    pub held: i64,
-}
-
 /// How many licenses codes hold in one LVA pool (a transfer may not take them).
 pub async fn held_in(conn: &mut AsyncPgConnection, lva: LvaId, tag: &str) -> Result<i64, DbError> {
-    let count: Option<i64> = authorizations::table
-        .filter(authorizations::lva_id.eq(lva))
-        .filter(authorizations::entitlement_tag.eq(tag))
-        .filter(authorizations::state.eq_any(HOLDING))
-        .select(diesel::dsl::sum(authorizations::count))
-        .first::<Option<i64>>(conn)
+    #[derive(QueryableByName)]
+    struct HeldRow {
+        #[diesel(sql_type = BigInt)]
+        held: i64,
+    }
+    let row: HeldRow = diesel::sql_query("SELECT authorization_held($1, $2) AS held")
+        .bind::<SqlUuid, _>(lva)
+        .bind::<Text, _>(tag)
+        .get_result(conn)
         .await?;
-    Ok(count.unwrap_or(0))
+    Ok(row.held)
 }
 
 #[derive(QueryableByName)]
@@ -761,4 +823,30 @@ pub async fn pair_of(
     .get_result(conn)
     .await?;
     Ok((pair.smart_account, pair.virtual_account))
+}
+
+/// Gives imported codes waiting for every ask a request id, so the device's poll id for them
+/// hands them over again if the answer is lost. Returns how many codes it claimed.
+pub async fn claim_ready(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    asks: &[Ask],
+    request: uuid::Uuid,
+) -> Result<usize, DbError> {
+    let mut claimed = 0;
+    for ask in asks {
+        claimed += diesel::update(
+            authorizations::table
+                .filter(authorizations::account_id.eq(account))
+                .filter(authorizations::udi_pid.eq(&ask.udi_pid))
+                .filter(authorizations::udi_serial_number.eq(&ask.udi_serial_number))
+                .filter(authorizations::entitlement_tag.eq(&ask.entitlement_tag))
+                .filter(authorizations::state.eq("issued"))
+                .filter(authorizations::delivered_at.is_null()),
+        )
+        .set(authorizations::request_id.eq(request))
+        .execute(conn)
+        .await?;
+    }
+    Ok(claimed)
 }

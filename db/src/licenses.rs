@@ -186,23 +186,18 @@ pub async fn positions(
               -- Only the PI reporting for an HA set counts; its members' usage is the set's.
               used AS (SELECT p.lva_id, u.entitlement_tag, sum(u.count)::bigint AS in_use
                        FROM entitlement_usage u JOIN product_instances p ON p.id = u.pi_id
-                       WHERE u.account_id = $1 AND p.ha_active_pi IS NULL GROUP BY 1, 2),
-              held AS (SELECT lva_id, entitlement_tag, sum(count)::bigint AS held
-                       FROM authorizations
-                       WHERE account_id = $1 AND state IN ('requested', 'issued', 'confirmed')
-                       GROUP BY 1, 2)
+                       WHERE u.account_id = $1 AND p.ha_active_pi IS NULL GROUP BY 1, 2)
          SELECT l.number AS lva_number,
                 coalesce(lic.entitlement_tag, used.entitlement_tag) AS entitlement_tag,
                 lic.name, lic.enforcement, lic.term, lic.end_date,
                 coalesce(lic.quantity, 0) AS purchased,
                 coalesce(used.in_use, 0) AS in_use,
                 greatest(coalesce(used.in_use, 0) - coalesce(lic.quantity, 0), 0) AS shortfall,
-                coalesce(held.held, 0) AS authorized,
-                greatest(coalesce(lic.quantity, 0) - coalesce(held.held, 0), 0) AS authorizable
+                coalesce(authorization_held(lic.lva_id, lic.entitlement_tag), 0) AS authorized,
+                greatest(coalesce(lic.quantity, 0)
+                         - coalesce(authorization_held(lic.lva_id, lic.entitlement_tag), 0), 0) AS authorizable
          FROM lic FULL JOIN used
               ON used.lva_id = lic.lva_id AND used.entitlement_tag = lic.entitlement_tag
-         LEFT JOIN held
-              ON held.lva_id = lic.lva_id AND held.entitlement_tag = lic.entitlement_tag
          JOIN local_virtual_accounts l ON l.id = coalesce(lic.lva_id, used.lva_id)
          ORDER BY l.number, 2",
     )

@@ -57,6 +57,8 @@ diesel::table! {
         confirm_code -> Nullable<Text>,
         return_code -> Nullable<Text>,
         error -> Nullable<Text>,
+        superseded_by -> Nullable<Uuid>,
+        cssm_poll_id -> Nullable<Text>,
         requested_at -> Timestamptz,
         issued_at -> Nullable<Timestamptz>,
         delivered_at -> Nullable<Timestamptz>,

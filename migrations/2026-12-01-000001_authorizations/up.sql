@@ -67,6 +67,8 @@ ALTER TABLE product_instances
     -- Set while the PI is the standby or a member of another PI's HA set: that PI reports for
     -- the set, and this one's usage is not counted.
     ADD COLUMN ha_active_pi uuid REFERENCES product_instances (id) ON DELETE SET NULL;
+-- The members of a set, when its active reports or leaves it.
+CREATE INDEX product_instances_ha_members ON product_instances (ha_active_pi) WHERE ha_active_pi IS NOT NULL;
 
 -- Authorization codes (SLAC), one per device UDI and entitlement. While requested, issued or
 -- confirmed, a code holds `count` of its LVA's licenses of that entitlement.
@@ -89,6 +91,12 @@ CREATE TABLE authorizations (
     confirm_code text,
     return_code text,
     error text,
+    -- Set on a held code while a request for the same device and entitlement waits for CSSM:
+    -- the pair holds the larger of the two counts, and the old code is replaced once the new
+    -- one is issued (or held alone again if CSSM refuses).
+    superseded_by uuid,
+    -- CSSM's poll id for a request it accepted, so a retried job polls instead of asking again.
+    cssm_poll_id text,
     requested_at timestamptz NOT NULL,
     issued_at timestamptz,
     delivered_at timestamptz,
@@ -101,6 +109,24 @@ CREATE INDEX authorizations_by_udi ON authorizations (account_id, udi_pid, udi_s
 CREATE INDEX authorizations_by_request ON authorizations (request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX authorizations_holding ON authorizations (lva_id, entitlement_tag)
     WHERE state IN ('requested', 'issued', 'confirmed');
+
+-- Licenses of one LVA pool held by authorization codes: requested, issued and confirmed codes
+-- hold their count, except that a code superseded by a pending request and that request's new
+-- code together hold the larger of their counts. The one definition of "held" for the pool
+-- checks, license transfers and the license positions.
+CREATE FUNCTION authorization_held(lva uuid, tag text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT sum(count) FROM authorizations
+                      WHERE lva_id = lva AND entitlement_tag = tag
+                        AND state IN ('requested', 'issued', 'confirmed')), 0)
+         - coalesce((SELECT sum(least(o.count, n.count)) FROM authorizations o
+                       JOIN authorizations n
+                         ON n.request_id = o.superseded_by AND n.state = 'requested'
+                        AND n.lva_id = o.lva_id AND n.entitlement_tag = o.entitlement_tag
+                        AND n.udi_pid = o.udi_pid AND n.udi_serial_number = o.udi_serial_number
+                      WHERE o.lva_id = lva AND o.entitlement_tag = tag
+                        AND o.state IN ('issued', 'confirmed')), 0)::bigint
+$$;
 
 -- A device poll id also stands for an authorization request.
 ALTER TABLE device_polls ADD COLUMN authorization_request uuid;

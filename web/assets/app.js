@@ -501,7 +501,7 @@ async function licensesTab(account, body) {
     const text = await slacFile.files[0].text();
     slacFile.value = '';
     try {
-      const done = await api('POST', `/accounts/${account.id}/authorizations/import`, text, 'text/csv');
+      const done = await api('POST', `/accounts/${account.id}/slac-import`, text, 'text/csv');
       toast(`Imported ${done.imported} authorization code(s)${done.already_imported ? `; ${done.already_imported} were already here` : ''}.`);
       route();
     } catch (e) {

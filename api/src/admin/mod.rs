@@ -176,7 +176,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::get().to(authorizations::list_authorizations),
                 )
                 .route(
-                    "/accounts/{id}/authorizations/import",
+                    "/accounts/{id}/slac-import",
                     web::post().to(authorizations::import_authorizations),
                 )
                 .route("/jobs/{id}", web::get().to(get_job::get_job))

@@ -152,17 +152,25 @@ async fn ask(
     }
     let mode = if add { "add" } else { "replace" };
     let scope = if all { "all" } else { "local" };
+    let request_id = uuid::Uuid::new_v4();
     if authorizations::ready_for(conn, account, &asks).await? {
-        // Codes imported from a SLAC CSV wait for exactly these: hand them over now.
+        // Codes imported from a SLAC CSV wait for exactly these: hand them over now, under a
+        // poll id that hands them over again if this answer is lost.
+        authorizations::claim_ready(conn, account, &asks, request_id).await?;
+        let poll = reports::create_authorization_poll(conn, account, pi, request_id, now).await?;
         let message = format!("{} authorization code(s) ready", asks.len());
         return Ok(Ok((
-            answer(Status::Ok, MessageCode::AuthorizationIssued, message, None),
-            json!({ "codes": asks.len(), "from": "import", "mode": mode, "scope": scope }),
+            answer(
+                Status::Ok,
+                MessageCode::AuthorizationIssued,
+                message,
+                Some(poll.to_string()),
+            ),
+            json!({ "codes": asks.len(), "from": "import", "mode": mode, "scope": scope, "poll_id": poll }),
             Vec::new(),
         )));
     }
     let lva = authorizations::lva_of(conn, pi).await?;
-    let request_id = uuid::Uuid::new_v4();
     let rows =
         match authorizations::request(conn, account, lva, pi, request_id, &asks, add, now).await? {
             Ok(rows) => rows,
@@ -314,7 +322,13 @@ pub(super) async fn poll(
             Vec::new(),
         )));
     }
-    if let Some(failed) = codes.iter().find(|c| c.state == "failed") {
+    let issued = codes
+        .iter()
+        .filter(|c| c.state == "issued" || c.state == "confirmed")
+        .count();
+    if let Some(failed) = codes.iter().find(|c| c.state == "failed")
+        && issued == 0
+    {
         return refuse(
             MessageCode::AuthorizationFailed,
             format!(
@@ -323,12 +337,28 @@ pub(super) async fn poll(
             ),
         );
     }
-    let mut response = answer(
-        Status::Ok,
-        MessageCode::AuthorizationIssued,
-        "authorization codes ready",
-        None,
-    );
+    let failed: Vec<String> = codes
+        .iter()
+        .filter(|c| c.state == "failed")
+        .map(|c| {
+            format!(
+                "PID:{},SN:{} {}: {}",
+                c.udi_pid,
+                c.udi_serial_number,
+                c.entitlement_tag,
+                c.error.as_deref().unwrap_or("not issued")
+            )
+        })
+        .collect();
+    let message = if failed.is_empty() {
+        "authorization codes ready".to_owned()
+    } else {
+        format!(
+            "{issued} authorization code(s) ready; not issued: {}",
+            failed.join("; ")
+        )
+    };
+    let mut response = answer(Status::Ok, MessageCode::AuthorizationIssued, message, None);
     add_codes(
         &mut response,
         codes

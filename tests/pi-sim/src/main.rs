@@ -168,7 +168,11 @@ async fn main() -> anyhow::Result<()> {
                 device.sudi,
                 device.acks.len(),
                 device.acknowledged_report_ids(),
-                if device.policy.is_some() { "received" } else { "none" },
+                if device.policy.is_some() {
+                    "received"
+                } else {
+                    "none"
+                },
                 device.trust_codes.len(),
                 device.authorizations.len(),
             );
@@ -190,7 +194,8 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 AuthorizationScope::Local
             };
-            let request = device.authorization_request(&[(entitlement.as_str(), count)], mode, scope);
+            let request =
+                device.authorization_request(&[(entitlement.as_str(), count)], mode, scope);
             exchange(&client, &mut device, &args.state, request).await?;
         }
         Command::Confirm => {

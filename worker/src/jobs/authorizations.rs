@@ -1,8 +1,9 @@
 //! The SLAC jobs. `authorization_request` asks CSSM (`devices/authrequest`) for the codes of
 //! one device request, polls for them (action `authorizations`), verifies each against the
-//! CSSM signing certificate and stores it, so the device gets it with its next answer. A
-//! refusal by CSSM (or the last failed attempt) fails the codes with CSSM's reason, which the
-//! device's poll then reports. `authorization_return` forwards returned codes to CSSM.
+//! CSSM signing certificate and stores it, so the device gets it with its next answer. CSSM is
+//! asked once: its poll id is kept, and a retry only polls. A refusal by CSSM (or the last
+//! failed attempt) fails the codes with the reason, which the device's poll then reports.
+//! `authorization_return` forwards returned codes to CSSM.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use outpost_db::authorizations::{self, Authorization, Issued};
 use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::catalog::{AuthorizationRequest, AuthorizationReturn};
-use outpost_db::{AsyncPgConnection, AuthorizationId};
+use outpost_db::{AccountId, AsyncConnection, AsyncPgConnection, AuthorizationId, DbError};
 use serde_json::{Value, json};
 
 use super::cssm_sync::{Scopes, account_token};
@@ -44,7 +45,9 @@ async fn scope_of(
 impl RunJob for AuthorizationRequest {
     async fn run(self, ctx: &JobContext) -> Result<Value, JobError> {
         let mut conn = ctx.worker.pool.get().await?;
-        let waiting: Vec<Authorization> = authorizations::of_request(&mut conn, self.request_id)
+        let request = self.request_id;
+        let account = self.account_id;
+        let waiting: Vec<Authorization> = authorizations::of_request(&mut conn, request)
             .await?
             .into_iter()
             .filter(|c| c.state == "requested")
@@ -52,47 +55,58 @@ impl RunJob for AuthorizationRequest {
         if waiting.is_empty() {
             return Ok(json!({ "message": "no code of this request waits for CSSM" }));
         }
-        let account = accounts::find_account(&mut conn, self.account_id).await?;
-        let outcome = ask_cssm(ctx, &mut conn, &account, &waiting).await;
+        let outcome = async {
+            let found = accounts::find_account(&mut conn, account).await?;
+            ask_cssm(ctx, &mut conn, &found, request, &waiting).await
+        }
+        .await;
         let now = ctx.worker.clock.now();
         let last = ctx.job.attempts >= ctx.job.max_attempts;
+        // The codes, what they replace and the event change together.
         match outcome {
             Ok(issued) => {
-                let filled =
-                    authorizations::issue(&mut conn, self.request_id, &issued, now).await?;
-                if filled < waiting.len() {
-                    authorizations::fail(
-                        &mut conn,
-                        self.request_id,
-                        "CSSM issued no code for this device and entitlement",
-                    )
+                let filled = conn
+                    .transaction::<_, DbError, _>(async |conn| {
+                        let filled = authorizations::issue(conn, request, &issued, now).await?;
+                        if filled < waiting.len() {
+                            let why = "CSSM issued no code for this device and entitlement";
+                            authorizations::fail(conn, request, why).await?;
+                        }
+                        let detail = json!({ "request_id": request, "codes": filled });
+                        record(
+                            conn,
+                            account,
+                            "cssm.authorization_issued",
+                            detail,
+                            EventResult::Ok,
+                            now,
+                        )
+                        .await?;
+                        Ok(filled)
+                    })
                     .await?;
-                }
-                record(
-                    &mut conn,
-                    &account,
-                    "cssm.authorization_issued",
-                    json!({ "request_id": self.request_id, "codes": filled }),
-                    EventResult::Ok,
-                    now,
-                )
-                .await?;
                 Ok(json!({
                     "codes": filled,
                     "message": format!("{filled} of {} authorization codes issued by CSSM", waiting.len()),
                 }))
             }
             Err(JobError::Retry(message)) if !last => Err(JobError::Retry(message)),
+            // A refusal, or the last attempt: the device's poll learns why, and the codes these
+            // would have replaced hold alone again.
             Err(JobError::Retry(message) | JobError::Fatal(message)) => {
-                authorizations::fail(&mut conn, self.request_id, &message).await?;
-                record(
-                    &mut conn,
-                    &account,
-                    "cssm.authorization_issued",
-                    json!({ "request_id": self.request_id, "error": message }),
-                    EventResult::Failed,
-                    now,
-                )
+                conn.transaction::<_, DbError, _>(async |conn| {
+                    authorizations::fail(conn, request, &message).await?;
+                    let detail = json!({ "request_id": request, "error": message });
+                    record(
+                        conn,
+                        account,
+                        "cssm.authorization_issued",
+                        detail,
+                        EventResult::Failed,
+                        now,
+                    )
+                    .await
+                })
                 .await?;
                 Err(JobError::Fatal(message))
             }
@@ -102,25 +116,26 @@ impl RunJob for AuthorizationRequest {
 
 async fn record(
     conn: &mut AsyncPgConnection,
-    account: &LocalAccount,
+    account: AccountId,
     action: &str,
     detail: Value,
     result: EventResult,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), JobError> {
+) -> Result<(), DbError> {
     events::record(
         conn,
-        &NewEvent::account(account.id, "system", action, result, detail, now),
+        &NewEvent::account(account, "system", action, result, detail, now),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
-/// Asks CSSM for the codes and returns them verified.
+/// Asks CSSM for the codes (once: a retry polls with the poll id CSSM gave) and returns them
+/// verified.
 async fn ask_cssm(
     ctx: &JobContext,
     conn: &mut AsyncPgConnection,
     account: &LocalAccount,
+    request: uuid::Uuid,
     waiting: &[Authorization],
 ) -> Result<Vec<Issued>, JobError> {
     let worker = &ctx.worker;
@@ -132,6 +147,43 @@ async fn ask_cssm(
     };
     let token = account_token(worker, account).await?;
     let scope = scope_of(ctx, conn, account, &token, &waiting[0]).await?;
+    let poll_id = match &waiting[0].cssm_poll_id {
+        Some(poll_id) => poll_id.clone(),
+        None => {
+            let poll_id = send_request(ctx, &token, &scope, waiting).await?;
+            authorizations::set_cssm_poll_id(conn, request, &poll_id).await?;
+            poll_id
+        }
+    };
+    let attempts = worker.settings.cssm.poll_attempts.max(1);
+    for attempt in 0..attempts {
+        let data = PollData {
+            timestamp: worker.clock.now().timestamp_millis(),
+            nonce: random_alphanumeric(16),
+            poll_id: poll_id.clone(),
+            action: "authorizations".into(),
+        };
+        let polled = worker.cssm.poll_acks(&token, &scope, data).await?;
+        if polled.status == STATUS_COMPLETE {
+            return verify(ctx, &polled.data.authorizations, verifier);
+        }
+        if attempt + 1 < attempts {
+            tokio::time::sleep(Duration::from_secs(worker.settings.cssm.poll_interval_secs)).await;
+        }
+    }
+    Err(JobError::Retry(
+        "CSSM has not issued the authorization codes yet".into(),
+    ))
+}
+
+/// Sends `devices/authrequest` for the waiting codes; returns CSSM's poll id.
+async fn send_request(
+    ctx: &JobContext,
+    token: &str,
+    scope: &AccountScope,
+    waiting: &[Authorization],
+) -> Result<String, JobError> {
+    let worker = &ctx.worker;
     let mut devices: BTreeMap<(String, String), Vec<AuthKey>> = BTreeMap::new();
     for code in waiting {
         devices
@@ -162,32 +214,13 @@ async fn ask_cssm(
         Some(waiting.len() as u64),
         "asking CSSM for authorization codes",
     );
-    let answer = worker.cssm.auth_request(&token, &scope, &request).await?;
-    let Some(poll_id) = answer.poll_id else {
-        return Err(JobError::Fatal(format!(
+    let answer = worker.cssm.auth_request(token, scope, &request).await?;
+    answer.poll_id.ok_or_else(|| {
+        JobError::Fatal(format!(
             "CSSM answered {} without a poll id: {}",
             answer.status, answer.message
-        )));
-    };
-    let attempts = worker.settings.cssm.poll_attempts.max(1);
-    for attempt in 0..attempts {
-        let data = PollData {
-            timestamp: worker.clock.now().timestamp_millis(),
-            nonce: random_alphanumeric(16),
-            poll_id: poll_id.clone(),
-            action: "authorizations".into(),
-        };
-        let polled = worker.cssm.poll_acks(&token, &scope, data).await?;
-        if polled.status == STATUS_COMPLETE {
-            return verify(ctx, &polled.data.authorizations, verifier);
-        }
-        if attempt + 1 < attempts {
-            tokio::time::sleep(Duration::from_secs(worker.settings.cssm.poll_interval_secs)).await;
-        }
-    }
-    Err(JobError::Retry(
-        "CSSM has not issued the authorization codes yet".into(),
-    ))
+        ))
+    })
 }
 
 /// Checks each SLAC's signature and device; one bad code refuses them all.
@@ -282,7 +315,7 @@ impl RunJob for AuthorizationReturn {
         let now = worker.clock.now();
         record(
             &mut conn,
-            &account,
+            account.id,
             "cssm.authorization_returned",
             json!({ "codes": forwarded }),
             EventResult::Ok,

@@ -1,7 +1,8 @@
 //! The `deadline_sweep` job: for every active account, computes each product instance's
 //! reporting and ACK deadlines (`outpost_core::deadlines`) and raises or clears its alerts
 //! ("Reporting due in N days", "Reporting overdue", "ACK overdue"), plus a summary alert on the
-//! account. The scheduler enqueues it every few minutes; the clock is the worker's (injectable).
+//! account. It also fails authorization requests CSSM left unanswered for a day. The scheduler
+//! enqueues it every few minutes; the clock is the worker's (injectable).
 
 use outpost_core::deadlines::{self, Standing};
 use outpost_db::accounts::{self, LocalAccount};
@@ -32,9 +33,13 @@ impl RunJob for DeadlineSweep {
             swept += pis;
             overdue_total += overdue;
         }
+        // Authorization requests CSSM never answered must not hold licenses forever.
+        let expired =
+            outpost_db::authorizations::expire_stale(&mut conn, worker.clock.now()).await?;
         Ok(json!({
             "product_instances": swept,
             "overdue": overdue_total,
+            "authorization_codes_expired": expired,
             "message": format!("{swept} product instances checked, {overdue_total} overdue"),
         }))
     }

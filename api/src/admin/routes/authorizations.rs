@@ -68,7 +68,7 @@ pub struct ImportQuery {
 
 /// Imports a SLAC CSV: every code is verified against the CSSM signing certificate and must
 /// fit its LVA's pool; one bad row and nothing is imported (`error.details.rows`).
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/authorizations/import", tag = "licenses",
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/slac-import", tag = "licenses",
     params(("id" = uuid::Uuid, Path, description = "Account id"),
         ("lva" = Option<i32>, Query, description = "LVA for codes of devices not in the inventory; default 1")),
     request_body(content = String, content_type = "text/csv"),

@@ -217,6 +217,8 @@ async fn bad_authorization_messages_are_refused_and_change_nothing() {
     let mut device = Device::new("C9300X-24HX", "FOCLONE001");
     app.push_next_report(&mut device, "Acme-1").await;
     let before = app.count("SELECT count(*) FROM authorizations").await;
+    let admin = app.admin_token().await;
+    let pool = hsec_pool(&app, &admin).await;
     let local = AuthorizationScope::Local;
     let add = AuthorizationMode::Add;
     let cases = [
@@ -284,6 +286,11 @@ async fn bad_authorization_messages_are_refused_and_change_nothing() {
         app.count("SELECT count(*) FROM authorizations").await,
         before
     );
+    assert_eq!(
+        hsec_pool(&app, &admin).await,
+        pool,
+        "no refusal took from the pool"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +299,7 @@ async fn an_imported_slac_csv_reaches_its_device_without_cssm() {
     let admin = app.admin_token().await;
     assert_eq!(app.sync("Acme").await, JobState::Succeeded);
     let account = app.account("Acme").await.id;
-    let path = format!("/api/v1/accounts/{account}/authorizations/import");
+    let path = format!("/api/v1/accounts/{account}/slac-import");
     let router = Device::new("C8300-1N1S", "FDOROUTER1");
     let other = outpost_core::Sudi::new("C8300-1N1S", "FDOROUTER2");
     let csv = app
@@ -320,12 +327,15 @@ async fn an_imported_slac_csv_reaches_its_device_without_cssm() {
         rows[0]["reason"],
         "the code authorizes 2 of regid.2019-03.com.cisco.HSECK9,1.0_a9f6ad7c-7d0b-4e4c-9c1b-4b4c0c6c3d6e, the row says 3"
     );
-    let forged = csv.replacen("FDOROUTER1</udi>", "FDOROUTER9</udi>", 1);
+    // A code moved to another device (its label and the row edited alike) is refused.
+    let forged = csv
+        .replacen("FDOROUTER1</udi>", "FDOROUTER9</udi>", 1)
+        .replacen("\"FDOROUTER1\"", "\"FDOROUTER9\"", 1);
     let (status, body) = app.post_csv(&path, &admin, forged).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(
         body["error"]["details"]["rows"][0]["reason"],
-        "the code is for PID:C8300-1N1S,SN:FDOROUTER9, not for PID:C8300-1N1S,SN:FDOROUTER1"
+        "authorization_code: <smartLicenseAuthorization> is labelled for PID:C8300-1N1S,SN:FDOROUTER9 but its signed data names PID:C8300-1N1S,SN:FDOROUTER1: it was moved to another device"
     );
     let (status, body) = app.post_csv(&path, &admin, "udi,code\nx,y\n".into()).await;
     assert_eq!(status, 422, "{body}");
@@ -362,6 +372,15 @@ async fn an_imported_slac_csv_reaches_its_device_without_cssm() {
     );
     assert_eq!(router.authorizations.len(), 1);
     assert!(app.cssm.authorization_requests().is_empty());
+    // Had that answer been lost, the poll id it carried hands the code over again.
+    let poll_id = answer
+        .poll_id
+        .clone()
+        .expect("a poll id for the codes handed over");
+    router.authorizations.clear();
+    let (_, again) = send(&client, &mut router, |d| d.poll_request(&poll_id)).await;
+    assert_eq!(again.message_code, MessageCode::AuthorizationIssued);
+    assert_eq!(router.authorizations.len(), 1);
     let (_, answer) = send(&client, &mut router, |d| d.confirmation_request()).await;
     assert_eq!(answer.message_code, MessageCode::AuthorizationConfirmed);
 
@@ -380,4 +399,84 @@ async fn an_imported_slac_csv_reaches_its_device_without_cssm() {
         "Router US Export Lic. for DNA: local virtual account 1 has 7 of 10 free for authorization, 8 asked"
     );
     assert_eq!(app.count("SELECT count(*) FROM authorizations").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_cssm_refuses_leaves_the_old_code_holding_its_licenses() {
+    let mut app = TestApp::builder().with_account("Acme").start().await;
+    let admin = app.admin_token().await;
+    assert_eq!(app.sync("Acme").await, JobState::Succeeded);
+    let client = app.pi_client("Acme-1");
+    let mut router = Device::new("C8300-1N1S", "FDOREPLACE1");
+    app.push_next_report(&mut router, "Acme-1").await;
+    let (add, replace, local) = (
+        AuthorizationMode::Add,
+        AuthorizationMode::Replace,
+        AuthorizationScope::Local,
+    );
+
+    // It holds 2, installed.
+    let (_, answer) = send(&client, &mut router, |d| {
+        d.authorization_request(&[(HSEC, 2)], add, local)
+    })
+    .await;
+    let poll = answer.poll_id.unwrap();
+    app.run_jobs().await;
+    send(&client, &mut router, |d| d.poll_request(&poll)).await;
+    let (_, answer) = send(&client, &mut router, |d| d.confirmation_request()).await;
+    assert_eq!(answer.message_code, MessageCode::AuthorizationConfirmed);
+    assert_eq!(hsec_pool(&app, &admin).await, (2, 8));
+
+    // CSSM hands 8 more to devices Outpost does not manage: 2 of its 10 are left.
+    app.cssm
+        .slac_csv(
+            (SMART_ACCOUNT, VIRTUAL_ACCOUNT),
+            &[(outpost_core::Sudi::new("C8300-1N1S", "ELSEWHERE1"), HSEC, 8)],
+        )
+        .unwrap();
+
+    // Replacing 2 with 5: while CSSM is asked the pair holds 5, not 7.
+    let (_, answer) = send(&client, &mut router, |d| {
+        d.authorization_request(&[(HSEC, 5)], replace, local)
+    })
+    .await;
+    assert_eq!(answer.message_code, MessageCode::AuthorizationPending);
+    let poll = answer.poll_id.unwrap();
+    assert_eq!(hsec_pool(&app, &admin).await, (5, 5));
+    // CSSM refuses: the old code holds its 2 alone again, and the device learns why.
+    app.expect_failed_jobs(1);
+    app.run_jobs().await;
+    assert_eq!(hsec_pool(&app, &admin).await, (2, 8));
+    let (status, answer) = send(&client, &mut router, |d| d.poll_request(&poll)).await;
+    assert_eq!(
+        (status, answer.message_code),
+        (422, MessageCode::AuthorizationFailed)
+    );
+    assert!(
+        answer.message.contains("insufficient licenses"),
+        "{}",
+        answer.message
+    );
+    let states = "SELECT state || ' ' || count FROM authorizations ORDER BY requested_at";
+    assert_eq!(app.count_rows(states).await, ["confirmed 2", "failed 5"]);
+
+    // Replacing 2 with 1 fits at CSSM: the new code is issued and the old one replaced.
+    let (_, answer) = send(&client, &mut router, |d| {
+        d.authorization_request(&[(HSEC, 1)], replace, local)
+    })
+    .await;
+    let poll = answer.poll_id.unwrap();
+    assert_eq!(
+        hsec_pool(&app, &admin).await,
+        (2, 8),
+        "the larger of old and new"
+    );
+    app.run_jobs().await;
+    let (_, answer) = send(&client, &mut router, |d| d.poll_request(&poll)).await;
+    assert_eq!(answer.message_code, MessageCode::AuthorizationIssued);
+    assert_eq!(hsec_pool(&app, &admin).await, (1, 9));
+    assert_eq!(
+        app.count_rows(states).await,
+        ["replaced 2", "failed 5", "issued 1"]
+    );
 }
