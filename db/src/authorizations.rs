@@ -187,6 +187,26 @@ async fn lock_pools(conn: &mut AsyncPgConnection, account: AccountId) -> Result<
     Ok(())
 }
 
+/// The codes a device holds for an entitlement (requested, issued or confirmed), locked.
+async fn holding(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pid: &str,
+    serial: &str,
+    tag: &str,
+) -> Result<Vec<Authorization>, DbError> {
+    Ok(authorizations::table
+        .filter(authorizations::account_id.eq(account))
+        .filter(authorizations::udi_pid.eq(pid))
+        .filter(authorizations::udi_serial_number.eq(serial))
+        .filter(authorizations::entitlement_tag.eq(tag))
+        .filter(authorizations::state.eq_any(HOLDING))
+        .for_update()
+        .select(Authorization::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// A device's request for codes, checked against the pools and recorded as `requested` rows
 /// of `request`. With `add` the new code covers what the device held plus the ask; otherwise
 /// (replace) just the ask. Codes superseded become `replaced`. Call inside a transaction.
@@ -206,16 +226,14 @@ pub async fn request(
     let mut needs = Vec::with_capacity(asks.len());
     let mut superseded_ids = Vec::new();
     for ask in asks {
-        let held: Vec<Authorization> = authorizations::table
-            .filter(authorizations::account_id.eq(account))
-            .filter(authorizations::udi_pid.eq(&ask.udi_pid))
-            .filter(authorizations::udi_serial_number.eq(&ask.udi_serial_number))
-            .filter(authorizations::entitlement_tag.eq(&ask.entitlement_tag))
-            .filter(authorizations::state.eq_any(HOLDING))
-            .for_update()
-            .select(Authorization::as_select())
-            .load(conn)
-            .await?;
+        let held = holding(
+            conn,
+            account,
+            &ask.udi_pid,
+            &ask.udi_serial_number,
+            &ask.entitlement_tag,
+        )
+        .await?;
         if held.iter().any(|a| a.state == "requested") {
             return Ok(Err(Refusal::Pending(format!(
                 "PID:{},SN:{} already waits for a code for {}; poll for it",
@@ -599,16 +617,14 @@ pub async fn import(
             // The same file imported before: nothing to do.
             continue;
         }
-        let held: Vec<Authorization> = authorizations::table
-            .filter(authorizations::account_id.eq(account))
-            .filter(authorizations::udi_pid.eq(&c.udi_pid))
-            .filter(authorizations::udi_serial_number.eq(&c.udi_serial_number))
-            .filter(authorizations::entitlement_tag.eq(&c.entitlement_tag))
-            .filter(authorizations::state.eq_any(HOLDING))
-            .for_update()
-            .select(Authorization::as_select())
-            .load(conn)
-            .await?;
+        let held = holding(
+            conn,
+            account,
+            &c.udi_pid,
+            &c.udi_serial_number,
+            &c.entitlement_tag,
+        )
+        .await?;
         if held.iter().any(|a| a.state == "requested") {
             problems.push(crate::inventory::RowError {
                 line: row.line,

@@ -409,6 +409,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// Trusts a [`WebhookReceiver`]'s CA and lets webhooks reach it on loopback.
+    pub fn with_webhook_receiver(self, receiver: &WebhookReceiver) -> Self {
+        let ca_file = receiver.ca_file();
+        self.with_settings(move |s| {
+            s.webhooks.ca_file = ca_file;
+            s.webhooks.allow_private_addresses = true;
+        })
+    }
+
     /// Uses a clock the test moves.
     pub fn with_clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some(clock);

@@ -9,7 +9,6 @@
 use actix_web::{HttpResponse, web};
 use outpost_core::signed_file::verify_authorization;
 use outpost_db::authorizations::{self, ImportRow, Issued};
-use outpost_db::enums::AccountStatus;
 use outpost_db::inventory::RowError;
 use outpost_db::product_instances::{self, UdiKey};
 use outpost_db::{AccountId, AsyncConnection, accounts};
@@ -18,7 +17,7 @@ use serde_json::json;
 
 use super::offline_files::spool_text;
 use super::product_instances::rows_refused;
-use super::{Limit, audit, operable_account, visible_account};
+use super::{Limit, audit, licensing_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -82,16 +81,7 @@ pub async fn import_authorizations(
     query: web::Query<ImportQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let account = operable_account(&state, &principal, *id).await?;
-    if account.status != AccountStatus::Active {
-        return Err(ApiError::conflict(
-            "account_not_registered",
-            format!(
-                "local account '{}' is {}: licensing functions need an active, registered account",
-                account.name, account.status
-            ),
-        ));
-    }
+    let account = licensing_account(&state, &principal, *id).await?;
     let Some(verifier) = state.cssm_verifier.clone() else {
         return Err(ApiError::conflict(
             "no_signing_certificate",

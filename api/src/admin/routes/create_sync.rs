@@ -3,12 +3,12 @@
 
 use actix_web::{HttpResponse, web};
 use outpost_db::AccountId;
-use outpost_db::enums::{AccountStatus, EventResult};
+use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::{self, catalog::CssmSync};
 use serde_json::json;
 
-use super::operable_account;
+use super::licensing_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,17 +20,7 @@ pub async fn create_sync(
     principal: Principal,
     id: web::Path<AccountId>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = operable_account(&state, &principal, *id).await?;
-    if account.status != AccountStatus::Active {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "account_not_registered",
-            format!(
-                "local account '{}' is not registered with CSSM; register it first",
-                account.name
-            ),
-        ));
-    }
+    let account = licensing_account(&state, &principal, *id).await?;
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
     let job = CssmSync {

@@ -3,14 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 use outpost_db::AccountId;
-use outpost_db::enums::AccountStatus;
 use outpost_db::licenses::{self, TransferRefusal};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::virtual_accounts::find_lva;
-use super::{audit, check_text, operable_account, visible_account};
+use super::{audit, check_text, licensing_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,16 +54,7 @@ pub async fn transfer_licenses(
     id: web::Path<AccountId>,
     body: web::Json<LicenseTransfer>,
 ) -> Result<HttpResponse, ApiError> {
-    let account = operable_account(&state, &principal, *id).await?;
-    if account.status != AccountStatus::Active {
-        return Err(ApiError::conflict(
-            "account_not_registered",
-            format!(
-                "local account '{}' is {}: licensing functions need an active, registered account",
-                account.name, account.status
-            ),
-        ));
-    }
+    let account = licensing_account(&state, &principal, *id).await?;
     check_text("entitlement_tag", &body.entitlement_tag, 200).map_err(ApiError::invalid)?;
     if body.quantity < 1 {
         return Err(ApiError::invalid("quantity must be at least 1"));

@@ -88,6 +88,26 @@ where
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
+/// The account `id` if the caller may act on it and its licensing functions work: it is active
+/// (approved and registered with CSSM); else `409 account_not_registered`.
+pub async fn licensing_account(
+    state: &AppState,
+    principal: &Principal,
+    id: AccountId,
+) -> Result<LocalAccount, ApiError> {
+    let account = operable_account(state, principal, id).await?;
+    if account.status != outpost_db::enums::AccountStatus::Active {
+        return Err(ApiError::conflict(
+            "account_not_registered",
+            format!(
+                "local account '{}' is {}: licensing functions need an active account registered with CSSM",
+                account.name, account.status
+            ),
+        ));
+    }
+    Ok(account)
+}
+
 /// Records an admin action in the account's event log.
 pub async fn audit(
     conn: &mut outpost_db::AsyncPgConnection,

@@ -31,16 +31,11 @@ fn verify_signature(header: &str, secret: &str, body: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_gets_a_signed_reporting_overdue_event_on_the_third_try() {
     let receiver = WebhookReceiver::start(2).await;
-    let ca_file = receiver.ca_file();
     let clock = ManualClock::new(start());
     let app = TestApp::builder()
         .with_clock(clock.clone())
         .with_account("Acme")
-        .with_settings(move |s| {
-            s.webhooks.ca_file = ca_file;
-            // The test receiver listens on loopback.
-            s.webhooks.allow_private_addresses = true;
-        })
+        .with_webhook_receiver(&receiver)
         .start()
         .await;
     let admin = app.admin_token().await;
@@ -179,16 +174,11 @@ async fn a_webhook_gets_a_signed_reporting_overdue_event_on_the_third_try() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_ends_in_a_failed_delivery_with_its_reasons() {
     let receiver = WebhookReceiver::start(0).await;
-    let ca_file = receiver.ca_file();
     let clock = ManualClock::new(start());
     let mut app = TestApp::builder()
         .with_clock(clock.clone())
         .with_account("Acme")
-        .with_settings(move |s| {
-            s.webhooks.ca_file = ca_file;
-            // The test receiver listens on loopback.
-            s.webhooks.allow_private_addresses = true;
-        })
+        .with_webhook_receiver(&receiver)
         .start()
         .await;
     let admin = app.admin_token().await;
@@ -313,14 +303,10 @@ async fn webhooks_cannot_reach_private_addresses_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accounts_alerts_never_reach_another_accounts_webhook() {
     let receiver = WebhookReceiver::start(0).await;
-    let ca_file = receiver.ca_file();
     let app = TestApp::builder()
         .with_account("Acme")
         .with_account("Beta")
-        .with_settings(move |s| {
-            s.webhooks.ca_file = ca_file;
-            s.webhooks.allow_private_addresses = true;
-        })
+        .with_webhook_receiver(&receiver)
         .start()
         .await;
     let admin = app.admin_token().await;
