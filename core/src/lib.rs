@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod cssm;
 pub mod deadlines;
 pub mod device;
+pub mod device_rpc;
 pub mod net;
 pub mod offline_file;
 pub mod rum;

@@ -26,3 +26,4 @@ mod tenancy;
 mod trust_and_policy;
 mod ui;
 mod webhooks;
+mod yang;
