@@ -14,6 +14,7 @@ pub mod enums;
 pub mod events;
 pub mod exports;
 pub mod ids;
+pub mod intake;
 pub mod inventory;
 pub mod jobs;
 pub mod licenses;

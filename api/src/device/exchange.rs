@@ -3,7 +3,7 @@
 //! codes, authorization codes). Everything a request changes is written in one transaction,
 //! committed before the answer is sent. The SLAC messages live in `authorization.rs`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,11 +15,12 @@ use outpost_core::device::{
 };
 use outpost_db::accounts::Tenant;
 use outpost_db::alerts::{self, kinds};
-use outpost_db::enums::{EventResult, ReportSource, Severity};
+use outpost_db::enums::{EventResult, ReportSource};
 use outpost_db::events::{self, NewEvent};
+use outpost_db::intake;
 use outpost_db::pi_files::{self, PiFile};
 use outpost_db::product_instances::{self, DeviceContact, HaMemberRow, UdiKey};
-use outpost_db::reports::{self, DevicePoll, NewRumReport, UsageSample};
+use outpost_db::reports::{self, DevicePoll};
 use outpost_db::{
     AckId, AsyncConnection, AsyncPgConnection, DbError, DevicePollId, ProductInstanceId,
     QueryError, acks, authorizations, system,
@@ -53,13 +54,6 @@ fn refused(code: MessageCode, message: impl Into<String>) -> ExchangeError {
     }
 }
 
-/// A report checked and ready to store.
-struct PreparedReport {
-    row: NewRumReport,
-    /// (end of the latest measurement, its count), for usage tracking.
-    latest: Option<(DateTime<Utc>, i64)>,
-}
-
 /// Reads every report before anything is written, so one bad report refuses the request whole.
 fn prepare_reports(
     tenant: &Tenant,
@@ -67,43 +61,9 @@ fn prepare_reports(
     request: &DeviceRequest,
     source: ReportSource,
     now: DateTime<Utc>,
-) -> Result<Vec<PreparedReport>, ExchangeError> {
-    let mut prepared = Vec::with_capacity(request.data.usage.len());
-    for (i, envelope) in request.data.usage.iter().enumerate() {
-        let facts = envelope
-            .facts()
-            .map_err(|e| refused(MessageCode::MalformedRequest, format!("usage[{i}]: {e}")))?;
-        if !facts.instance.same_device(sender) {
-            return Err(refused(
-                MessageCode::MalformedRequest,
-                format!(
-                    "usage[{i}]: report {} was written by {}, not by the sender {sender}",
-                    facts.report_id, facts.instance
-                ),
-            ));
-        }
-        let latest = facts
-            .latest_measurement()
-            .filter(|_| !facts.telemetry)
-            .and_then(|m| DateTime::from_timestamp(m.end_time, 0).map(|end| (end, m.count)));
-        prepared.push(PreparedReport {
-            row: NewRumReport {
-                account_id: tenant.account.id,
-                // Set once the device is known.
-                pi_id: ProductInstanceId(uuid::Uuid::nil()),
-                report_id: facts.report_id,
-                payload: envelope.payload.clone(),
-                signature: envelope.signature.clone(),
-                header: envelope.header.clone(),
-                entitlement_tag: facts.entitlement_tag.clone(),
-                telemetry: facts.telemetry,
-                source,
-                received_at: now,
-            },
-            latest,
-        });
-    }
-    Ok(prepared)
+) -> Result<Vec<intake::Prepared>, ExchangeError> {
+    intake::prepare(tenant.account.id, sender, &request.data.usage, source, now)
+        .map_err(|message| refused(MessageCode::MalformedRequest, message))
 }
 
 /// Why the exchange's transaction ended without committing.
@@ -511,7 +471,7 @@ async fn store_usage(
     conn: &mut AsyncPgConnection,
     tenant: &Tenant,
     pi: ProductInstanceId,
-    prepared: Vec<PreparedReport>,
+    prepared: Vec<intake::Prepared>,
     trust_requests: &[Value],
     now: DateTime<Utc>,
 ) -> Result<Parts, DbError> {
@@ -531,57 +491,13 @@ async fn store_usage(
             Vec::new(),
         ));
     }
-    let mut latest: BTreeMap<String, (DateTime<Utc>, i64)> = BTreeMap::new();
-    let mut rows = Vec::with_capacity(prepared.len());
-    for mut report in prepared {
-        report.row.pi_id = pi;
-        if let (Some(tag), Some((end, count))) = (&report.row.entitlement_tag, report.latest) {
-            let entry = latest.entry(tag.clone()).or_insert((end, count));
-            if end >= entry.0 {
-                *entry = (end, count);
-            }
-        }
-        rows.push(report.row);
-    }
-    let new_ids = reports::insert_reports(conn, &rows).await?;
-    for (tag, (end, count)) in latest {
-        let sample = UsageSample {
-            account_id: tenant.account.id,
-            pi_id: pi,
-            entitlement_tag: tag,
-            count,
-            measured_until: end,
-        };
-        reports::record_usage(conn, &sample, now).await?;
-    }
-    let report_ids: Vec<i64> = rows
-        .iter()
-        .map(|r| r.report_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let poll = reports::create_device_poll(conn, tenant.account.id, pi, &report_ids, now).await?;
-    // The status line says a report awaits CSSM; reports resent after their ACK change nothing.
-    if reports::count_unacknowledged_of_pi(conn, pi).await? > 0 {
-        let message = "Usage report from product instance";
-        alerts::raise(
-            conn,
-            tenant.account.id,
-            Some(pi),
-            kinds::USAGE_REPORT,
-            Severity::Info,
-            message,
-            now,
-        )
-        .await?;
-    }
-    // Enforced and export-controlled licenses need an installed authorization code.
-    authorizations::check_alert(conn, tenant.account.id, pi, now).await?;
-
-    let known = rows.len() - new_ids.len();
+    let stored = intake::store(conn, tenant.account.id, pi, prepared, now).await?;
+    let poll =
+        reports::create_device_poll(conn, tenant.account.id, pi, &stored.report_ids, now).await?;
+    let known = stored.reports - stored.new;
     let mut message = format!(
         "usage accepted: {} reports ({known} already known)",
-        rows.len()
+        stored.reports
     );
     if !trust_requests.is_empty() {
         message.push_str(&format!(
@@ -590,8 +506,8 @@ async fn store_usage(
         ));
     }
     let detail = json!({
-        "reports": rows.len(),
-        "new": new_ids.len(),
+        "reports": stored.reports,
+        "new": stored.new,
         "already_known": known,
         "poll_id": poll,
         "trust_requests": trust_requests.len(),
