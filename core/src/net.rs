@@ -19,6 +19,9 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     let shared = a == 100 && (64..128).contains(&b);
     let benchmarking = a == 198 && (b == 18 || b == 19);
+    let [_, _, c, _] = ip.octets();
+    // IETF protocol assignments and the deprecated 6to4 relay anycast.
+    let special = (a == 192 && b == 0 && c == 0) || (a == 192 && b == 88 && c == 99);
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -28,12 +31,22 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || shared
         || benchmarking
+        || special
         || a == 0
         || a >= 240)
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // Forms that carry an IPv4 address (NAT64, 6to4, IPv4-compatible, Teredo) could reach a
+    // private IPv4 network through a gateway: not public. So are site-local and discard.
+    let embeds_v4 = (first == 0x0064 && segments[1] == 0xff9b)
+        || first == 0x2002
+        || (first == 0x2001 && segments[1] == 0)
+        || segments[..6].iter().all(|s| *s == 0);
+    let site_local = first & 0xffc0 == 0xfec0;
+    let discard = first == 0x0100 && segments[1..4].iter().all(|s| *s == 0);
     let unique_local = first & 0xfe00 == 0xfc00;
     let link_local = first & 0xffc0 == 0xfe80;
     let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8;
@@ -42,7 +55,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || unique_local
         || link_local
-        || documentation)
+        || documentation
+        || embeds_v4
+        || site_local
+        || discard)
 }
 
 #[cfg(test)]

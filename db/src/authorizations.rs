@@ -520,6 +520,7 @@ pub async fn give_back(
         authorizations::state.eq("returned"),
         authorizations::return_code.eq(return_code),
         authorizations::returned_at.eq(now),
+        authorizations::superseded_by.eq(None::<uuid::Uuid>),
     ))
     .returning(Authorization::as_returning())
     .get_results(conn)
@@ -799,6 +800,8 @@ pub async fn ready_for(
             .filter(authorizations::entitlement_tag.eq(&ask.entitlement_tag))
             .filter(authorizations::state.eq("issued"))
             .filter(authorizations::delivered_at.is_null())
+            .filter(authorizations::source.eq("import"))
+            .filter(authorizations::request_id.is_null())
             .count()
             .get_result(conn)
             .await?;
@@ -858,7 +861,9 @@ pub async fn claim_ready(
                 .filter(authorizations::udi_serial_number.eq(&ask.udi_serial_number))
                 .filter(authorizations::entitlement_tag.eq(&ask.entitlement_tag))
                 .filter(authorizations::state.eq("issued"))
-                .filter(authorizations::delivered_at.is_null()),
+                .filter(authorizations::delivered_at.is_null())
+                .filter(authorizations::source.eq("import"))
+                .filter(authorizations::request_id.is_null()),
         )
         .set(authorizations::request_id.eq(request))
         .execute(conn)

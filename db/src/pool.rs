@@ -59,7 +59,8 @@ impl DbError {
         match self {
             DbError::Unavailable(_) => true,
             // A deadlock (SQLSTATE 40P01, which diesel does not name) aborts one of two
-            // transactions that would wait on each other; trying again succeeds.
+            // transactions that would wait on each other; trying again succeeds. Known by its
+            // message: the server's lc_messages must be English (the embedded cluster's are).
             DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
                 info.message().starts_with("deadlock detected")
             }
