@@ -83,6 +83,30 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Outgoing webhooks (alerts sent to an account's HTTPS endpoints).
     pub webhooks: WebhookSettings,
+    /// Pulling usage from devices that do not push.
+    pub pull: PullSettings,
+}
+
+/// Pulling usage from devices (REST, RESTCONF, NETCONF).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PullSettings {
+    /// Devices one pull job talks to at once.
+    pub concurrency: usize,
+    /// Seconds one device has for a whole pull (connect, collect, install ACKs).
+    pub device_timeout_secs: u64,
+    /// Seconds "Synchronise now with the device" waits before it starts, as SSM On-Prem does.
+    pub start_delay_secs: u64,
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            device_timeout_secs: 60,
+            start_delay_secs: 60,
+        }
+    }
 }
 
 /// Outgoing webhooks.
@@ -271,6 +295,7 @@ impl Default for Settings {
             cssm: CssmSettings::default(),
             worker: WorkerSettings::default(),
             webhooks: WebhookSettings::default(),
+            pull: PullSettings::default(),
         }
     }
 }
@@ -514,6 +539,12 @@ impl Settings {
                     message: format!("file {path} does not exist"),
                 });
             }
+        }
+        if self.pull.concurrency == 0 {
+            return invalid("pull.concurrency", "must be at least 1");
+        }
+        if self.pull.device_timeout_secs == 0 {
+            return invalid("pull.device_timeout_secs", "must be at least 1");
         }
         if self.webhooks.timeout_secs == 0 {
             return invalid("webhooks.timeout_secs", "must be at least 1");

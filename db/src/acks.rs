@@ -97,6 +97,20 @@ pub async fn take_undelivered(
     .await?)
 }
 
+/// The ACKs not yet handed to a device (a pull installs them, then marks each delivered).
+pub async fn undelivered(
+    conn: &mut AsyncPgConnection,
+    pi: ProductInstanceId,
+) -> Result<Vec<(AckId, String)>, DbError> {
+    Ok(acks::table
+        .filter(acks::pi_id.eq(pi))
+        .filter(acks::delivered_at.is_null())
+        .order(acks::received_at)
+        .select((acks::id, acks::smart_license))
+        .load(conn)
+        .await?)
+}
+
 /// The ACKs covering some reports of a device (a `result_poll` re-delivers them).
 pub async fn acks_for_reports(
     conn: &mut AsyncPgConnection,

@@ -30,6 +30,8 @@ pub mod kinds {
     pub const ACK_OVERDUE: &str = "ack_overdue";
     /// Summary on the account: some of its devices are overdue.
     pub const ACCOUNT_OVERDUE: &str = "account_reporting_overdue";
+    /// Outpost could not pull from a device (unreachable, authentication, bad response).
+    pub const PULL_FAILED: &str = "pull_failed";
     /// A device uses an enforced or export-controlled license without an installed SLAC.
     pub const AUTHORIZATION_MISSING: &str = "authorization_missing";
 }

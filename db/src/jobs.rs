@@ -440,6 +440,38 @@ pub mod catalog {
         }
     }
 
+    /// "Synchronise now with the device": pulls usage from an account's devices (all that are
+    /// pulled from, or some) and installs the ACKs waiting for them.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct DevicePull {
+        /// The account.
+        pub account_id: AccountId,
+        /// Only these PIs; `None`: every PI pulled from.
+        #[serde(default)]
+        pub product_instance_ids: Option<Vec<crate::ids::ProductInstanceId>>,
+    }
+
+    impl DevicePull {
+        /// Job kind.
+        pub const KIND: &'static str = "device_pull";
+
+        /// The job row: one queued pull of all devices per account at a time; pulls of chosen
+        /// devices are each their own.
+        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+            NewJob {
+                kind: Self::KIND.into(),
+                account_id: Some(self.account_id),
+                payload: serde_json::to_value(self).unwrap_or_default(),
+                dedup_key: self
+                    .product_instance_ids
+                    .is_none()
+                    .then(|| format!("{}:{}", Self::KIND, self.account_id)),
+                max_attempts,
+                run_at,
+            }
+        }
+    }
+
     /// "Synchronize now with Cisco" for one local account.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CssmSync {

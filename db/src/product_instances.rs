@@ -409,18 +409,36 @@ pub async fn take_reporting_role(
 }
 
 /// A device that reports usage for itself alone: if it was a member of another PI's set, it
-/// counts again. Returns whether it was.
+/// leaves that set (and its member list) and counts again. Returns whether it was a member.
 pub async fn report_alone(
     conn: &mut AsyncPgConnection,
     pi: ProductInstanceId,
 ) -> Result<bool, DbError> {
-    Ok(diesel::update(
+    let row: Option<(Option<ProductInstanceId>, Option<String>, Option<String>)> =
         product_instances::table
             .find(pi)
-            .filter(product_instances::ha_active_pi.is_not_null()),
+            .select((
+                product_instances::ha_active_pi,
+                product_instances::udi_pid,
+                product_instances::udi_serial_number,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+    let Some((Some(active), Some(pid), Some(serial))) = row else {
+        return Ok(false);
+    };
+    diesel::delete(
+        pi_ha_members::table
+            .filter(pi_ha_members::pi_id.eq(active))
+            .filter(pi_ha_members::udi_pid.eq(&pid))
+            .filter(pi_ha_members::udi_serial_number.eq(&serial)),
     )
-    .set(product_instances::ha_active_pi.eq(None::<ProductInstanceId>))
     .execute(conn)
-    .await?
-        > 0)
+    .await?;
+    diesel::update(product_instances::table.find(pi))
+        .set(product_instances::ha_active_pi.eq(None::<ProductInstanceId>))
+        .execute(conn)
+        .await?;
+    Ok(true)
 }

@@ -256,6 +256,9 @@ diesel::table! {
         trust_requests -> Nullable<Jsonb>,
         trust_forwarded_at -> Nullable<Timestamptz>,
         ha_active_pi -> Nullable<Uuid>,
+        peer_fingerprint -> Nullable<Text>,
+        peer_fingerprint_at -> Nullable<Timestamptz>,
+        last_pull_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,0 +1,147 @@
+//! What the pull job reads and writes of the devices it pulls from.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use outpost_core::Sudi;
+
+use crate::alerts::{self, kinds};
+use crate::enums::{ConnectMethod, Severity};
+use crate::ids::{AccountId, ProductInstanceId};
+use crate::pool::DbError;
+use crate::schema::product_instances;
+
+/// A device to pull from.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = product_instances, check_for_backend(diesel::pg::Pg))]
+pub struct Target {
+    /// The PI.
+    pub id: ProductInstanceId,
+    /// Its UDI, once known (a PI added by host learns it from its first report).
+    pub udi_pid: Option<String>,
+    /// Serial number.
+    pub udi_serial_number: Option<String>,
+    /// How Outpost reaches it.
+    pub connect_method: ConnectMethod,
+    /// Host name or address.
+    pub host: Option<String>,
+    /// Port, when not the method's default.
+    pub port: Option<i32>,
+    /// Sealed credentials.
+    pub credentials: Option<Vec<u8>>,
+    /// Behind NAT: never pulled.
+    pub behind_nat: bool,
+    /// The certificate or host key seen on first contact.
+    pub peer_fingerprint: Option<String>,
+}
+
+/// The account's devices that are pulled from (connect method other than push), or those of
+/// `only` among them, by id.
+pub async fn targets(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    only: Option<&[ProductInstanceId]>,
+) -> Result<Vec<Target>, DbError> {
+    let mut query = product_instances::table
+        .filter(product_instances::account_id.eq(account))
+        .filter(product_instances::connect_method.ne(ConnectMethod::Push))
+        .into_boxed();
+    if let Some(ids) = only {
+        query = query.filter(product_instances::id.eq_any(ids));
+    }
+    Ok(query
+        .order(product_instances::id)
+        .select(Target::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Records a pull that worked: the device's contact time, its certificate or host key if this
+/// was the first contact, and its "Pull failed" alert cleared.
+pub async fn succeeded(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    fingerprint: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(product_instances::table.find(pi))
+        .set((
+            product_instances::last_pull_at.eq(now),
+            product_instances::last_contact_at.eq(now),
+            product_instances::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    if let Some(fingerprint) = fingerprint {
+        diesel::update(
+            product_instances::table
+                .find(pi)
+                .filter(product_instances::peer_fingerprint.is_null()),
+        )
+        .set((
+            product_instances::peer_fingerprint.eq(fingerprint),
+            product_instances::peer_fingerprint_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    }
+    alerts::clear(conn, account, Some(pi), kinds::PULL_FAILED, now).await
+}
+
+/// Records a pull that failed, with the reason on the PI's "Pull failed" alert.
+pub async fn failed(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let message = format!("Pull failed: {reason}");
+    alerts::raise(
+        conn,
+        account,
+        Some(pi),
+        kinds::PULL_FAILED,
+        Severity::Warning,
+        &message,
+        now,
+    )
+    .await
+}
+
+/// Gives a PI added by host the UDI its reports name, and any PI the `sudi` its reports carry
+/// (added by the admin API or a CSV file, it has none; CSSM needs it). `false` when another PI
+/// of the account already has that UDI (the same device added twice).
+pub async fn identify(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    sudi: &Sudi,
+) -> Result<bool, DbError> {
+    let taken: i64 = product_instances::table
+        .filter(product_instances::account_id.eq(account))
+        .filter(product_instances::udi_pid.eq(&sudi.udi_pid))
+        .filter(product_instances::udi_serial_number.eq(&sudi.udi_serial_number))
+        .filter(product_instances::id.ne(pi))
+        .count()
+        .get_result(conn)
+        .await?;
+    if taken > 0 {
+        return Ok(false);
+    }
+    let json = serde_json::to_value(sudi).unwrap_or_default();
+    diesel::sql_query(
+        "UPDATE product_instances
+            SET udi_pid = coalesce(udi_pid, $2), udi_serial_number = coalesce(udi_serial_number, $3),
+                sudi = CASE WHEN sudi ? 'udi_pid' THEN sudi ELSE $4 END
+          WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(pi)
+    .bind::<diesel::sql_types::Text, _>(&sudi.udi_pid)
+    .bind::<diesel::sql_types::Text, _>(&sudi.udi_serial_number)
+    .bind::<diesel::sql_types::Jsonb, _>(&json)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}

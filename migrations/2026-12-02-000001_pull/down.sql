@@ -1,0 +1,4 @@
+ALTER TABLE product_instances
+    DROP COLUMN last_pull_at,
+    DROP COLUMN peer_fingerprint_at,
+    DROP COLUMN peer_fingerprint;
