@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
+pub mod server;
+
 use outpost_core::device::{
     AuthorizationMode, AuthorizationScope, Confirmation, DeviceRequest, DeviceResponse, LicenseKey,
     LicenseRequest, MessageType, RequestData, Return, Status,

@@ -1,0 +1,233 @@
+//! The device side of pulling (`PROTOCOL.md` section 4.1): one HTTPS server answering for many
+//! simulated devices, each on its own loopback port, with the IOS-XE native REST API
+//! `/smartlic-service` behind HTTP Basic auth. Tests also get ports where nothing listens
+//! (unreachable devices) and ports that accept connections and never answer (hung devices).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use outpost_core::rum::RumEnvelope;
+use serde_json::json;
+
+use crate::{Device, data_of};
+
+/// A device the farm serves, with the login its REST API takes.
+#[derive(Debug, Clone)]
+pub struct FarmDevice {
+    /// The device.
+    pub device: Device,
+    /// Basic auth user.
+    pub username: String,
+    /// Basic auth password.
+    pub password: String,
+}
+
+#[derive(Debug)]
+struct Served {
+    device: Device,
+    username: String,
+    password: String,
+    /// Closed reports the device still holds (until an ACK covers them).
+    reports: Vec<RumEnvelope>,
+    /// Files installed with `import`.
+    imported: Vec<String>,
+    /// Requests answered, by path.
+    calls: Vec<String>,
+}
+
+type Devices = Arc<Mutex<HashMap<u16, Served>>>;
+
+fn lock(devices: &Devices) -> MutexGuard<'_, HashMap<u16, Served>> {
+    devices.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running farm of simulated devices.
+pub struct DeviceFarm {
+    devices: Devices,
+    ports: Vec<u16>,
+    handle: ServerHandle,
+    /// Ports of devices that never answer (connections accepted and held).
+    pub hung: Vec<u16>,
+    /// Ports where nothing listens.
+    pub unreachable: Vec<u16>,
+    holders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DeviceFarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceFarm")
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+fn authorised(served: &Served, req: &HttpRequest) -> bool {
+    let Some(value) = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Some(decoded) = STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return false;
+    };
+    decoded == format!("{}:{}", served.username, served.password)
+}
+
+async fn smartlic(
+    devices: web::Data<Devices>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: String,
+) -> HttpResponse {
+    let port = req.app_config().local_addr().port();
+    let mut all = lock(&devices);
+    let Some(served) = all.get_mut(&port) else {
+        return HttpResponse::NotFound().finish();
+    };
+    if !authorised(served, &req) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Basic realm=\"level_15_access\""))
+            .finish();
+    }
+    served.calls.push(path.as_str().to_owned());
+    match (req.method().as_str(), path.as_str()) {
+        ("POST", "close-reports") => {
+            // Closing the open measurement period makes one more report to collect.
+            let report = served.device.next_report();
+            served.reports.push(report);
+            HttpResponse::Ok().json(json!({ "status": "closed" }))
+        }
+        ("GET", "all-reports") => HttpResponse::Ok()
+            .content_type("application/yang-data+json")
+            .json(json!({ "usage": served.reports })),
+        ("POST", "import") => {
+            let acked: Vec<i64> = data_of(&body)
+                .and_then(|d| d["acked_report_ids"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(serde_json::Value::as_i64)
+                .collect();
+            served.reports.retain(|r| {
+                r.facts()
+                    .map(|f| !acked.contains(&f.report_id))
+                    .unwrap_or(true)
+            });
+            served.device.acks.push(body.clone());
+            served.imported.push(body);
+            HttpResponse::Ok().json(json!({ "status": "imported" }))
+        }
+        _ => HttpResponse::NotFound().finish(),
+    }
+}
+
+impl DeviceFarm {
+    /// Starts the farm: `devices` answer on ports of their own, plus `hung` ports that never
+    /// answer and `unreachable` ports where nothing listens.
+    pub async fn start(
+        devices: Vec<FarmDevice>,
+        hung: usize,
+        unreachable: usize,
+    ) -> anyhow::Result<Self> {
+        let ca = outpost_core::crypto::generate_ca("Simulated devices")?;
+        let leaf = outpost_core::crypto::issue_server_certificate(&ca, &["127.0.0.1".into()])?;
+        let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
+        let shared: Devices = Arc::default();
+        let data = web::Data::new(shared.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/smartlic-service/{call}", web::to(smartlic))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1);
+        let mut ports = Vec::with_capacity(devices.len());
+        for device in devices {
+            server = server.bind_rustls_0_23(SocketAddr::from(([127, 0, 0, 1], 0)), tls.clone())?;
+            let port = server.addrs().last().map_or(0, SocketAddr::port);
+            ports.push(port);
+            lock(&shared).insert(
+                port,
+                Served {
+                    device: device.device,
+                    username: device.username,
+                    password: device.password,
+                    reports: Vec::new(),
+                    imported: Vec::new(),
+                    calls: Vec::new(),
+                },
+            );
+        }
+        let running = server.run();
+        let handle = running.handle();
+        tokio::spawn(running);
+
+        let mut holders = Vec::new();
+        let mut hung_ports = Vec::new();
+        for _ in 0..hung {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            hung_ports.push(listener.local_addr()?.port());
+            holders.push(tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((socket, _)) = listener.accept().await {
+                    held.push(socket);
+                }
+            }));
+        }
+        let mut unreachable_ports = Vec::new();
+        for _ in 0..unreachable {
+            // Bound and released: connections to it are refused.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            unreachable_ports.push(listener.local_addr()?.port());
+        }
+        Ok(Self {
+            devices: shared,
+            ports,
+            handle,
+            hung: hung_ports,
+            unreachable: unreachable_ports,
+            holders,
+        })
+    }
+
+    /// The port of the `i`th device.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i]
+    }
+
+    /// The files the device on `port` installed with `import`.
+    pub fn imported(&self, port: u16) -> Vec<String> {
+        lock(&self.devices)
+            .get(&port)
+            .map(|d| d.imported.clone())
+            .unwrap_or_default()
+    }
+
+    /// The REST calls the device on `port` answered, in order.
+    pub fn calls(&self, port: u16) -> Vec<String> {
+        lock(&self.devices)
+            .get(&port)
+            .map(|d| d.calls.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops the server and the hung listeners.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+        for holder in &self.holders {
+            holder.abort();
+        }
+    }
+}
