@@ -6,6 +6,7 @@
 
 pub mod cssm_client;
 pub mod jobs;
+pub mod pull;
 pub mod registration;
 pub mod runner;
 pub mod scheduler;
@@ -36,6 +37,8 @@ pub struct WorkerContext {
     /// Sends webhook deliveries (no redirects followed: an endpoint is called where it was
     /// registered, nowhere else).
     pub webhooks: reqwest::Client,
+    /// Opens the credentials of devices Outpost pulls from.
+    pub credentials: Arc<outpost_core::secrets::CredentialKey>,
 }
 
 /// Why the worker could not be set up.
@@ -44,6 +47,9 @@ pub enum SetupError {
     /// The CSSM client could not be built.
     #[error(transparent)]
     Cssm(#[from] cssm_client::CssmError),
+    /// The credentials key could not be read or created.
+    #[error("auth.credentials_key_file: {0}")]
+    Credentials(String),
     /// The webhook client could not be built.
     #[error("webhooks: {0}")]
     Webhooks(String),
@@ -87,6 +93,9 @@ impl WorkerContext {
             Some(SignatureVerifier::from_certificate_pem(&pem).map_err(|e| error(e.to_string()))?)
         };
         let webhooks = webhook_client(&settings.webhooks)?;
+        let credentials =
+            outpost_core::secrets::CredentialKey::load_or_create(&settings.credentials_key_path())
+                .map_err(|e| SetupError::Credentials(e.to_string()))?;
         Ok(Self {
             pool,
             database_url,
@@ -95,6 +104,7 @@ impl WorkerContext {
             cssm,
             ack_verifier,
             webhooks,
+            credentials: Arc::new(credentials),
         })
     }
 }
@@ -121,6 +131,9 @@ fn webhook_client(
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment: a proxy would resolve and reach hosts the public-only
+        // check never saw.
+        .no_proxy()
         .user_agent(concat!("Outpost-Webhook/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| SetupError::Webhooks(e.to_string()))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use outpost_db::accounts;
 use outpost_db::enums::AccountStatus;
-use outpost_db::jobs::{self, catalog::CssmSync, catalog::DeadlineSweep};
+use outpost_db::jobs::{self, catalog::CssmSync, catalog::DeadlineSweep, catalog::DevicePull};
 use outpost_db::schedules::{self, kinds};
 use outpost_db::{AsyncConnection, AsyncPgConnection, DbError, locks};
 use tokio::sync::Mutex;
@@ -63,6 +63,14 @@ impl Scheduler {
                         let account = accounts::find_account(conn, row.account_id).await?;
                         if account.status == AccountStatus::Active {
                             jobs::enqueue(conn, &CssmSync { account_id: row.account_id }.job(now, max_attempts), now).await?;
+                            enqueued += 1;
+                        }
+                    }
+                    kinds::DEVICE_PULL => {
+                        let account = accounts::find_account(conn, row.account_id).await?;
+                        if account.status == AccountStatus::Active {
+                            let pull = DevicePull { account_id: row.account_id, product_instance_ids: None };
+                            jobs::enqueue(conn, &pull.job(now, 1), now).await?;
                             enqueued += 1;
                         }
                     }

@@ -3,6 +3,7 @@
 pub mod authorizations;
 pub mod cssm_sync;
 pub mod deadline_sweep;
+pub mod device_pull;
 pub mod registration;
 pub mod webhook_delivery;
 
@@ -12,7 +13,7 @@ use outpost_db::DbError;
 use outpost_db::jobs::Job;
 use outpost_db::jobs::catalog::{
     AccountRegistration, AuthorizationRequest, AuthorizationReturn, CssmSync, DeadlineSweep,
-    WebhookDelivery,
+    DevicePull, WebhookDelivery,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -81,6 +82,7 @@ pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
         AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
         DeadlineSweep::KIND => payload::<DeadlineSweep>(&ctx.job)?.run(&ctx).await,
         WebhookDelivery::KIND => payload::<WebhookDelivery>(&ctx.job)?.run(&ctx).await,
+        DevicePull::KIND => payload::<DevicePull>(&ctx.job)?.run(&ctx).await,
         AuthorizationRequest::KIND => payload::<AuthorizationRequest>(&ctx.job)?.run(&ctx).await,
         AuthorizationReturn::KIND => payload::<AuthorizationReturn>(&ctx.job)?.run(&ctx).await,
         other => Err(JobError::Fatal(format!(
