@@ -129,11 +129,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route(
                     "/accounts/{id}/schedules/cssm-sync",
-                    web::get().to(cssm_schedule::get_cssm_schedule),
+                    web::get().to(schedules::get_cssm_schedule),
                 )
                 .route(
                     "/accounts/{id}/schedules/cssm-sync",
-                    web::put().to(cssm_schedule::put_cssm_schedule),
+                    web::put().to(schedules::put_cssm_schedule),
                 )
                 .route(
                     "/accounts/{id}/usage-export",
@@ -178,6 +178,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/accounts/{id}/slac-import",
                     web::post().to(authorizations::import_authorizations),
+                )
+                .route(
+                    "/accounts/{id}/pull",
+                    web::post().to(create_pull::create_pull),
+                )
+                .route(
+                    "/accounts/{id}/schedules/device-pull",
+                    web::get().to(schedules::get_device_pull_schedule),
+                )
+                .route(
+                    "/accounts/{id}/schedules/device-pull",
+                    web::put().to(schedules::put_device_pull_schedule),
                 )
                 .route("/jobs/{id}", web::get().to(get_job::get_job))
                 .route("/settings", web::get().to(settings::get_settings))

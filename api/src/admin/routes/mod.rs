@@ -3,8 +3,8 @@
 pub mod accounts;
 pub mod authorizations;
 pub mod create_login;
+pub mod create_pull;
 pub mod create_sync;
-pub mod cssm_schedule;
 pub mod get_job;
 pub mod health;
 pub mod licenses;
@@ -13,6 +13,7 @@ pub mod list_events;
 pub mod list_sync_runs;
 pub mod offline_files;
 pub mod product_instances;
+pub mod schedules;
 pub mod settings;
 pub mod ui;
 pub mod users;
