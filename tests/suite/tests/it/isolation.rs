@@ -47,9 +47,14 @@ fn body_for(method: &str, path: &str, foreign_pi: &str) -> Option<Value> {
         ("post", "/api/v1/accounts/{id}/licenses/transfer") => json!({
             "entitlement_tag": outpost_pi_sim::ENTITLEMENT_TAG, "from_lva": 1, "to_lva": 2, "quantity": 1
         }),
-        ("put", "/api/v1/accounts/{id}/schedules/cssm-sync") => {
+        (
+            "put",
+            "/api/v1/accounts/{id}/schedules/cssm-sync"
+            | "/api/v1/accounts/{id}/schedules/device-pull",
+        ) => {
             json!({ "enabled": false, "every_days": 3, "hour": 1, "minute": 0, "time_zone": "UTC" })
         }
+        ("post", "/api/v1/accounts/{id}/pull") => json!({ "delay_secs": 0 }),
         ("put", "/api/v1/users/{id}/roles") => json!({ "system_role": "system_admin" }),
         ("post", "/api/v1/accounts/{id}/webhooks") => json!({ "url": "https://hijack.example/" }),
         _ => return None,

@@ -17,6 +17,7 @@ mod inventory;
 mod isolation;
 mod offline;
 mod process;
+mod pull;
 mod push;
 mod schema;
 mod simulators;
