@@ -192,6 +192,30 @@ try {
   await page.locator('#webhook-log', { hasText: 'Nothing sent yet.' }).waitFor();
   await shot('alerts-and-webhooks');
 
+  step('synchronise with Cisco and with the devices, and set the pull schedule');
+  await page.click('.tabs a:text-is("Synchronisation")');
+  await page.click('#sync-now');
+  await page.waitForFunction(() => {
+    const t = document.getElementById('cssm-sync-status').textContent;
+    return t && !t.startsWith('Starts') && !t.startsWith('Running') && !t.startsWith('synchronis');
+  }, null, { timeout: 30000 });
+  assert.doesNotMatch(await text('#cssm-sync-status'), /^Failed/);
+  await page.check('#pull-now');
+  await page.click('#pull-devices');
+  await page.locator('#device-pull-status', { hasText: 'devices pulled' }).waitFor({ timeout: 30000 });
+  assert.match(await text('#device-pull-status'), /^0 of 0 devices pulled/);
+  await page.check('#schedule-device-pull input[name=enabled]');
+  await page.fill('#schedule-device-pull input[name=hour]', '3');
+  await page.fill('#schedule-device-pull input[name=time_zone]', 'Europe/Paris');
+  await page.click('#schedule-device-pull button[type=submit]');
+  await page.locator('#toast', { hasText: 'Next run' }).waitFor();
+  await page.locator('#schedule-device-pull', { hasText: 'next run' }).waitFor();
+  await page.fill('#schedule-cssm-sync input[name=time_zone]', 'Mars/Olympus');
+  await page.click('#schedule-cssm-sync button[type=submit]');
+  await page.locator('[role=alert]', { hasText: 'Mars/Olympus' }).waitFor();
+  await page.locator('#sync-runs').waitFor();
+  await shot('synchronisation');
+
   step('the licenses show what authorization codes hold');
   await page.click('.tabs a:text-is("Licenses")');
   const hsec = page.locator('#licenses tbody tr', { hasText: 'Router US Export Lic. for DNA' });

@@ -209,7 +209,7 @@ function lifecycleButtons(account, errors) {
 async function accountPage(id, tab) {
   const account = await api('GET', `/accounts/${id}`);
   const tabs = [['inventory', 'Inventory'], ['virtual-accounts', 'Virtual accounts'], ['licenses', 'Licenses'],
-    ['alerts', 'Alerts & webhooks'], ['events', 'Events']];
+    ['sync', 'Synchronisation'], ['alerts', 'Alerts & webhooks'], ['events', 'Events']];
   const body = h('section', { id: 'tab-body' });
   view.replaceChildren(
     h('p', { class: 'crumbs' }, h('a', { href: '#/accounts' }, 'Local accounts'), ' / ', account.name),
@@ -219,7 +219,7 @@ async function accountPage(id, tab) {
     h('nav', { class: 'tabs' }, tabs.map(([key, label]) =>
       h('a', { href: `#/accounts/${id}/${key}`, class: key === tab ? 'active' : '' }, label))),
     body);
-  const pages = { inventory: inventoryTab, 'virtual-accounts': lvaTab, licenses: licensesTab, alerts: alertsTab, events: eventsTab };
+  const pages = { inventory: inventoryTab, 'virtual-accounts': lvaTab, licenses: licensesTab, sync: syncTab, alerts: alertsTab, events: eventsTab };
   await (pages[tab] || inventoryTab)(account, body);
 }
 
@@ -387,6 +387,74 @@ function authorizationSection(pi) {
         h('td', {}, `${a.udi_pid} / ${a.udi_serial_number}`), h('td', {}, a.entitlement_tag), h('td', {}, String(a.count)),
         h('td', { title: a.error || '' }, a.state), h('td', {}, when(a.issued_at)), h('td', {}, when(a.confirmed_at)),
         h('td', {}, a.returned_at ? when(a.returned_at) : '')))))];
+}
+
+/** A schedule form ("every N days at HH:MM, time zone") for `/schedules/{kind}`. */
+function scheduleForm(account, kind, schedule, errors) {
+  const form = h('form', { class: 'inline', id: `schedule-${kind}` },
+    h('label', {}, h('input', { type: 'checkbox', name: 'enabled', checked: schedule.enabled }), ' Enabled'),
+    h('label', {}, ' every ', h('input', { name: 'every_days', type: 'number', min: 1, max: 365, value: schedule.every_days || 1, required: true }), ' days at '),
+    h('input', { name: 'hour', type: 'number', min: 0, max: 23, value: schedule.hour ?? 2, required: true, 'aria-label': 'hour' }), ':',
+    h('input', { name: 'minute', type: 'number', min: 0, max: 59, value: schedule.minute ?? 0, required: true, 'aria-label': 'minute' }),
+    h('input', { name: 'time_zone', value: schedule.time_zone || 'UTC', required: true, 'aria-label': 'time zone', size: 16 }),
+    h('button', { type: 'submit' }, 'Save'),
+    h('span', { class: 'muted' }, schedule.enabled && schedule.next_run_at ? ` next run ${when(schedule.next_run_at)}` : ''));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const d = new FormData(form);
+    const saved = await attempt(() => api('PUT', `/accounts/${account.id}/schedules/${kind}`, {
+      enabled: d.get('enabled') === 'on', every_days: Number(d.get('every_days')), hour: Number(d.get('hour')),
+      minute: Number(d.get('minute')), time_zone: d.get('time_zone') }), errors);
+    if (saved) { toast(saved.enabled ? `Next run ${when(saved.next_run_at)}.` : 'Schedule off.'); route(); }
+  });
+  return form;
+}
+
+/** Follows a job, showing its progress, until it ends; returns it. */
+async function followJob(id, line) {
+  for (;;) {
+    const job = await api('GET', `/jobs/${id}`);
+    const p = job.progress;
+    if (job.state === 'queued') line.textContent = `Starts ${when(job.run_at)}.`;
+    else if (job.state === 'running') line.textContent = p ? `${p.message}: ${p.done}${p.total ? ` of ${p.total}` : ''}` : 'Running…';
+    else {
+      line.textContent = job.state === 'succeeded' ? ((job.result && job.result.message) || 'Done.') : `Failed: ${job.last_error || job.state}`;
+      return job;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+/** Synchronisation with Cisco and with the devices: now, on a schedule, and the ledger. */
+async function syncTab(account, body) {
+  const [cssm, pull, runs] = await Promise.all([
+    api('GET', `/accounts/${account.id}/schedules/cssm-sync`).catch(() => ({})),
+    api('GET', `/accounts/${account.id}/schedules/device-pull`),
+    api('GET', `/accounts/${account.id}/sync-runs?limit=20`)]);
+  const errors = h('div');
+  const cssmLine = h('p', { id: 'cssm-sync-status', class: 'muted' });
+  const pullLine = h('p', { id: 'device-pull-status', class: 'muted' });
+  const now = h('label', {}, h('input', { type: 'checkbox', id: 'pull-now' }), ' start at once (else in a minute)');
+  body.replaceChildren(errors,
+    h('h2', {}, 'With Cisco (CSSM)'),
+    h('button', { type: 'button', id: 'sync-now', onclick: async () => {
+      const started = await attempt(() => api('POST', `/accounts/${account.id}/sync`), errors);
+      if (started) await attempt(() => followJob(started.job_id, cssmLine), errors);
+    } }, 'Synchronize now with Cisco'), cssmLine,
+    scheduleForm(account, 'cssm-sync', cssm, errors),
+    h('h2', {}, 'With the devices (pulled over REST)'),
+    h('button', { type: 'button', id: 'pull-devices', onclick: async () => {
+      const body = now.querySelector('input').checked ? { delay_secs: 0 } : {};
+      const started = await attempt(() => api('POST', `/accounts/${account.id}/pull`, body), errors);
+      if (started) await attempt(() => followJob(started.job_id, pullLine), errors);
+    } }, 'Synchronise now with the devices'), ' ', now, pullLine,
+    scheduleForm(account, 'device-pull', pull, errors),
+    h('h2', {}, 'Ledger'),
+    runs.items.length ? h('table', { id: 'sync-runs' },
+      h('thead', {}, h('tr', {}, ['Started', 'Channel', 'Direction', 'State', 'Reports sent', 'ACKs', 'Message'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, runs.items.map((r) => h('tr', {}, h('td', {}, when(r.started_at)), h('td', {}, r.channel), h('td', {}, r.direction),
+        h('td', {}, r.state), h('td', {}, String(r.reports_sent)), h('td', {}, String(r.acks_received)), h('td', {}, r.message || '')))))
+      : h('p', {}, 'No synchronisation yet.'));
 }
 
 /** Open alerts, the reporting interval, and the webhooks that receive new alerts. */

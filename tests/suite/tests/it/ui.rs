@@ -108,6 +108,13 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
         1
     );
     assert_eq!(
+        app.count_rows(
+            "SELECT kind || ' ' || enabled || ' ' || hour || ' ' || time_zone FROM schedules WHERE kind = 'device_pull'"
+        )
+        .await,
+        ["device_pull true 3 Europe/Paris"]
+    );
+    assert_eq!(
         app.count(
             "SELECT count(*) FROM local_accounts WHERE name = 'UI Labs' AND status = 'inactive' AND status_reason = 'retired' AND registered_at IS NOT NULL"
         )
