@@ -69,6 +69,14 @@ impl OfflineRumFile {
     }
 }
 
+/// Whether `input` is a well-formed `<smartLicense>` file without any `<RUMReport>`: what a
+/// device with nothing unreported writes when asked to save its usage.
+pub fn holds_no_reports(input: &str) -> bool {
+    xml::parse(input).is_ok_and(|root| {
+        root.name == "smartLicense" && root.children_named("RUMReport").next().is_none()
+    })
+}
+
 /// Parses an offline RUM file. Every report's envelope must be JSON with a string payload.
 pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
     let root = xml::parse(input)?;
@@ -149,6 +157,16 @@ pub fn write(system_info: Option<&SystemInfo>, reports: &[RumEnvelope]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_without_reports_is_told_apart_from_a_broken_one() {
+        assert!(holds_no_reports("<smartLicense></smartLicense>"));
+        assert!(!holds_no_reports(
+            "<smartLicense><RUMReport>x</RUMReport></smartLicense>"
+        ));
+        assert!(!holds_no_reports("<smartLicense>"));
+        assert!(!holds_no_reports("<other/>"));
+    }
     use serde_json::json;
 
     fn envelope(report_id: u64) -> RumEnvelope {

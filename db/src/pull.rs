@@ -145,3 +145,123 @@ pub async fn identify(
     .await?;
     Ok(true)
 }
+
+/// A one-time URL's token, as the device presents it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::pull_drops, check_for_backend(diesel::pg::Pg))]
+pub struct Drop {
+    /// The account.
+    pub account_id: AccountId,
+    /// The PI it is bound to.
+    pub pi_id: ProductInstanceId,
+    /// `upload` or `download`.
+    pub purpose: String,
+    /// What a download serves.
+    pub file: Option<String>,
+    /// Reports an upload brought.
+    pub reports: Option<i32>,
+    /// New reports an upload brought.
+    pub reports_new: Option<i32>,
+    /// When it was used.
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a one-time URL token for a PI; returns the token (only its hash is stored).
+pub async fn create_drop(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    pi: ProductInstanceId,
+    file: Option<&str>,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<String, DbError> {
+    use crate::schema::pull_drops;
+    // 22 alphanumeric characters: about 131 bits, short enough for the model's 127-character
+    // file-path with the URL around it.
+    let token = outpost_core::crypto::random_alphanumeric(22);
+    diesel::insert_into(pull_drops::table)
+        .values((
+            pull_drops::token_sha256.eq(outpost_core::crypto::sha256_hex(token.as_bytes())),
+            pull_drops::account_id.eq(account),
+            pull_drops::pi_id.eq(pi),
+            pull_drops::purpose.eq(if file.is_some() { "download" } else { "upload" }),
+            pull_drops::file.eq(file),
+            pull_drops::created_at.eq(now),
+            pull_drops::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(token)
+}
+
+/// Takes a token for its one use: `None` when it is unknown, used, expired or of another
+/// purpose. Call inside the transaction that does what the token allows.
+pub async fn take_drop(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    purpose: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Drop>, DbError> {
+    use crate::schema::pull_drops;
+    Ok(diesel::update(
+        pull_drops::table
+            .filter(pull_drops::token_sha256.eq(outpost_core::crypto::sha256_hex(token.as_bytes())))
+            .filter(pull_drops::purpose.eq(purpose))
+            .filter(pull_drops::used_at.is_null())
+            .filter(pull_drops::expires_at.gt(now)),
+    )
+    .set(pull_drops::used_at.eq(now))
+    .returning(Drop::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// Records what an upload brought.
+pub async fn record_upload(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    reports: usize,
+    new: usize,
+) -> Result<(), DbError> {
+    use crate::schema::pull_drops;
+    diesel::update(
+        pull_drops::table.filter(
+            pull_drops::token_sha256.eq(outpost_core::crypto::sha256_hex(token.as_bytes())),
+        ),
+    )
+    .set((
+        pull_drops::reports.eq(i32::try_from(reports).unwrap_or(i32::MAX)),
+        pull_drops::reports_new.eq(i32::try_from(new).unwrap_or(i32::MAX)),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The state of a token, by value (the pull job checks the device used it).
+pub async fn drop_state(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+) -> Result<Option<Drop>, DbError> {
+    use crate::schema::pull_drops;
+    Ok(pull_drops::table
+        .filter(pull_drops::token_sha256.eq(outpost_core::crypto::sha256_hex(token.as_bytes())))
+        .select(Drop::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Forgets tokens that expired a day ago.
+pub async fn purge_drops(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    use crate::schema::pull_drops;
+    Ok(diesel::delete(
+        pull_drops::table.filter(pull_drops::expires_at.lt(now - chrono::Duration::days(1))),
+    )
+    .execute(conn)
+    .await?)
+}

@@ -263,6 +263,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    pull_drops (token_sha256) {
+        token_sha256 -> Text,
+        account_id -> Uuid,
+        pi_id -> Uuid,
+        purpose -> Text,
+        file -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        reports -> Nullable<Int4>,
+        reports_new -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
     rum_reports (id) {
         id -> Int8,
         account_id -> Uuid,
@@ -404,6 +419,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pi_files,
     pi_ha_members,
     product_instances,
+    pull_drops,
     rum_reports,
     schedules,
     sync_runs,

@@ -4,11 +4,15 @@
 mod authorization;
 pub(crate) mod exchange;
 mod post_cslu;
+mod pull_drop;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use outpost_core::device::{DeviceResponse, MessageCode};
 use outpost_core::tenant::PUSH_PATH;
+
+/// Largest RUM file a pulled device may upload (a device's unreported reports).
+const PULL_DROP_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Registers the device routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,6 +36,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{PUSH_PATH}/{{tenant}}"),
             web::post().to(post_cslu::post_cslu),
+        )
+        .service(
+            web::resource("/pull-drop/{token}/{name}")
+                .app_data(web::PayloadConfig::new(PULL_DROP_LIMIT))
+                .route(web::put().to(pull_drop::upload))
+                .route(web::post().to(pull_drop::upload))
+                .route(web::get().to(pull_drop::download)),
         )
         .default_service(web::to(not_found));
 }
