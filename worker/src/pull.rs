@@ -1,6 +1,7 @@
-//! Talking to a device Outpost pulls from over its IOS-XE native REST API (`PROTOCOL.md`
-//! section 4.1): HTTP Basic auth over HTTPS, `close-reports` then `all-reports` to collect the
-//! signed RUM reports, `import` to install an ACK.
+//! Talking to a device Outpost pulls from, over HTTPS with HTTP Basic auth: the IOS-XE native
+//! REST API (`PROTOCOL.md` section 4.1: `close-reports` then `all-reports` to collect the signed
+//! RUM reports, `import` to install an ACK) or RESTCONF (section 4.2: the `cisco-smart-license`
+//! RPCs, with the file moving through a one-time Outpost URL).
 //!
 //! Devices carry self-signed certificates, so a CA cannot vouch for them: the certificate's
 //! SHA-256 is recorded on first contact and must match on every later one (trust on first use,
@@ -10,6 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use outpost_core::device_rpc::{self, Rpc};
 use outpost_core::rum::RumEnvelope;
 use outpost_core::secrets::Credentials;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -100,7 +102,7 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-/// A session with one device's REST API.
+/// A session with one device's REST or RESTCONF server.
 pub struct RestDevice {
     http: reqwest::Client,
     base: String,
@@ -189,7 +191,7 @@ impl RestDevice {
         };
         Ok(Self {
             http,
-            base: format!("https://{host}:{}/smartlic-service", port.unwrap_or(443)),
+            base: format!("https://{host}:{}", port.unwrap_or(443)),
             credentials,
             seen,
             timeout,
@@ -212,7 +214,7 @@ impl RestDevice {
     ) -> Result<String, PullError> {
         let mut request = self
             .http
-            .request(method, format!("{}/{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .basic_auth(&self.credentials.username, Some(&self.credentials.password))
             .header("Accept", "application/yang-data+json");
         if let Some(body) = body {
@@ -243,19 +245,56 @@ impl RestDevice {
 
     /// Installs a file (an ACK) on the device.
     pub async fn import(&self, file: &str) -> Result<(), PullError> {
-        self.call(reqwest::Method::POST, "import", Some(file.to_owned()))
-            .await
-            .map(|_| ())
+        self.call(
+            reqwest::Method::POST,
+            "/smartlic-service/import",
+            Some(file.to_owned()),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Closes the open reports and collects every signed report the device holds.
     pub async fn collect(&self) -> Result<Vec<RumEnvelope>, PullError> {
-        self.call(reqwest::Method::POST, "close-reports", Some("{}".into()))
+        self.call(
+            reqwest::Method::POST,
+            "/smartlic-service/close-reports",
+            Some("{}".into()),
+        )
+        .await?;
+        let text = self
+            .call(reqwest::Method::GET, "/smartlic-service/all-reports", None)
             .await?;
-        let text = self.call(reqwest::Method::GET, "all-reports", None).await?;
         let all: AllReports = serde_json::from_str(&text).map_err(|e| {
             PullError::BadResponse(format!("all-reports is not the usage list: {e}"))
         })?;
         Ok(all.usage)
+    }
+
+    /// Calls a `cisco-smart-license` RPC over RESTCONF; the device's `return-code` must say
+    /// success.
+    pub async fn rpc(&self, rpc: &Rpc) -> Result<(), PullError> {
+        let body = rpc
+            .restconf_body()
+            .map_err(|e| PullError::NotConfigured(e.to_string()))?;
+        let text = self
+            .call(
+                reqwest::Method::POST,
+                &rpc.restconf_path(),
+                Some(body.to_string()),
+            )
+            .await?;
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let answer: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| PullError::BadResponse(format!("{} answered no JSON: {e}", rpc.name())))?;
+        match answer[format!("{}:output", device_rpc::MODULE)]["return-code"].as_str() {
+            None | Some("success") => Ok(()),
+            Some(code) => Err(PullError::BadResponse(format!(
+                "{} answered return-code {code}",
+                rpc.name()
+            ))),
+        }
     }
 }

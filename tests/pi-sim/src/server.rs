@@ -1,6 +1,8 @@
-//! The device side of pulling (`PROTOCOL.md` section 4.1): one HTTPS server answering for many
-//! simulated devices, each on its own loopback port, with the IOS-XE native REST API
-//! `/smartlic-service` behind HTTP Basic auth. Tests also get ports where nothing listens
+//! The device side of pulling (`PROTOCOL.md` sections 4.1 and 4.2): one HTTPS server answering
+//! for many simulated devices, each on its own loopback port, with the IOS-XE native REST API
+//! `/smartlic-service` and the RESTCONF `cisco-smart-license` RPCs, behind HTTP Basic auth. For
+//! `rum-save-usage-*` a device uploads its offline RUM file to the `file-path` URL; for
+//! `import-file` it reads the file there. Tests also get ports where nothing listens
 //! (unreachable devices) and ports that accept connections and never answer (hung devices).
 
 use std::collections::HashMap;
@@ -41,6 +43,9 @@ struct Served {
 }
 
 type Devices = Arc<Mutex<HashMap<u16, Served>>>;
+
+/// What the RESTCONF handlers use to reach the URLs they are given.
+struct Uplink(reqwest::Client);
 
 fn lock(devices: &Devices) -> MutexGuard<'_, HashMap<u16, Served>> {
     devices.lock().unwrap_or_else(PoisonError::into_inner)
@@ -113,22 +118,90 @@ async fn smartlic(
             .content_type("application/yang-data+json")
             .json(json!({ "usage": served.reports })),
         ("POST", "import") => {
-            let acked: Vec<i64> = data_of(&body)
-                .and_then(|d| d["acked_report_ids"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(serde_json::Value::as_i64)
-                .collect();
-            served.reports.retain(|r| {
-                r.facts()
-                    .map(|f| !acked.contains(&f.report_id))
-                    .unwrap_or(true)
-            });
-            served.device.acks.push(body.clone());
-            served.imported.push(body);
+            install(served, body);
             HttpResponse::Ok().json(json!({ "status": "imported" }))
         }
         _ => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// Removes the reports an ACK file covers; keeps the file as installed.
+fn install(served: &mut Served, file: String) {
+    let acked: Vec<i64> = data_of(&file)
+        .and_then(|d| d["acked_report_ids"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(serde_json::Value::as_i64)
+        .collect();
+    served.reports.retain(|r| {
+        r.facts()
+            .map(|f| !acked.contains(&f.report_id))
+            .unwrap_or(true)
+    });
+    served.device.acks.push(file.clone());
+    served.imported.push(file);
+}
+
+fn output(code: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yang-data+json")
+        .json(json!({ "cisco-smart-license:output": { "return-code": code } }))
+}
+
+async fn restconf(
+    devices: web::Data<Devices>,
+    uplink: web::Data<Uplink>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    let port = req.app_config().local_addr().port();
+    let Some(file_path) = body["cisco-smart-license:input"]["file-path"]
+        .as_str()
+        .map(str::to_owned)
+    else {
+        return HttpResponse::BadRequest().body("input file-path is missing");
+    };
+    let operation = path.into_inner();
+    // Read what the RPC needs under the lock, talk to the URL without it.
+    let upload = {
+        let mut all = lock(&devices);
+        let Some(served) = all.get_mut(&port) else {
+            return HttpResponse::NotFound().finish();
+        };
+        if !authorised(served, &req) {
+            return HttpResponse::Unauthorized().finish();
+        }
+        served.calls.push(operation.clone());
+        match operation.as_str() {
+            "cisco-smart-license:rum-save-usage-unreported"
+            | "cisco-smart-license:rum-save-usage-all" => {
+                let report = served.device.next_report();
+                served.reports.push(report);
+                Some(served.device.offline_file(&served.reports))
+            }
+            "cisco-smart-license:import-file" => None,
+            _ => return HttpResponse::NotFound().body("unknown operation"),
+        }
+    };
+    match upload {
+        Some(file) => match uplink.0.put(&file_path).body(file).send().await {
+            Ok(r) if r.status().is_success() => output("success"),
+            _ => output("commsend"),
+        },
+        None => {
+            let fetched = match uplink.0.get(&file_path).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.ok(),
+                _ => None,
+            };
+            let Some(file) = fetched else {
+                return output("storagefailtoretrieve");
+            };
+            if let Some(served) = lock(&devices).get_mut(&port) {
+                install(served, file);
+            }
+            output("success")
+        }
     }
 }
 
@@ -140,6 +213,28 @@ impl DeviceFarm {
         hung: usize,
         unreachable: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_trusting(devices, hung, unreachable, None).await
+    }
+
+    /// As [`start`](Self::start); RESTCONF devices reach the URLs they are given trusting
+    /// `outpost_ca_pem` (Outpost's device listener CA).
+    pub async fn start_trusting(
+        devices: Vec<FarmDevice>,
+        hung: usize,
+        unreachable: usize,
+        outpost_ca_pem: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut roots = Vec::new();
+        if let Some(pem) = outpost_ca_pem {
+            roots.push(pem.to_owned());
+        }
+        let client_tls = outpost_core::tls::client_config(&roots, false)?;
+        let uplink = web::Data::new(Uplink(
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(client_tls)
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?,
+        ));
         let ca = outpost_core::crypto::generate_ca("Simulated devices")?;
         let leaf = outpost_core::crypto::issue_server_certificate(&ca, &["127.0.0.1".into()])?;
         let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
@@ -148,7 +243,11 @@ impl DeviceFarm {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(uplink.clone())
+                // RESTCONF bodies are application/yang-data+json.
+                .app_data(web::JsonConfig::default().content_type(|_| true))
                 .route("/smartlic-service/{call}", web::to(smartlic))
+                .route("/restconf/operations/{operation}", web::post().to(restconf))
         })
         .workers(1)
         .disable_signals()

@@ -36,6 +36,8 @@ impl RunJob for DeadlineSweep {
         // Authorization requests CSSM never answered must not hold licenses forever.
         let expired =
             outpost_db::authorizations::expire_stale(&mut conn, worker.clock.now()).await?;
+        // One-time pull URLs are kept a day past their expiry, for the record, then dropped.
+        outpost_db::pull::purge_drops(&mut conn, worker.clock.now()).await?;
         Ok(json!({
             "product_instances": swept,
             "overdue": overdue_total,

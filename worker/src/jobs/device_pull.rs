@@ -5,7 +5,8 @@
 //! leaves a "Pull failed: <reason>" alert on that device, and a success clears it. Devices
 //! behind NAT are never pulled.
 //!
-//! Over REST today; RESTCONF and NETCONF devices are counted as not pulled yet.
+//! Over the native REST API and RESTCONF today (RESTCONF devices upload their RUM file to, and
+//! read ACKs from, one-time Outpost URLs); NETCONF devices are counted as not pulled yet.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use outpost_db::{AckId, AsyncConnection, DbError, acks, intake};
 use serde_json::{Value, json};
 
 use super::{JobContext, JobError, RunJob};
+use outpost_core::device_rpc::Rpc;
+
 use crate::pull::{PullError, RestDevice};
 
 /// What one device's pull gave.
@@ -45,9 +48,12 @@ impl RunJob for DevicePull {
         drop(conn);
         let (behind_nat, targets): (Vec<Target>, Vec<Target>) =
             targets.into_iter().partition(|t| t.behind_nat);
-        let (rest, other): (Vec<Target>, Vec<Target>) = targets
-            .into_iter()
-            .partition(|t| t.connect_method == ConnectMethod::Rest);
+        let (rest, other): (Vec<Target>, Vec<Target>) = targets.into_iter().partition(|t| {
+            matches!(
+                t.connect_method,
+                ConnectMethod::Rest | ConnectMethod::Restconf
+            )
+        });
         let total = rest.len() as u64;
         ctx.progress(0, Some(total), "pulling from devices");
         let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
@@ -90,7 +96,7 @@ impl RunJob for DevicePull {
         drop(outcomes);
         let failed: u64 = failures.values().sum();
         let message = format!(
-            "{collected} of {total} devices pulled ({reports_new} new reports, {acks_installed} ACKs installed); {failed} failed; {} behind NAT not pulled; {} over RESTCONF/NETCONF not pulled yet",
+            "{collected} of {total} devices pulled ({reports_new} new reports, {acks_installed} ACKs installed); {failed} failed; {} behind NAT not pulled; {} over NETCONF not pulled yet",
             behind_nat.len(),
             other.len()
         );
@@ -171,6 +177,9 @@ async fn pull_one(
         let mut conn = worker.pool.get().await.map_err(db)?;
         acks::undelivered(&mut conn, target.id).await.map_err(db)?
     };
+    if target.connect_method == ConnectMethod::Restconf {
+        return restconf_one(ctx, account, target, &device, &waiting).await;
+    }
     let mut pulled = Pulled::default();
     for (ack, file) in &waiting {
         device.import(file).await?;
@@ -247,4 +256,88 @@ impl From<outpost_db::QueryError> for TxFailure {
     fn from(e: outpost_db::QueryError) -> Self {
         TxFailure::Db(e.into())
     }
+}
+
+/// One device over RESTCONF: each waiting ACK through a one-time download URL and
+/// `import-file`, then `rum-save-usage-unreported` to a one-time upload URL, where the device
+/// listener stores the file as it arrives.
+async fn restconf_one(
+    ctx: &JobContext,
+    account: &LocalAccount,
+    target: &Target,
+    device: &RestDevice,
+    waiting: &[(AckId, String)],
+) -> Result<Pulled, PullError> {
+    let worker = &ctx.worker;
+    let db = |e: DbError| PullError::NotConfigured(format!("database: {e}"));
+    let base = worker.settings.public_base_url();
+    let lifetime = chrono::Duration::seconds(
+        i64::try_from(worker.settings.pull.device_timeout_secs.saturating_mul(2)).unwrap_or(120),
+    );
+    let mut pulled = Pulled::default();
+    for (ack, file) in waiting {
+        let now = worker.clock.now();
+        let token = {
+            let mut conn = worker.pool.get().await.map_err(db)?;
+            pull::create_drop(
+                &mut conn,
+                account.id,
+                target.id,
+                Some(file),
+                now + lifetime,
+                now,
+            )
+            .await
+            .map_err(db)?
+        };
+        let file_path = format!("{base}/pull-drop/{token}/ack.xml");
+        device.rpc(&Rpc::ImportFile { file_path }).await?;
+        let mut conn = worker.pool.get().await.map_err(db)?;
+        let fetched = pull::drop_state(&mut conn, &token)
+            .await
+            .map_err(db)?
+            .is_some_and(|d| d.used_at.is_some());
+        if !fetched {
+            return Err(PullError::BadResponse(
+                "import-file succeeded but the device never fetched the ACK from Outpost".into(),
+            ));
+        }
+        acks::mark_delivered(&mut conn, *ack, worker.clock.now())
+            .await
+            .map_err(db)?;
+        pulled.acks_installed += 1;
+    }
+    let now = worker.clock.now();
+    let token = {
+        let mut conn = worker.pool.get().await.map_err(db)?;
+        pull::create_drop(&mut conn, account.id, target.id, None, now + lifetime, now)
+            .await
+            .map_err(db)?
+    };
+    let file_path = format!("{base}/pull-drop/{token}/rum.xml");
+    device
+        .rpc(&Rpc::RumSaveUsageUnreported { file_path })
+        .await?;
+    let mut conn = worker.pool.get().await.map_err(db)?;
+    let Some(upload) = pull::drop_state(&mut conn, &token)
+        .await
+        .map_err(db)?
+        .filter(|d| d.used_at.is_some())
+    else {
+        return Err(PullError::BadResponse(
+            "rum-save-usage-unreported succeeded but no RUM file reached Outpost".into(),
+        ));
+    };
+    pulled.reports = usize::try_from(upload.reports.unwrap_or(0)).unwrap_or(0);
+    pulled.new = usize::try_from(upload.reports_new.unwrap_or(0)).unwrap_or(0);
+    pull::succeeded(
+        &mut conn,
+        account.id,
+        target.id,
+        device.fingerprint().as_deref(),
+        worker.clock.now(),
+    )
+    .await
+    .map_err(db)?;
+    Ok(pulled)
 }
