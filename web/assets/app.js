@@ -442,7 +442,7 @@ async function syncTab(account, body) {
       if (started) await attempt(() => followJob(started.job_id, cssmLine), errors);
     } }, 'Synchronize now with Cisco'), cssmLine,
     scheduleForm(account, 'cssm-sync', cssm, errors),
-    h('h2', {}, 'With the devices (pulled over REST)'),
+    h('h2', {}, 'With the devices (pulled over REST or RESTCONF)'),
     h('button', { type: 'button', id: 'pull-devices', onclick: async () => {
       const body = now.querySelector('input').checked ? { delay_secs: 0 } : {};
       const started = await attempt(() => api('POST', `/accounts/${account.id}/pull`, body), errors);

@@ -496,11 +496,17 @@ impl TestAppBuilder {
         let handles = app.handles();
         tokio::spawn(app.run_until_stopped());
 
+        // The worker hands devices one-time URLs on the device listener, whose port is only
+        // known now: its settings name it as the public URL.
+        let mut worker_settings = (*settings).clone();
+        if worker_settings.public_url.is_empty() {
+            worker_settings.public_url = device_base.clone();
+        }
         let worker = Arc::new(
             WorkerContext::new(
                 pool.clone(),
                 db.url().to_owned(),
-                settings.clone(),
+                Arc::new(worker_settings),
                 clock.clone(),
             )
             .expect("worker context"),

@@ -67,9 +67,11 @@ impl World {
 
     /// Creates and registers "Acme Campus" through the library, against the same database.
     async fn onboard(&self) -> outpost_db::accounts::LocalAccount {
-        let mut settings = outpost_core::settings::Settings::default();
         // The process's data directory (its credentials key), never the working directory.
-        settings.data_dir = self.dir.path().to_path_buf();
+        let mut settings = outpost_core::settings::Settings {
+            data_dir: self.dir.path().to_path_buf(),
+            ..Default::default()
+        };
         settings.cssm.api_url = self.cssm.url().to_owned();
         settings.cssm.token_url = self.cssm.url().to_owned();
         settings.cssm.ca_file = self

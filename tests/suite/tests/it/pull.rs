@@ -287,3 +287,153 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
     println!("pull of 200 devices took {took:?}");
     farm.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them() {
+    let app = TestApp::builder().with_account("Acme").start().await;
+    let farm = DeviceFarm::start_trusting(
+        vec![farm_device("FOCRCONF01"), farm_device("FOCRCONF02")],
+        0,
+        0,
+        Some(&app.ca_pem),
+    )
+    .await
+    .unwrap();
+    let admin = app.admin_token().await;
+    let account = app.account("Acme").await.id;
+    for i in 0..2 {
+        let body = json!({ "host": "127.0.0.1", "port": farm.port(i), "connect_method": "restconf",
+                           "username": "netops", "password": "S3cret!pw" });
+        let (status, answer) = app
+            .api(
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/product-instances"),
+                &admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (state, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(state, JobState::Succeeded, "{result}");
+    assert_eq!(
+        (result["collected"].as_i64(), result["reports_new"].as_i64()),
+        (Some(2), Some(2)),
+        "{result}"
+    );
+    assert_eq!(
+        farm.calls(farm.port(0)),
+        ["cisco-smart-license:rum-save-usage-unreported"]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM product_instances WHERE udi_serial_number LIKE 'FOCRCONF%' AND sudi ? 'udi_pid'").await,
+        2,
+        "each PI learnt its UDI from the file it uploaded"
+    );
+    // Each one-time URL took exactly one upload.
+    assert_eq!(app.count("SELECT count(*) FROM pull_drops WHERE purpose = 'upload' AND used_at IS NOT NULL AND reports = 1").await, 2);
+
+    // CSSM acknowledges; the next pull hands each device its ACK through import-file.
+    assert_eq!(app.sync("Acme").await, JobState::Succeeded);
+    let (state, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(state, JobState::Succeeded, "{result}");
+    assert_eq!(result["acks_installed"], 2, "{result}");
+    for i in 0..2 {
+        let imported = farm.imported(farm.port(i));
+        assert_eq!(imported.len(), 1);
+        assert!(imported[0].starts_with("<smartLicense><smartLicenseRumAck>"));
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM acks WHERE delivered_at IS NULL")
+            .await,
+        0
+    );
+
+    // A used, unknown or expired URL takes nothing and serves nothing.
+    let device = app.http();
+    let used_upload = format!(
+        "{}/pull-drop/notatoken0000000000000/rum.xml",
+        app.device_base
+    );
+    let response = device
+        .put(&used_upload)
+        .body(Device::new("C9300-48P", "X").offline_file(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let pi = app
+        .count_rows("SELECT id::text FROM product_instances LIMIT 1")
+        .await
+        .remove(0);
+    let token = {
+        let mut conn = app.conn().await;
+        let past = Utc::now() - Duration::minutes(5);
+        outpost_db::pull::create_drop(
+            &mut conn,
+            account,
+            pi.parse().unwrap(),
+            None,
+            past,
+            past - Duration::minutes(1),
+        )
+        .await
+        .unwrap()
+    };
+    let mut sender = Device::new("C9300-48P", "FOCRCONF01");
+    let report = sender.next_report();
+    let file = sender.offline_file(&[report]);
+    let response = device
+        .put(format!("{}/pull-drop/{token}/rum.xml", app.device_base))
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404, "expired");
+    let response = device
+        .get(format!("{}/pull-drop/{token}/ack.xml", app.device_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        404,
+        "an upload URL serves nothing"
+    );
+    // A live URL takes one file, once; an empty one (nothing unreported) is fine.
+    let token = {
+        let mut conn = app.conn().await;
+        let now = Utc::now();
+        outpost_db::pull::create_drop(
+            &mut conn,
+            account,
+            pi.parse().unwrap(),
+            None,
+            now + Duration::minutes(5),
+            now,
+        )
+        .await
+        .unwrap()
+    };
+    let url = format!("{}/pull-drop/{token}/rum.xml", app.device_base);
+    let first = device
+        .put(&url)
+        .body("<smartLicense></smartLicense>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status().as_u16(),
+        201,
+        "{}",
+        first.text().await.unwrap()
+    );
+    let again = device
+        .put(&url)
+        .body("<smartLicense></smartLicense>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404, "single use");
+    farm.stop().await;
+}
