@@ -785,15 +785,17 @@ pub async fn lva_of(
     Ok((row.id, row.number))
 }
 
-/// Whether an issued code not yet handed over is ready for every ask (imported from a SLAC
-/// CSV): then the device gets them without a round trip to CSSM.
-pub async fn ready_for(
+/// The imported codes (from a SLAC CSV) waiting for every ask, not yet handed over nor claimed
+/// by a request; `None` unless every ask has one. The device then gets them without a round
+/// trip to CSSM.
+pub async fn ready_imports(
     conn: &mut AsyncPgConnection,
     account: AccountId,
     asks: &[Ask],
-) -> Result<bool, DbError> {
+) -> Result<Option<Vec<AuthorizationId>>, DbError> {
+    let mut ids = Vec::with_capacity(asks.len());
     for ask in asks {
-        let ready: i64 = authorizations::table
+        let id: Option<AuthorizationId> = authorizations::table
             .filter(authorizations::account_id.eq(account))
             .filter(authorizations::udi_pid.eq(&ask.udi_pid))
             .filter(authorizations::udi_serial_number.eq(&ask.udi_serial_number))
@@ -802,14 +804,16 @@ pub async fn ready_for(
             .filter(authorizations::delivered_at.is_null())
             .filter(authorizations::source.eq("import"))
             .filter(authorizations::request_id.is_null())
-            .count()
-            .get_result(conn)
-            .await?;
-        if ready == 0 {
-            return Ok(false);
+            .select(authorizations::id)
+            .first(conn)
+            .await
+            .optional()?;
+        match id {
+            Some(id) => ids.push(id),
+            None => return Ok(None),
         }
     }
-    Ok(!asks.is_empty())
+    Ok((!ids.is_empty()).then_some(ids))
 }
 
 #[derive(QueryableByName)]
@@ -844,30 +848,16 @@ pub async fn pair_of(
     Ok((pair.smart_account, pair.virtual_account))
 }
 
-/// Gives imported codes waiting for every ask a request id, so the device's poll id for them
-/// hands them over again if the answer is lost. Returns how many codes it claimed.
-pub async fn claim_ready(
+/// Gives imported codes a request id, so the device's poll id for them hands them over again
+/// if the answer is lost.
+pub async fn claim(
     conn: &mut AsyncPgConnection,
-    account: AccountId,
-    asks: &[Ask],
+    ids: &[AuthorizationId],
     request: uuid::Uuid,
-) -> Result<usize, DbError> {
-    let mut claimed = 0;
-    for ask in asks {
-        claimed += diesel::update(
-            authorizations::table
-                .filter(authorizations::account_id.eq(account))
-                .filter(authorizations::udi_pid.eq(&ask.udi_pid))
-                .filter(authorizations::udi_serial_number.eq(&ask.udi_serial_number))
-                .filter(authorizations::entitlement_tag.eq(&ask.entitlement_tag))
-                .filter(authorizations::state.eq("issued"))
-                .filter(authorizations::delivered_at.is_null())
-                .filter(authorizations::source.eq("import"))
-                .filter(authorizations::request_id.is_null()),
-        )
+) -> Result<(), DbError> {
+    diesel::update(authorizations::table.filter(authorizations::id.eq_any(ids)))
         .set(authorizations::request_id.eq(request))
         .execute(conn)
         .await?;
-    }
-    Ok(claimed)
+    Ok(())
 }

@@ -242,6 +242,16 @@ impl CssmClient {
     }
 }
 
+/// The text of a signed file CSSM sends base64-encoded (ACK, SLAC); `None` unless it is base64
+/// of UTF-8 text.
+pub(crate) fn decode_file(smart_license: &str) -> Option<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(smart_license)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
 /// reqwest's `Display` hides the cause (e.g. the certificate error); include the chain.
 pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();

@@ -153,10 +153,10 @@ async fn ask(
     let mode = if add { "add" } else { "replace" };
     let scope = if all { "all" } else { "local" };
     let request_id = uuid::Uuid::new_v4();
-    if authorizations::ready_for(conn, account, &asks).await? {
+    if let Some(ready) = authorizations::ready_imports(conn, account, &asks).await? {
         // Codes imported from a SLAC CSV wait for exactly these: hand them over now, under a
         // poll id that hands them over again if this answer is lost.
-        authorizations::claim_ready(conn, account, &asks, request_id).await?;
+        authorizations::claim(conn, &ready, request_id).await?;
         let poll = reports::create_authorization_poll(conn, account, pi, request_id, now).await?;
         let message = format!("{} authorization code(s) ready", asks.len());
         return Ok(Ok((

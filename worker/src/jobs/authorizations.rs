@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
 use outpost_core::crypto::random_alphanumeric;
 use outpost_core::cssm::{
@@ -232,16 +230,12 @@ fn verify(
     let now = ctx.worker.clock.now();
     let mut issued = Vec::new();
     for entry in entries {
-        let file = STANDARD
-            .decode(&entry.smart_license)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| {
-                JobError::Fatal(format!(
-                    "the code for {} is not base64 UTF-8 text",
-                    entry.sudi
-                ))
-            })?;
+        let file = crate::cssm_client::decode_file(&entry.smart_license).ok_or_else(|| {
+            JobError::Fatal(format!(
+                "the code for {} is not base64 UTF-8 text",
+                entry.sudi
+            ))
+        })?;
         let code = verify_authorization(&file, verifier, now).map_err(|e| {
             JobError::Fatal(format!("the code for {} was refused: {e}", entry.sudi))
         })?;

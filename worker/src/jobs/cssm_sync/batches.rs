@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
 use outpost_core::crypto::random_alphanumeric;
 use outpost_core::cssm::{
@@ -225,16 +223,12 @@ async fn store_acks(
     let now = ctx.worker.clock.now();
     let mut checked = Vec::with_capacity(entries.len());
     for entry in entries {
-        let file = STANDARD
-            .decode(&entry.smart_license)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| {
-                BatchFailure::Skip(format!(
-                    "the ACK for {} is not base64 UTF-8 text",
-                    entry.sudi
-                ))
-            })?;
+        let file = crate::cssm_client::decode_file(&entry.smart_license).ok_or_else(|| {
+            BatchFailure::Skip(format!(
+                "the ACK for {} is not base64 UTF-8 text",
+                entry.sudi
+            ))
+        })?;
         // A bad signature is refused outright: it stays unstored and the batch keeps polling, so
         // fixing cssm.signing_certificate_file and syncing again recovers it.
         let verified = verify_ack(&file, verifier, now).map_err(|e| {
