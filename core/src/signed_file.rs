@@ -383,16 +383,22 @@ fn verify_bound<T: for<'de> Deserialize<'de> + DeviceBound>(
     })
 }
 
+/// Parses a file whose root element must be `name`.
+fn root_named(file: &str, name: &'static str) -> Result<Element, SignedFileError> {
+    let root = xml::parse(file)?;
+    if root.name != name {
+        return Err(SignedFileError::Missing(name));
+    }
+    Ok(root)
+}
+
 /// Checks the signature of a stand-alone policy file (what a device gets in `data.policy`).
 pub fn verify_policy(
     file: &str,
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> Result<PolicyData, SignedFileError> {
-    let root = xml::parse(file)?;
-    if root.name != POLICY_SECTION {
-        return Err(SignedFileError::Missing(POLICY_SECTION));
-    }
+    let root = root_named(file, POLICY_SECTION)?;
     verify_section(&root, POLICY_SECTION, verifier, now)
 }
 
@@ -402,10 +408,7 @@ pub fn verify_trust_code(
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> Result<BoundFile<TrustCodeData>, SignedFileError> {
-    let root = xml::parse(file)?;
-    if root.name != TRUST_CODE_SECTION {
-        return Err(SignedFileError::Missing(TRUST_CODE_SECTION));
-    }
+    let root = root_named(file, TRUST_CODE_SECTION)?;
     verify_bound(&root, TRUST_CODE_SECTION, verifier, now)
 }
 
@@ -415,10 +418,7 @@ pub fn verify_authorization(
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> Result<BoundFile<AuthorizationData>, SignedFileError> {
-    let root = xml::parse(file)?;
-    if root.name != AUTHORIZATION_ROOT {
-        return Err(SignedFileError::Missing(AUTHORIZATION_ROOT));
-    }
+    let root = root_named(file, AUTHORIZATION_ROOT)?;
     verify_bound(&root, AUTHORIZATION_ROOT, verifier, now)
 }
 
@@ -466,10 +466,7 @@ pub fn verify_ack(
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> Result<VerifiedAck, SignedFileError> {
-    let root = xml::parse(file)?;
-    if root.name != ROOT {
-        return Err(SignedFileError::Missing(ROOT));
-    }
+    let root = root_named(file, ROOT)?;
     let ack_section = root
         .child(ACK_SECTION)
         .ok_or(SignedFileError::Missing(ACK_SECTION))?;
