@@ -26,10 +26,33 @@ use super::exchange::{ExchangeError, HaSet, Parts, answer};
 /// Runs a job gets before its codes are marked failed.
 const JOB_ATTEMPTS: i32 = 8;
 
+/// What the exchange gets back: the answer, a refusal (rolled back), or a database failure.
 type Outcome = Result<Result<Parts, (MessageCode, String)>, DbError>;
 
-fn refuse(code: MessageCode, message: impl Into<String>) -> Outcome {
-    Ok(Err((code, message.into())))
+/// Why a SLAC message ends without an answer; both kinds pass through `?`.
+enum Fail {
+    Refused(MessageCode, String),
+    Db(DbError),
+}
+
+impl From<DbError> for Fail {
+    fn from(e: DbError) -> Self {
+        Fail::Db(e)
+    }
+}
+
+type Done = Result<Parts, Fail>;
+
+fn refused(code: MessageCode, message: impl Into<String>) -> Fail {
+    Fail::Refused(code, message.into())
+}
+
+fn outcome(done: Done) -> Outcome {
+    match done {
+        Ok(parts) => Ok(Ok(parts)),
+        Err(Fail::Refused(code, message)) => Ok(Err((code, message))),
+        Err(Fail::Db(e)) => Err(e),
+    }
 }
 
 /// Checks that a SLAC message carries what it needs, before anything is read or written.
@@ -76,16 +99,12 @@ pub(super) fn add_codes(response: &mut DeviceResponse, codes: Vec<Authorization>
 }
 
 /// The UDI of a listed device, if it is the sender or a member of its HA set.
-fn member_of(
-    ha: &HaSet,
-    sudi: &Sudi,
-    field: &str,
-) -> Result<(String, String), (MessageCode, String)> {
+fn member_of(ha: &HaSet, sudi: &Sudi, field: &str) -> Result<(String, String), Fail> {
     let udi = (sudi.udi_pid.clone(), sudi.udi_serial_number.clone());
     if ha.udis.contains(&udi) {
         Ok(udi)
     } else {
-        Err((
+        Err(refused(
             MessageCode::MalformedRequest,
             format!("{field} {sudi} is neither this device nor a member of its HA set"),
         ))
@@ -102,11 +121,11 @@ pub(super) async fn handle(
     ha: &HaSet,
     now: DateTime<Utc>,
 ) -> Outcome {
-    match request.message_type {
+    outcome(match request.message_type {
         MessageType::AuthorizationRequest => ask(conn, tenant, pi, sender, request, ha, now).await,
         MessageType::AuthorizationConfirmation => confirm(conn, tenant, pi, request, ha, now).await,
         _ => give_back(conn, tenant, pi, request, ha, now).await,
-    }
+    })
 }
 
 async fn ask(
@@ -117,7 +136,7 @@ async fn ask(
     request: &DeviceRequest,
     ha: &HaSet,
     now: DateTime<Utc>,
-) -> Outcome {
+) -> Done {
     let account = tenant.account.id;
     let data = &request.data;
     let all = data.scope == Some(AuthorizationScope::All);
@@ -127,10 +146,11 @@ async fn ask(
         let targets = if all {
             ha.udis.clone()
         } else {
-            match member_of(ha, &license.sudi, &format!("data.licenses[{i}].sudi")) {
-                Ok(udi) => vec![udi],
-                Err((code, message)) => return refuse(code, message),
-            }
+            vec![member_of(
+                ha,
+                &license.sudi,
+                &format!("data.licenses[{i}].sudi"),
+            )?]
         };
         for (pid, serial) in targets {
             for key in &license.keys {
@@ -159,7 +179,7 @@ async fn ask(
         authorizations::claim(conn, &ready, request_id).await?;
         let poll = reports::create_authorization_poll(conn, account, pi, request_id, now).await?;
         let message = format!("{} authorization code(s) ready", asks.len());
-        return Ok(Ok((
+        return Ok((
             answer(
                 Status::Ok,
                 MessageCode::AuthorizationIssued,
@@ -168,16 +188,17 @@ async fn ask(
             ),
             json!({ "codes": asks.len(), "from": "import", "mode": mode, "scope": scope, "poll_id": poll }),
             Vec::new(),
-        )));
+        ));
     }
     let lva = authorizations::lva_of(conn, pi).await?;
-    let rows =
-        match authorizations::request(conn, account, lva, pi, request_id, &asks, add, now).await? {
-            Ok(rows) => rows,
-            Err(Refusal::NotAuthorizable(m)) => return refuse(MessageCode::NotAuthorizable, m),
-            Err(Refusal::Insufficient(m)) => return refuse(MessageCode::InsufficientLicenses, m),
-            Err(Refusal::Pending(m)) => return refuse(MessageCode::RequestPending, m),
-        };
+    let rows = match authorizations::request(conn, account, lva, pi, request_id, &asks, add, now)
+        .await?
+    {
+        Ok(rows) => rows,
+        Err(Refusal::NotAuthorizable(m)) => return Err(refused(MessageCode::NotAuthorizable, m)),
+        Err(Refusal::Insufficient(m)) => return Err(refused(MessageCode::InsufficientLicenses, m)),
+        Err(Refusal::Pending(m)) => return Err(refused(MessageCode::RequestPending, m)),
+    };
     let poll = reports::create_authorization_poll(conn, account, pi, request_id, now).await?;
     let job = AuthorizationRequest {
         account_id: account,
@@ -193,7 +214,7 @@ async fn ask(
         "{} authorization code(s) asked of CSSM for {sender}; poll for them",
         rows.len()
     );
-    Ok(Ok((
+    Ok((
         answer(
             Status::OkPoll,
             MessageCode::AuthorizationPending,
@@ -202,7 +223,7 @@ async fn ask(
         ),
         json!({ "request_id": request_id, "codes": rows.len(), "devices": devices, "mode": mode, "scope": scope, "poll_id": poll }),
         Vec::new(),
-    )))
+    ))
 }
 
 async fn confirm(
@@ -212,30 +233,27 @@ async fn confirm(
     request: &DeviceRequest,
     ha: &HaSet,
     now: DateTime<Utc>,
-) -> Outcome {
+) -> Done {
     let account = tenant.account.id;
     let mut confirmed = Vec::new();
     for (i, c) in request.data.confirmations.iter().enumerate() {
-        let (pid, serial) = match member_of(ha, &c.sudi, &format!("data.confirmations[{i}].sudi")) {
-            Ok(udi) => udi,
-            Err((code, message)) => return refuse(code, message),
-        };
+        let (pid, serial) = member_of(ha, &c.sudi, &format!("data.confirmations[{i}].sudi"))?;
         match authorizations::confirm(conn, account, (&pid, &serial), &c.confirm_code, now).await? {
             Some(code) => confirmed.push(code.entitlement_tag),
             None => {
-                return refuse(
+                return Err(refused(
                     MessageCode::UnknownAuthorization,
                     format!(
                         "no authorization code of {} has the confirmation code {}",
                         c.sudi, c.confirm_code
                     ),
-                );
+                ));
             }
         }
     }
     authorizations::check_alert(conn, account, pi, now).await?;
     let message = format!("{} confirmation(s) recorded", confirmed.len());
-    Ok(Ok((
+    Ok((
         answer(
             Status::Ok,
             MessageCode::AuthorizationConfirmed,
@@ -244,7 +262,7 @@ async fn confirm(
         ),
         json!({ "confirmed": confirmed }),
         Vec::new(),
-    )))
+    ))
 }
 
 async fn give_back(
@@ -254,22 +272,19 @@ async fn give_back(
     request: &DeviceRequest,
     ha: &HaSet,
     now: DateTime<Utc>,
-) -> Outcome {
+) -> Done {
     let account = tenant.account.id;
     let mut freed = 0i64;
     let mut returned = Vec::new();
     for (i, r) in request.data.returns.iter().enumerate() {
-        let (pid, serial) = match member_of(ha, &r.sudi, &format!("data.returns[{i}].sudi")) {
-            Ok(udi) => udi,
-            Err((code, message)) => return refuse(code, message),
-        };
+        let (pid, serial) = member_of(ha, &r.sudi, &format!("data.returns[{i}].sudi"))?;
         let codes =
             authorizations::give_back(conn, account, (&pid, &serial), &r.return_code, now).await?;
         if codes.is_empty() {
-            return refuse(
+            return Err(refused(
                 MessageCode::UnknownAuthorization,
                 format!("{} holds no authorization code to return", r.sudi),
-            );
+            ));
         }
         freed += codes.iter().map(|c| i64::from(c.count)).sum::<i64>();
         returned.push(r.sudi.to_string());
@@ -285,7 +300,7 @@ async fn give_back(
     .await?;
     authorizations::check_alert(conn, account, pi, now).await?;
     let message = format!("authorization returned: {freed} license(s) back in the pool");
-    Ok(Ok((
+    Ok((
         answer(
             Status::Ok,
             MessageCode::AuthorizationReturned,
@@ -294,7 +309,7 @@ async fn give_back(
         ),
         json!({ "returned": returned, "licenses_freed": freed }),
         Vec::new(),
-    )))
+    ))
 }
 
 /// `result_poll` for an authorization request: the codes once CSSM issued them.
@@ -303,6 +318,10 @@ pub(super) async fn poll(
     request: uuid::Uuid,
     poll_id: &str,
 ) -> Outcome {
+    outcome(poll_codes(conn, request, poll_id).await)
+}
+
+async fn poll_codes(conn: &mut AsyncPgConnection, request: uuid::Uuid, poll_id: &str) -> Done {
     let codes = authorizations::of_request(conn, request).await?;
     let waiting = codes.iter().filter(|c| c.state == "requested").count();
     let detail = json!({ "poll_id": poll_id, "request_id": request, "waiting": waiting });
@@ -311,7 +330,7 @@ pub(super) async fn poll(
             "{waiting} of {} authorization codes await CSSM",
             codes.len()
         );
-        return Ok(Ok((
+        return Ok((
             answer(
                 Status::OkPoll,
                 MessageCode::AuthorizationPending,
@@ -320,7 +339,7 @@ pub(super) async fn poll(
             ),
             detail,
             Vec::new(),
-        )));
+        ));
     }
     let issued = codes
         .iter()
@@ -329,13 +348,13 @@ pub(super) async fn poll(
     if let Some(failed) = codes.iter().find(|c| c.state == "failed")
         && issued == 0
     {
-        return refuse(
+        return Err(refused(
             MessageCode::AuthorizationFailed,
             format!(
                 "CSSM did not issue the codes: {}",
                 failed.error.as_deref().unwrap_or("no reason given")
             ),
-        );
+        ));
     }
     let failed: Vec<String> = codes
         .iter()
@@ -366,5 +385,5 @@ pub(super) async fn poll(
             .filter(|c| c.state == "issued" || c.state == "confirmed")
             .collect(),
     );
-    Ok(Ok((response, detail, Vec::new())))
+    Ok((response, detail, Vec::new()))
 }
