@@ -18,6 +18,13 @@ pub const NAMESPACE: &str = "http://cisco.com/ns/yang/cisco-smart-license";
 pub const NETCONF_BASE: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
 /// Longest `file-path` the model accepts.
 pub const MAX_FILE_PATH: usize = 127;
+/// The NETCONF 1.0 end-of-message marker (RFC 6242 section 4.3) that closes every message.
+pub const NETCONF_EOM: &str = "]]>]]>";
+/// The base capability both sides announce. Outpost announces only 1.0, so every session uses
+/// end-of-message framing (RFC 6242 section 4.1): every NETCONF server supports it.
+pub const NETCONF_BASE_CAPABILITY: &str = "urn:ietf:params:netconf:base:1.0";
+/// Largest NETCONF message either side accepts; Smart Licensing replies are a few hundred bytes.
+pub const MAX_NETCONF_MESSAGE: usize = 1 << 20;
 
 /// One RPC of the module.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +64,18 @@ impl Rpc {
         }
     }
 
-    fn file_path(&self) -> &str {
+    /// The RPC of the module with this name, carrying `file_path`.
+    pub fn from_name(name: &str, file_path: String) -> Option<Self> {
+        match name {
+            "rum-save-usage-unreported" => Some(Rpc::RumSaveUsageUnreported { file_path }),
+            "rum-save-usage-all" => Some(Rpc::RumSaveUsageAll { file_path }),
+            "import-file" => Some(Rpc::ImportFile { file_path }),
+            _ => None,
+        }
+    }
+
+    /// Where the device writes or reads the file.
+    pub fn file_path(&self) -> &str {
         match self {
             Rpc::RumSaveUsageUnreported { file_path }
             | Rpc::RumSaveUsageAll { file_path }
@@ -97,6 +115,169 @@ impl Rpc {
     }
 }
 
+/// A `<hello>` (RFC 6241 section 8.1) announcing `capabilities`; a server adds its session id.
+pub fn netconf_hello(capabilities: &[&str], session_id: Option<u32>) -> String {
+    let capabilities: String = capabilities
+        .iter()
+        .map(|c| format!("<capability>{}</capability>", xml::escape(c)))
+        .collect();
+    let session = session_id
+        .map(|id| format!("<session-id>{id}</session-id>"))
+        .unwrap_or_default();
+    format!(
+        "<hello xmlns=\"{NETCONF_BASE}\"><capabilities>{capabilities}</capabilities>{session}</hello>"
+    )
+}
+
+/// The capabilities a peer's `<hello>` announces.
+pub fn netconf_capabilities(hello: &str) -> Result<Vec<String>, String> {
+    let root = xml::parse(hello).map_err(|e| format!("the hello is not XML: {e}"))?;
+    if root.name != "hello" {
+        return Err(format!("expected <hello>, got <{}>", root.name));
+    }
+    Ok(root
+        .child("capabilities")
+        .map(|c| {
+            c.children_named("capability")
+                .map(|c| c.text.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Whether announced capabilities include the `cisco-smart-license` module (RFC 6020 section
+/// 5.6.4: the module's namespace with a `module=` query).
+pub fn offers_smart_license(capabilities: &[String]) -> bool {
+    capabilities
+        .iter()
+        .any(|c| c.starts_with(NAMESPACE) && c.contains(&format!("module={MODULE}")))
+}
+
+/// `<close-session>` (RFC 6241 section 7.8), the polite end of a session.
+pub fn netconf_close_session(message_id: u64) -> String {
+    format!("<rpc message-id=\"{message_id}\" xmlns=\"{NETCONF_BASE}\"><close-session/></rpc>")
+}
+
+/// Reads an `<rpc-reply>`: `Ok` for `<ok/>` or a `return-code` of `success`; otherwise the
+/// device's own words (`<error-message>`, else `<error-tag>`, else the return code).
+pub fn netconf_reply_outcome(reply: &str) -> Result<(), String> {
+    let root = xml::parse(reply).map_err(|e| format!("the reply is not XML: {e}"))?;
+    if root.name != "rpc-reply" {
+        return Err(format!("expected <rpc-reply>, got <{}>", root.name));
+    }
+    if let Some(error) = root.child("rpc-error") {
+        let said = error
+            .child("error-message")
+            .or_else(|| error.child("error-tag"))
+            .map(|e| e.text.trim().to_owned())
+            .unwrap_or_default();
+        return Err(format!("rpc-error: {said}"));
+    }
+    match root.child("return-code").map(|c| c.text.trim()) {
+        None | Some("success") => Ok(()),
+        Some(code) => Err(format!("return-code {code}")),
+    }
+}
+
+/// An `<rpc-reply>` to the `<rpc>` with `message_id`, around `body` (XML, inserted as is).
+pub fn netconf_reply(message_id: &str, body: &str) -> String {
+    format!(
+        "<rpc-reply message-id=\"{}\" xmlns=\"{NETCONF_BASE}\">{body}</rpc-reply>",
+        xml::escape(message_id)
+    )
+}
+
+/// The reply of a module RPC: its `return-code` output.
+pub fn netconf_return_code(message_id: &str, code: &str) -> String {
+    netconf_reply(
+        message_id,
+        &format!(
+            "<return-code xmlns=\"{NAMESPACE}\">{}</return-code>",
+            xml::escape(code)
+        ),
+    )
+}
+
+/// An `<rpc-error>` reply (RFC 6241 section 4.3) with its tag and message.
+pub fn netconf_error(message_id: &str, tag: &str, message: &str) -> String {
+    netconf_reply(
+        message_id,
+        &format!(
+            "<rpc-error><error-type>protocol</error-type><error-tag>{}</error-tag><error-severity>error</error-severity><error-message>{}</error-message></rpc-error>",
+            xml::escape(tag),
+            xml::escape(message)
+        ),
+    )
+}
+
+/// Splits a NETCONF 1.0 byte stream into messages at each end-of-message marker.
+#[derive(Debug, Default)]
+pub struct NetconfFramer {
+    buffer: Vec<u8>,
+}
+
+impl NetconfFramer {
+    /// Adds bytes read from the channel.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, if one has arrived; an error for a message over
+    /// [`MAX_NETCONF_MESSAGE`] or not UTF-8.
+    pub fn next_message(&mut self) -> Result<Option<String>, String> {
+        let marker = NETCONF_EOM.as_bytes();
+        let Some(end) = self.buffer.windows(marker.len()).position(|w| w == marker) else {
+            if self.buffer.len() > MAX_NETCONF_MESSAGE {
+                return Err(format!(
+                    "a message longer than {MAX_NETCONF_MESSAGE} bytes without an end marker"
+                ));
+            }
+            return Ok(None);
+        };
+        let message: Vec<u8> = self.buffer.drain(..end + marker.len()).take(end).collect();
+        String::from_utf8(message)
+            .map(Some)
+            .map_err(|_| "a message that is not UTF-8".to_owned())
+    }
+}
+
+/// An `<rpc>` a device received: its `message-id` and the operation, when it is one of the
+/// module's RPCs (the device side of [`Rpc::netconf_rpc`], for the simulator).
+pub fn parse_netconf_rpc(message: &str) -> Result<(String, Option<Rpc>), String> {
+    let message_id = root_attribute(message, "message-id")
+        .ok_or_else(|| "the <rpc> has no message-id".to_owned())?;
+    let root = xml::parse(message).map_err(|e| format!("not XML: {e}"))?;
+    if root.name != "rpc" {
+        return Err(format!("expected <rpc>, got <{}>", root.name));
+    }
+    let operation = root
+        .children
+        .first()
+        .ok_or_else(|| "the <rpc> names no operation".to_owned())?;
+    let rpc = operation
+        .child("file-path")
+        .and_then(|p| Rpc::from_name(&operation.name, p.text.trim().to_owned()));
+    Ok((message_id, rpc))
+}
+
+/// The value of one attribute of a document's root element.
+fn root_attribute(document: &str, name: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(document);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(start) | quick_xml::events::Event::Empty(start) => {
+                let attribute = start.try_get_attribute(name).ok()??;
+                return attribute
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +307,57 @@ mod tests {
             file_path: String::new(),
         };
         assert!(empty.check().is_err());
+    }
+
+    #[test]
+    fn netconf_messages_frame_and_read_both_ways() {
+        let mut framer = NetconfFramer::default();
+        let hello = netconf_hello(&[NETCONF_BASE_CAPABILITY], Some(7));
+        framer.push(format!("{hello}{NETCONF_EOM}<rpc-re").as_bytes());
+        let first = framer.next_message().unwrap().unwrap();
+        assert_eq!(
+            netconf_capabilities(&first).unwrap(),
+            [NETCONF_BASE_CAPABILITY]
+        );
+        assert_eq!(framer.next_message().unwrap(), None, "half a message waits");
+        framer.push(b"ply><ok/></rpc-reply>]]>]]>");
+        let reply = framer.next_message().unwrap().unwrap();
+        assert_eq!(netconf_reply_outcome(&reply), Ok(()));
+
+        let rpc = Rpc::ImportFile {
+            file_path: "https://o.example/pull-drop/t/ack.xml".into(),
+        };
+        let (id, parsed) = parse_netconf_rpc(&rpc.netconf_rpc(42).unwrap()).unwrap();
+        assert_eq!((id.as_str(), parsed), ("42", Some(rpc)));
+        let (_, close) = parse_netconf_rpc(&netconf_close_session(43)).unwrap();
+        assert_eq!(close, None);
+
+        assert_eq!(
+            netconf_reply_outcome(&netconf_error("3", "access-denied", "no <privilege>")),
+            Err("rpc-error: no <privilege>".into())
+        );
+        assert_eq!(
+            netconf_reply_outcome(
+                "<rpc-reply xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><rpc-error><error-tag>access-denied</error-tag></rpc-error></rpc-reply>"
+            ),
+            Err("rpc-error: access-denied".into())
+        );
+        assert_eq!(
+            netconf_reply_outcome(&netconf_return_code("4", "commsend")),
+            Err("return-code commsend".into())
+        );
+        assert_eq!(
+            netconf_reply_outcome(&netconf_return_code("5", "success")),
+            Ok(())
+        );
+        assert!(netconf_reply_outcome("<hello/>").is_err());
+        assert!(offers_smart_license(&[format!(
+            "{NAMESPACE}?module={MODULE}&revision=2021-03-01"
+        )]));
+        assert!(!offers_smart_license(&[NETCONF_BASE_CAPABILITY.to_owned()]));
+
+        let mut flood = NetconfFramer::default();
+        flood.push(&vec![b'x'; MAX_NETCONF_MESSAGE + 1]);
+        assert!(flood.next_message().is_err());
     }
 }

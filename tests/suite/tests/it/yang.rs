@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use outpost_core::device_rpc::{MAX_FILE_PATH, MODULE, Rpc};
+use outpost_core::device_rpc::{self, MAX_FILE_PATH, MODULE, Rpc};
 use serde_json::{Value, json};
 
 fn yang_dir() -> PathBuf {
@@ -14,10 +14,21 @@ fn yang_dir() -> PathBuf {
 
 /// Runs yanglint on one instance; returns (accepted, what it said).
 fn yanglint(kind: &str, name: &str, instance: &str) -> (bool, String) {
+    yanglint_reply(kind, name, instance, None)
+}
+
+/// As [`yanglint`]; a `nc-reply` also needs the `<rpc>` it answers.
+fn yanglint_reply(kind: &str, name: &str, instance: &str, request: Option<&str>) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, instance).unwrap();
-    let output = Command::new("yanglint")
+    let mut command = Command::new("yanglint");
+    if let Some(request) = request {
+        let rpc = dir.path().join("request.xml");
+        std::fs::write(&rpc, request).unwrap();
+        command.arg("-R").arg(rpc);
+    }
+    let output = command
         .args(["-t", kind, "-p"])
         .arg(yang_dir())
         .arg(yang_dir().join("cisco-smart-license.yang"))
@@ -73,6 +84,22 @@ fn every_rpc_outpost_sends_is_valid_against_the_cisco_smart_license_model() {
             rpc.restconf_path()
                 .ends_with(&format!("/restconf/operations/{MODULE}:{}", rpc.name()))
         );
+    }
+}
+
+/// The simulated devices answer as the model says, so Outpost is tested against real replies.
+#[test]
+fn the_replies_the_simulated_devices_send_are_valid_too() {
+    for rpc in rpcs("https://outpost.example.com/pull-drop/Zq81xYt0aPf3kLm9/rum.xml") {
+        let request = rpc.netconf_rpc(42).unwrap();
+        for code in ["success", "commsend", "storagefailtoretrieve"] {
+            let reply = device_rpc::netconf_return_code("42", code);
+            let (ok, said) = yanglint_reply("nc-reply", "reply.xml", &reply, Some(&request));
+            assert!(ok, "{} reply refused:\n{reply}\n{said}", rpc.name());
+        }
+        let made_up = device_rpc::netconf_return_code("42", "fine");
+        let (ok, _) = yanglint_reply("nc-reply", "reply.xml", &made_up, Some(&request));
+        assert!(!ok, "a return code outside error-enum was taken");
     }
 }
 
