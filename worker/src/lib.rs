@@ -6,6 +6,7 @@
 
 pub mod cssm_client;
 pub mod jobs;
+pub mod netconf;
 pub mod pull;
 pub mod registration;
 pub mod runner;

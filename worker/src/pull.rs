@@ -35,6 +35,9 @@ pub enum PullError {
     /// The device presented another certificate than on first contact.
     #[error("certificate changed: {0}")]
     CertificateChanged(String),
+    /// The device presented another SSH host key than on first contact.
+    #[error("host key changed: {0}")]
+    HostKeyChanged(String),
     /// Outpost lacks what it needs to pull (host, credentials).
     #[error("not configured ({0})")]
     NotConfigured(String),

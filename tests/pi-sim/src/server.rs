@@ -1,6 +1,8 @@
 //! The device side of pulling (`PROTOCOL.md` sections 4.1 and 4.2): one HTTPS server answering
 //! for many simulated devices, each on its own loopback port, with the IOS-XE native REST API
-//! `/smartlic-service` and the RESTCONF `cisco-smart-license` RPCs, behind HTTP Basic auth. For
+//! `/smartlic-service` and the RESTCONF `cisco-smart-license` RPCs, behind HTTP Basic auth; and
+//! for each device an SSH server on a port of its own with the `netconf` subsystem (RFC 6242,
+//! end-of-message framing) taking the same RPCs, behind a password login. For
 //! `rum-save-usage-*` a device uploads its offline RUM file to the `file-path` URL; for
 //! `import-file` it reads the file there. Tests also get ports where nothing listens
 //! (unreachable devices) and ports that accept connections and never answer (hung devices).
@@ -13,7 +15,12 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use outpost_core::device_rpc::{self, NetconfFramer, Rpc};
 use outpost_core::rum::RumEnvelope;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{HashAlg, PrivateKey};
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelId, ChannelMsg};
 use serde_json::json;
 
 use crate::{Device, data_of};
@@ -55,6 +62,9 @@ fn lock(devices: &Devices) -> MutexGuard<'_, HashMap<u16, Served>> {
 pub struct DeviceFarm {
     devices: Devices,
     ports: Vec<u16>,
+    netconf_ports: Vec<u16>,
+    /// The SHA-256 fingerprint of the devices' SSH host key (`SHA256:...`).
+    pub host_key_fingerprint: String,
     handle: ServerHandle,
     /// Ports of devices that never answer (connections accepted and held).
     pub hung: Vec<u16>,
@@ -163,8 +173,13 @@ async fn restconf(
         return HttpResponse::BadRequest().body("input file-path is missing");
     };
     let operation = path.into_inner();
-    // Read what the RPC needs under the lock, talk to the URL without it.
-    let upload = {
+    let Some(rpc) = operation
+        .strip_prefix("cisco-smart-license:")
+        .and_then(|name| Rpc::from_name(name, file_path))
+    else {
+        return HttpResponse::NotFound().body("unknown operation");
+    };
+    {
         let mut all = lock(&devices);
         let Some(served) = all.get_mut(&port) else {
             return HttpResponse::NotFound().finish();
@@ -173,36 +188,188 @@ async fn restconf(
             return HttpResponse::Unauthorized().finish();
         }
         served.calls.push(operation.clone());
-        match operation.as_str() {
-            "cisco-smart-license:rum-save-usage-unreported"
-            | "cisco-smart-license:rum-save-usage-all" => {
+    }
+    output(perform(&devices, &uplink.0, port, &rpc).await)
+}
+
+/// Carries out an RPC for the device on `port` (RESTCONF or NETCONF alike) and returns its
+/// `return-code`: `rum-save-usage-*` closes a report and uploads the RUM file to the URL;
+/// `import-file` reads the file there and installs it.
+async fn perform(
+    devices: &Devices,
+    uplink: &reqwest::Client,
+    port: u16,
+    rpc: &Rpc,
+) -> &'static str {
+    // Read what the RPC needs under the lock, talk to the URL without it.
+    let upload = {
+        let mut all = lock(devices);
+        let Some(served) = all.get_mut(&port) else {
+            return "failure";
+        };
+        match rpc {
+            Rpc::RumSaveUsageUnreported { .. } | Rpc::RumSaveUsageAll { .. } => {
                 let report = served.device.next_report();
                 served.reports.push(report);
                 Some(served.device.offline_file(&served.reports))
             }
-            "cisco-smart-license:import-file" => None,
-            _ => return HttpResponse::NotFound().body("unknown operation"),
+            Rpc::ImportFile { .. } => None,
         }
     };
     match upload {
-        Some(file) => match uplink.0.put(&file_path).body(file).send().await {
-            Ok(r) if r.status().is_success() => output("success"),
-            _ => output("commsend"),
+        Some(file) => match uplink.put(rpc.file_path()).body(file).send().await {
+            Ok(r) if r.status().is_success() => "success",
+            _ => "commsend",
         },
         None => {
-            let fetched = match uplink.0.get(&file_path).send().await {
+            let fetched = match uplink.get(rpc.file_path()).send().await {
                 Ok(r) if r.status().is_success() => r.text().await.ok(),
                 _ => None,
             };
             let Some(file) = fetched else {
-                return output("storagefailtoretrieve");
+                return "storagefailtoretrieve";
             };
-            if let Some(served) = lock(&devices).get_mut(&port) {
+            if let Some(served) = lock(devices).get_mut(&port) {
                 install(served, file);
             }
-            output("success")
+            "success"
         }
     }
+}
+
+/// The capability announcing the module, as IOS-XE lists it in its hello.
+const SMART_LICENSE_CAPABILITY: &str =
+    "http://cisco.com/ns/yang/cisco-smart-license?module=cisco-smart-license&revision=2021-03-01";
+
+/// One SSH connection to a device's NETCONF port.
+struct NetconfSession {
+    devices: Devices,
+    uplink: reqwest::Client,
+    /// The device's key in `devices` (its HTTPS port).
+    port: u16,
+    channel: Option<Channel<Msg>>,
+}
+
+impl russh::server::Handler for NetconfSession {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let accepted = lock(&self.devices)
+            .get(&self.port)
+            .is_some_and(|d| d.username == user && d.password == password);
+        Ok(if accepted {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channel = Some(channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channel.take() {
+            Some(open) if name == "netconf" && open.id() == channel => {
+                session.channel_success(channel)?;
+                tokio::spawn(serve_netconf(
+                    open,
+                    self.devices.clone(),
+                    self.uplink.clone(),
+                    self.port,
+                ));
+            }
+            other => {
+                self.channel = other;
+                session.channel_failure(channel)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A NETCONF session on an open `netconf` subsystem: hellos, then one reply per `<rpc>` until
+/// `<close-session>` or the client leaves.
+async fn serve_netconf(
+    mut channel: Channel<Msg>,
+    devices: Devices,
+    uplink: reqwest::Client,
+    port: u16,
+) {
+    let send = async |channel: &Channel<Msg>, message: String| {
+        channel
+            .data(format!("{message}{}", device_rpc::NETCONF_EOM).as_bytes())
+            .await
+            .is_ok()
+    };
+    let hello = device_rpc::netconf_hello(
+        &[
+            device_rpc::NETCONF_BASE_CAPABILITY,
+            SMART_LICENSE_CAPABILITY,
+        ],
+        Some(u32::from(port)),
+    );
+    if !send(&channel, hello).await {
+        return;
+    }
+    let mut framer = NetconfFramer::default();
+    let mut greeted = false;
+    loop {
+        let message = match framer.next_message() {
+            Ok(Some(message)) => message,
+            Ok(None) => match channel.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    framer.push(&data);
+                    continue;
+                }
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => break,
+                Some(_) => continue,
+            },
+            Err(_) => break,
+        };
+        if !greeted {
+            // RFC 6242: the first message is the client's hello.
+            greeted = device_rpc::netconf_capabilities(&message).is_ok();
+            if !greeted {
+                break;
+            }
+            continue;
+        }
+        let reply = match device_rpc::parse_netconf_rpc(&message) {
+            Err(e) => device_rpc::netconf_error("", "malformed-message", &e),
+            Ok((id, Some(rpc))) => {
+                if let Some(served) = lock(&devices).get_mut(&port) {
+                    served.calls.push(format!("netconf:{}", rpc.name()));
+                }
+                let code = perform(&devices, &uplink, port, &rpc).await;
+                device_rpc::netconf_return_code(&id, code)
+            }
+            Ok((id, None)) if message.contains("<close-session") => {
+                let _ = send(&channel, device_rpc::netconf_reply(&id, "<ok/>")).await;
+                break;
+            }
+            Ok((id, None)) => {
+                device_rpc::netconf_error(&id, "operation-not-supported", "unknown operation")
+            }
+        };
+        if !send(&channel, reply).await {
+            break;
+        }
+    }
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
 }
 
 impl DeviceFarm {
@@ -229,12 +396,11 @@ impl DeviceFarm {
             roots.push(pem.to_owned());
         }
         let client_tls = outpost_core::tls::client_config(&roots, false)?;
-        let uplink = web::Data::new(Uplink(
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(client_tls)
-                .timeout(std::time::Duration::from_secs(10))
-                .build()?,
-        ));
+        let uplink_client = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_tls)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let uplink = web::Data::new(Uplink(uplink_client.clone()));
         let ca = outpost_core::crypto::generate_ca("Simulated devices")?;
         let leaf = outpost_core::crypto::issue_server_certificate(&ca, &["127.0.0.1".into()])?;
         let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
@@ -273,7 +439,43 @@ impl DeviceFarm {
         let handle = running.handle();
         tokio::spawn(running);
 
+        // One SSH host key for the farm, as one certificate serves its HTTPS ports.
+        let host_key = PrivateKey::from(Ed25519Keypair::from_seed(&rand::random()));
+        let host_key_fingerprint = host_key
+            .public_key()
+            .fingerprint(HashAlg::Sha256)
+            .to_string();
+        let ssh = Arc::new(russh::server::Config {
+            keys: vec![host_key],
+            auth_rejection_time: std::time::Duration::from_millis(50),
+            auth_rejection_time_initial: Some(std::time::Duration::ZERO),
+            inactivity_timeout: Some(std::time::Duration::from_secs(120)),
+            ..Default::default()
+        });
         let mut holders = Vec::new();
+        let mut netconf_ports = Vec::with_capacity(ports.len());
+        for &port in &ports {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            netconf_ports.push(listener.local_addr()?.port());
+            let (ssh, devices, uplink) = (ssh.clone(), shared.clone(), uplink_client.clone());
+            holders.push(tokio::spawn(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    let session = NetconfSession {
+                        devices: devices.clone(),
+                        uplink: uplink.clone(),
+                        port,
+                        channel: None,
+                    };
+                    let ssh = ssh.clone();
+                    tokio::spawn(async move {
+                        if let Ok(running) = russh::server::run_stream(ssh, socket, session).await {
+                            let _ = running.await;
+                        }
+                    });
+                }
+            }));
+        }
+
         let mut hung_ports = Vec::new();
         for _ in 0..hung {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -294,6 +496,8 @@ impl DeviceFarm {
         Ok(Self {
             devices: shared,
             ports,
+            netconf_ports,
+            host_key_fingerprint,
             handle,
             hung: hung_ports,
             unreachable: unreachable_ports,
@@ -306,6 +510,11 @@ impl DeviceFarm {
         self.ports[i]
     }
 
+    /// The NETCONF (SSH) port of the `i`th device.
+    pub fn netconf_port(&self, i: usize) -> u16 {
+        self.netconf_ports[i]
+    }
+
     /// The files the device on `port` installed with `import`.
     pub fn imported(&self, port: u16) -> Vec<String> {
         lock(&self.devices)
@@ -314,7 +523,8 @@ impl DeviceFarm {
             .unwrap_or_default()
     }
 
-    /// The REST calls the device on `port` answered, in order.
+    /// The calls the device on `port` answered, in order: REST paths, RESTCONF operations and
+    /// `netconf:<rpc>` for NETCONF.
     pub fn calls(&self, port: u16) -> Vec<String> {
         lock(&self.devices)
             .get(&port)
@@ -322,7 +532,7 @@ impl DeviceFarm {
             .unwrap_or_default()
     }
 
-    /// Stops the server and the hung listeners.
+    /// Stops the servers and the hung listeners.
     pub async fn stop(&self) {
         self.handle.stop(true).await;
         for holder in &self.holders {

@@ -5,8 +5,8 @@
 //! leaves a "Pull failed: <reason>" alert on that device, and a success clears it. Devices
 //! behind NAT are never pulled.
 //!
-//! Over the native REST API and RESTCONF today (RESTCONF devices upload their RUM file to, and
-//! read ACKs from, one-time Outpost URLs); NETCONF devices are counted as not pulled yet.
+//! Over the native REST API, RESTCONF and NETCONF over SSH: RESTCONF and NETCONF devices upload
+//! their RUM file to, and read ACKs from, one-time Outpost URLs.
 
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::{JobContext, JobError, RunJob};
 use outpost_core::device_rpc::Rpc;
 
+use crate::netconf::NetconfDevice;
 use crate::pull::{PullError, RestDevice};
 
 /// What one device's pull gave.
@@ -48,16 +49,10 @@ impl RunJob for DevicePull {
         drop(conn);
         let (behind_nat, targets): (Vec<Target>, Vec<Target>) =
             targets.into_iter().partition(|t| t.behind_nat);
-        let (rest, other): (Vec<Target>, Vec<Target>) = targets.into_iter().partition(|t| {
-            matches!(
-                t.connect_method,
-                ConnectMethod::Rest | ConnectMethod::Restconf
-            )
-        });
-        let total = rest.len() as u64;
+        let total = targets.len() as u64;
         ctx.progress(0, Some(total), "pulling from devices");
         let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
-        let mut outcomes = futures_util::stream::iter(rest)
+        let mut outcomes = futures_util::stream::iter(targets)
             .map(|target| {
                 let account = &account;
                 async move {
@@ -96,9 +91,8 @@ impl RunJob for DevicePull {
         drop(outcomes);
         let failed: u64 = failures.values().sum();
         let message = format!(
-            "{collected} of {total} devices pulled ({reports_new} new reports, {acks_installed} ACKs installed); {failed} failed; {} behind NAT not pulled; {} over NETCONF not pulled yet",
+            "{collected} of {total} devices pulled ({reports_new} new reports, {acks_installed} ACKs installed); {failed} failed; {} behind NAT not pulled",
             behind_nat.len(),
-            other.len()
         );
         let result = json!({
             "devices": total,
@@ -107,7 +101,6 @@ impl RunJob for DevicePull {
             "reports_new": reports_new,
             "acks_installed": acks_installed,
             "behind_nat_skipped": behind_nat.len(),
-            "method_not_supported_yet": other.len(),
             "message": message,
         });
         let mut conn = worker.pool.get().await?;
@@ -138,6 +131,7 @@ fn kind_of(error: &PullError) -> &'static str {
         PullError::AuthFailed(_) => "auth_failed",
         PullError::BadResponse(_) => "bad_response",
         PullError::CertificateChanged(_) => "certificate_changed",
+        PullError::HostKeyChanged(_) => "host_key_changed",
         PullError::NotConfigured(_) => "not_configured",
     }
 }
@@ -165,23 +159,46 @@ async fn pull_one(
             )
         })?;
     let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
-    let device = RestDevice::new(
-        host,
-        target.port,
-        credentials,
-        target.peer_fingerprint.clone(),
-        timeout,
-    )?;
-
+    let pinned = target.peer_fingerprint.clone();
     let waiting: Vec<(AckId, String)> = {
         let mut conn = worker.pool.get().await.map_err(db)?;
         acks::undelivered(&mut conn, target.id).await.map_err(db)?
     };
-    if target.connect_method == ConnectMethod::Restconf {
-        return restconf_one(ctx, account, target, &device, &waiting).await;
+    match target.connect_method {
+        ConnectMethod::Rest => {
+            let device = RestDevice::new(host, target.port, credentials, pinned, timeout)?;
+            rest_one(ctx, account, target, &device, &waiting).await
+        }
+        ConnectMethod::Restconf => {
+            let mut device = RestDevice::new(host, target.port, credentials, pinned, timeout)?;
+            by_rpc(ctx, account, target, &mut device, &waiting).await
+        }
+        ConnectMethod::Netconf => {
+            let mut device =
+                NetconfDevice::connect(host, target.port, &credentials, pinned, timeout).await?;
+            let pulled = by_rpc(ctx, account, target, &mut device, &waiting).await;
+            device.close().await;
+            pulled
+        }
+        ConnectMethod::Push => Err(PullError::NotConfigured(
+            "the device pushes its reports".into(),
+        )),
     }
+}
+
+/// One device over the native REST API: install waiting ACKs with `import`, then
+/// `close-reports` and `all-reports`, and store the reports as pushed ones.
+async fn rest_one(
+    ctx: &JobContext,
+    account: &LocalAccount,
+    target: &Target,
+    device: &RestDevice,
+    waiting: &[(AckId, String)],
+) -> Result<Pulled, PullError> {
+    let worker = &ctx.worker;
+    let db = |e: DbError| PullError::NotConfigured(format!("database: {e}"));
     let mut pulled = Pulled::default();
-    for (ack, file) in &waiting {
+    for (ack, file) in waiting {
         device.import(file).await?;
         let mut conn = worker.pool.get().await.map_err(db)?;
         acks::mark_delivered(&mut conn, *ack, worker.clock.now())
@@ -258,14 +275,40 @@ impl From<outpost_db::QueryError> for TxFailure {
     }
 }
 
-/// One device over RESTCONF: each waiting ACK through a one-time download URL and
+/// A device that takes `cisco-smart-license` RPCs: over RESTCONF or NETCONF.
+trait RpcDevice {
+    /// Calls the RPC; `Ok` when the device says it succeeded.
+    async fn call(&mut self, rpc: &Rpc) -> Result<(), PullError>;
+    /// The certificate or host key the device presented.
+    fn presented(&self) -> Option<String>;
+}
+
+impl RpcDevice for RestDevice {
+    async fn call(&mut self, rpc: &Rpc) -> Result<(), PullError> {
+        self.rpc(rpc).await
+    }
+    fn presented(&self) -> Option<String> {
+        self.fingerprint()
+    }
+}
+
+impl RpcDevice for NetconfDevice {
+    async fn call(&mut self, rpc: &Rpc) -> Result<(), PullError> {
+        self.rpc(rpc).await
+    }
+    fn presented(&self) -> Option<String> {
+        self.fingerprint()
+    }
+}
+
+/// One device over RESTCONF or NETCONF: each waiting ACK through a one-time download URL and
 /// `import-file`, then `rum-save-usage-unreported` to a one-time upload URL, where the device
 /// listener stores the file as it arrives.
-async fn restconf_one(
+async fn by_rpc(
     ctx: &JobContext,
     account: &LocalAccount,
     target: &Target,
-    device: &RestDevice,
+    device: &mut impl RpcDevice,
     waiting: &[(AckId, String)],
 ) -> Result<Pulled, PullError> {
     let worker = &ctx.worker;
@@ -291,7 +334,7 @@ async fn restconf_one(
             .map_err(db)?
         };
         let file_path = format!("{base}/pull-drop/{token}/ack.xml");
-        device.rpc(&Rpc::ImportFile { file_path }).await?;
+        device.call(&Rpc::ImportFile { file_path }).await?;
         let mut conn = worker.pool.get().await.map_err(db)?;
         let fetched = pull::drop_state(&mut conn, &token)
             .await
@@ -316,7 +359,7 @@ async fn restconf_one(
     };
     let file_path = format!("{base}/pull-drop/{token}/rum.xml");
     device
-        .rpc(&Rpc::RumSaveUsageUnreported { file_path })
+        .call(&Rpc::RumSaveUsageUnreported { file_path })
         .await?;
     let mut conn = worker.pool.get().await.map_err(db)?;
     let Some(upload) = pull::drop_state(&mut conn, &token)
@@ -334,7 +377,7 @@ async fn restconf_one(
         &mut conn,
         account.id,
         target.id,
-        device.fingerprint().as_deref(),
+        device.presented().as_deref(),
         worker.clock.now(),
     )
     .await

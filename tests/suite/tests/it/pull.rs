@@ -1,10 +1,10 @@
-//! Pulling from devices over the IOS-XE native REST API: on demand and on a schedule, ACKs
-//! installed back on the devices, certificates pinned on first contact, and a large pull in
-//! which unreachable, hung and misconfigured devices each get their alert without holding up
-//! the rest.
+//! Pulling from devices over the IOS-XE native REST API, RESTCONF and NETCONF over SSH: on
+//! demand and on a schedule, ACKs installed back on the devices, certificates and host keys
+//! pinned on first contact, and a large pull in which unreachable, hung and misconfigured
+//! devices each get their alert without holding up the rest.
 
 use chrono::{DateTime, Duration, Utc};
-use outpost_core::clock::ManualClock;
+use outpost_core::clock::{Clock, ManualClock};
 use outpost_db::enums::JobState;
 use outpost_db::jobs;
 use outpost_pi_sim::Device;
@@ -37,6 +37,47 @@ async fn pull_now(app: &TestApp, token: &str, body: Value) -> (JobState, Value) 
     let id = answer["job_id"].as_str().unwrap().parse().unwrap();
     let job = jobs::find(&mut *app.conn().await, id).await.unwrap();
     (job.state, job.result.unwrap_or(Value::Null))
+}
+
+/// Turns on the account's daily pull schedule at 03:00 UTC, moves the clock past its next run
+/// and lets the scheduler enqueue it and the worker run it; returns the pull's result.
+async fn pull_on_schedule(app: &TestApp, clock: &ManualClock, token: &str) -> Value {
+    let account = app.account("Acme").await.id;
+    let (status, schedule) = app
+        .api(Method::PUT, &format!("/api/v1/accounts/{account}/schedules/device-pull"), token,
+            Some(json!({ "enabled": true, "every_days": 1, "hour": 3, "minute": 0, "time_zone": "UTC" })))
+        .await;
+    assert_eq!(status, 200, "{schedule}");
+    let next: DateTime<Utc> = schedule["next_run_at"].as_str().unwrap().parse().unwrap();
+    clock.set(next + Duration::seconds(1));
+    let scheduler = outpost_worker::scheduler::Scheduler::new(app.worker.clone());
+    assert!(scheduler.tick().await.unwrap() >= 1);
+    let ran = app.run_jobs().await;
+    let mut conn = app.conn().await;
+    for (id, _) in ran {
+        let job = jobs::find(&mut conn, id).await.unwrap();
+        if job.kind == "device_pull" {
+            assert_eq!(job.state, JobState::Succeeded, "{:?}", job.last_error);
+            return job.result.unwrap_or(Value::Null);
+        }
+    }
+    panic!("the schedule ran no device_pull");
+}
+
+/// Adds a PI Outpost pulls from over `method`.
+async fn add_pulled(app: &TestApp, token: &str, method: &str, port: u16, password: &str) {
+    let account = app.account("Acme").await.id;
+    let body = json!({ "host": "127.0.0.1", "port": port, "connect_method": method,
+                       "username": "netops", "password": password });
+    let (status, answer) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account}/product-instances"),
+            token,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
 }
 
 fn start() -> DateTime<Utc> {
@@ -152,16 +193,8 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
     );
 
     // The pull schedule: every day at 03:00 UTC.
-    let (status, schedule) = app
-        .api(Method::PUT, &format!("/api/v1/accounts/{account}/schedules/device-pull"), &admin,
-            Some(json!({ "enabled": true, "every_days": 1, "hour": 3, "minute": 0, "time_zone": "UTC" })))
-        .await;
-    assert_eq!(status, 200, "{schedule}");
-    let next: DateTime<Utc> = schedule["next_run_at"].as_str().unwrap().parse().unwrap();
-    clock.set(next + Duration::seconds(1));
-    let scheduler = outpost_worker::scheduler::Scheduler::new(app.worker.clone());
-    assert!(scheduler.tick().await.unwrap() >= 1);
-    app.run_jobs().await;
+    let result = pull_on_schedule(&app, &clock, &admin).await;
+    assert_eq!(result["collected"], 2, "{result}");
     assert_eq!(
         app.count("SELECT count(*) FROM jobs WHERE kind = 'device_pull' AND state = 'succeeded'")
             .await,
@@ -191,12 +224,6 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() {
-    // 180 answering devices (5 of them refuse the credentials Outpost has), 15 where nothing
-    // listens and 5 that accept connections and never answer.
-    let devices: Vec<FarmDevice> = (0..180)
-        .map(|i| farm_device(&format!("FOCBULK{i:04}")))
-        .collect();
-    let farm = DeviceFarm::start(devices, 5, 15).await.unwrap();
     let app = TestApp::builder()
         .with_account("Acme")
         .with_settings(|s| {
@@ -206,6 +233,15 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
         })
         .start()
         .await;
+    // 180 answering devices, a third each over REST, RESTCONF and NETCONF (5 of them refuse
+    // the credentials Outpost has), 15 where nothing listens and 5 that accept connections
+    // and never answer.
+    let devices: Vec<FarmDevice> = (0..180)
+        .map(|i| farm_device(&format!("FOCBULK{i:04}")))
+        .collect();
+    let farm = DeviceFarm::start_trusting(devices, 5, 15, Some(&app.ca_pem))
+        .await
+        .unwrap();
     let admin = app.admin_token().await;
     let account = app.account("Acme").await.id;
     let mut csv = String::from(
@@ -213,9 +249,13 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
     );
     for i in 0..180 {
         let password = if i < 5 { "wrong-password" } else { "S3cret!pw" };
+        let (method, port) = match i % 3 {
+            0 => ("rest", farm.port(i)),
+            1 => ("restconf", farm.port(i)),
+            _ => ("netconf", farm.netconf_port(i)),
+        };
         csv.push_str(&format!(
-            "C9300-48P,FOCBULK{i:04},bulk-{i},127.0.0.1,{},rest,netops,{password},1\n",
-            farm.port(i)
+            "C9300-48P,FOCBULK{i:04},bulk-{i},127.0.0.1,{port},{method},netops,{password},1\n"
         ));
     }
     for (i, port) in farm.unreachable.iter().chain(&farm.hung).enumerate() {
@@ -262,7 +302,10 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
     for alert in &alerts[..20] {
         assert!(
             alert.starts_with("FOCBULK000")
-                && alert.contains("Pull failed: authentication failed (HTTP 401")
+                && (alert.contains("Pull failed: authentication failed (HTTP 401")
+                    || alert.contains(
+                        "Pull failed: authentication failed (the device refused the SSH login"
+                    ))
                 || alert.starts_with("FOCDOWN") && alert.contains("Pull failed: unreachable"),
             "{alert}"
         );
@@ -290,7 +333,12 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them() {
-    let app = TestApp::builder().with_account("Acme").start().await;
+    let clock = ManualClock::new(start());
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account("Acme")
+        .start()
+        .await;
     let farm = DeviceFarm::start_trusting(
         vec![farm_device("FOCRCONF01"), farm_device("FOCRCONF02")],
         0,
@@ -302,17 +350,7 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
     let admin = app.admin_token().await;
     let account = app.account("Acme").await.id;
     for i in 0..2 {
-        let body = json!({ "host": "127.0.0.1", "port": farm.port(i), "connect_method": "restconf",
-                           "username": "netops", "password": "S3cret!pw" });
-        let (status, answer) = app
-            .api(
-                Method::POST,
-                &format!("/api/v1/accounts/{account}/product-instances"),
-                &admin,
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, 201, "{answer}");
+        add_pulled(&app, &admin, "restconf", farm.port(i), "S3cret!pw").await;
     }
     let (state, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
     assert_eq!(state, JobState::Succeeded, "{result}");
@@ -348,6 +386,12 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
             .await,
         0
     );
+    let result = pull_on_schedule(&app, &clock, &admin).await;
+    assert_eq!(
+        (result["collected"].as_i64(), result["reports_new"].as_i64()),
+        (Some(2), Some(2)),
+        "{result}"
+    );
 
     // A used, unknown or expired URL takes nothing and serves nothing.
     let device = app.http();
@@ -368,7 +412,7 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
         .remove(0);
     let token = {
         let mut conn = app.conn().await;
-        let past = Utc::now() - Duration::minutes(5);
+        let past = clock.now() - Duration::minutes(5);
         outpost_db::pull::create_drop(
             &mut conn,
             account,
@@ -403,7 +447,7 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
     // A live URL takes one file, once; an empty one (nothing unreported) is fine.
     let token = {
         let mut conn = app.conn().await;
-        let now = Utc::now();
+        let now = clock.now();
         outpost_db::pull::create_drop(
             &mut conn,
             account,
@@ -435,5 +479,124 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
         .await
         .unwrap();
     assert_eq!(again.status().as_u16(), 404, "single use");
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
+    let clock = ManualClock::new(start());
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account("Acme")
+        .start()
+        .await;
+    let farm = DeviceFarm::start_trusting(
+        vec![
+            farm_device("FOCNCONF01"),
+            farm_device("FOCNCONF02"),
+            farm_device("FOCNCONF03"),
+        ],
+        0,
+        0,
+        Some(&app.ca_pem),
+    )
+    .await
+    .unwrap();
+    let admin = app.admin_token().await;
+    for i in 0..2 {
+        add_pulled(&app, &admin, "netconf", farm.netconf_port(i), "S3cret!pw").await;
+    }
+    add_pulled(
+        &app,
+        &admin,
+        "netconf",
+        farm.netconf_port(2),
+        "not-the-password",
+    )
+    .await;
+
+    let (state, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(state, JobState::Succeeded, "{result}");
+    assert_eq!(
+        (result["collected"].as_i64(), result["reports_new"].as_i64()),
+        (Some(2), Some(2)),
+        "{result}"
+    );
+    assert_eq!(result["failed"], json!({ "auth_failed": 1 }), "{result}");
+    assert_eq!(
+        farm.calls(farm.port(0)),
+        ["netconf:rum-save-usage-unreported"]
+    );
+    assert_eq!(farm.calls(farm.port(2)), Vec::<String>::new());
+    // The host key is recorded as `ssh-keygen -l` shows it, only for devices that let us in.
+    assert_eq!(
+        app.count_rows("SELECT coalesce(udi_serial_number, '?') || ' ' || coalesce(peer_fingerprint, 'none') FROM product_instances ORDER BY 1").await,
+        [
+            "? none".to_owned(),
+            format!("FOCNCONF01 {}", farm.host_key_fingerprint),
+            format!("FOCNCONF02 {}", farm.host_key_fingerprint),
+        ]
+    );
+    let alerts = app
+        .count_rows("SELECT message FROM alerts WHERE kind = 'pull_failed' AND cleared_at IS NULL")
+        .await;
+    assert_eq!(
+        alerts,
+        ["Pull failed: authentication failed (the device refused the SSH login of 'netops')"]
+    );
+
+    // CSSM acknowledges; the next pull hands each device its ACK through import-file.
+    assert_eq!(app.sync("Acme").await, JobState::Succeeded);
+    let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(result["acks_installed"], 2, "{result}");
+    for i in 0..2 {
+        let imported = farm.imported(farm.port(i));
+        assert_eq!(imported.len(), 1, "device {i}");
+        assert!(imported[0].starts_with("<smartLicense><smartLicenseRumAck>"));
+        assert_eq!(
+            farm.calls(farm.port(i)),
+            [
+                "netconf:rum-save-usage-unreported",
+                "netconf:import-file",
+                "netconf:rum-save-usage-unreported"
+            ]
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM acks WHERE delivered_at IS NULL")
+            .await,
+        0
+    );
+
+    // On the schedule too.
+    let result = pull_on_schedule(&app, &clock, &admin).await;
+    assert_eq!(result["collected"], 2, "{result}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM rum_reports WHERE source = 'pull'")
+            .await,
+        6
+    );
+
+    // A device presenting another host key than on first contact is not trusted: no password
+    // is sent to it.
+    app.execute("UPDATE product_instances SET peer_fingerprint = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE udi_serial_number = 'FOCNCONF01'").await;
+    let calls_before = farm.calls(farm.port(0)).len();
+    let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(
+        result["failed"],
+        json!({ "auth_failed": 1, "host_key_changed": 1 }),
+        "{result}"
+    );
+    assert_eq!(farm.calls(farm.port(0)).len(), calls_before);
+    let alert = app
+        .count_rows("SELECT a.message FROM alerts a JOIN product_instances p ON p.id = a.pi_id WHERE a.kind = 'pull_failed' AND a.cleared_at IS NULL AND p.udi_serial_number = 'FOCNCONF01'")
+        .await;
+    assert_eq!(
+        alert,
+        [format!(
+            "Pull failed: host key changed: the device presented host key {}, not SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA seen on first contact",
+            farm.host_key_fingerprint
+        )]
+    );
     farm.stop().await;
 }

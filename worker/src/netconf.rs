@@ -1,0 +1,229 @@
+//! Talking NETCONF (RFC 6241) over SSH (RFC 6242, port 830) to a device Outpost pulls from,
+//! with the same `cisco-smart-license` RPCs as RESTCONF (`PROTOCOL.md` section 4.2).
+//!
+//! Devices carry self-generated host keys, so, as `ssh` does with `known_hosts`, the key's
+//! SHA-256 fingerprint is recorded on first contact and must match on every later one. The
+//! check runs in the key exchange, before the password is sent.
+//!
+//! Outpost announces only `base:1.0`, so the session uses end-of-message framing, which every
+//! NETCONF server speaks; the messages Outpost exchanges are a few hundred bytes.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use outpost_core::device_rpc::{self, NetconfFramer, Rpc};
+use outpost_core::secrets::Credentials;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+
+use crate::pull::PullError;
+
+/// The IANA port of NETCONF over SSH.
+pub const NETCONF_PORT: u16 = 830;
+
+/// Accepts the host key seen on first contact, and only that one afterwards.
+struct HostKeyCheck {
+    expected: Option<String>,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let trusted = self.expected.as_ref().is_none_or(|e| *e == fingerprint);
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(fingerprint);
+        Ok(trusted)
+    }
+}
+
+/// A NETCONF session with one device.
+pub struct NetconfDevice {
+    session: Handle<HostKeyCheck>,
+    channel: russh::Channel<client::Msg>,
+    framer: NetconfFramer,
+    next_id: u64,
+    fingerprint: Option<String>,
+}
+
+impl std::fmt::Debug for NetconfDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetconfDevice")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ssh_failure(error: &russh::Error) -> PullError {
+    PullError::BadResponse(format!("SSH: {error}"))
+}
+
+impl NetconfDevice {
+    /// Connects to `host:port` (830 when `None`), checks the host key against `pinned`, logs in
+    /// with the password, starts the `netconf` subsystem and exchanges hellos. The device must
+    /// offer the `cisco-smart-license` module.
+    pub async fn connect(
+        host: &str,
+        port: Option<i32>,
+        credentials: &Credentials,
+        pinned: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, PullError> {
+        let port = match port {
+            None => NETCONF_PORT,
+            Some(p) => u16::try_from(p)
+                .map_err(|_| PullError::NotConfigured(format!("port {p} is not a TCP port")))?,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let tcp = tokio::time::timeout(
+            timeout.min(Duration::from_secs(10)),
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        .map_err(|_| PullError::Unreachable("no connection within 10 s".into()))?
+        .map_err(|e| PullError::Unreachable(e.to_string()))?;
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(timeout),
+            ..Default::default()
+        });
+        let seen = Arc::new(Mutex::new(None));
+        let check = HostKeyCheck {
+            expected: pinned.clone(),
+            seen: seen.clone(),
+        };
+        let connected = client::connect_stream(config, tcp, check).await;
+        let fingerprint = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut session = match connected {
+            Ok(session) => session,
+            Err(error) => {
+                return Err(match (&pinned, &fingerprint) {
+                    (Some(expected), Some(got)) if expected != got => {
+                        PullError::HostKeyChanged(format!(
+                            "the device presented host key {got}, not {expected} seen on first contact"
+                        ))
+                    }
+                    _ => ssh_failure(&error),
+                });
+            }
+        };
+        let auth = session
+            .authenticate_password(&credentials.username, &credentials.password)
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        if !auth.success() {
+            return Err(PullError::AuthFailed(format!(
+                "the device refused the SSH login of '{}'",
+                credentials.username
+            )));
+        }
+        let channel = session
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        channel
+            .request_subsystem(true, "netconf")
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        let mut device = Self {
+            session,
+            channel,
+            framer: NetconfFramer::default(),
+            next_id: 1,
+            fingerprint,
+        };
+        device
+            .send(&device_rpc::netconf_hello(
+                &[device_rpc::NETCONF_BASE_CAPABILITY],
+                None,
+            ))
+            .await?;
+        let hello = device.receive().await?;
+        let capabilities =
+            device_rpc::netconf_capabilities(&hello).map_err(PullError::BadResponse)?;
+        if !capabilities
+            .iter()
+            .any(|c| c == device_rpc::NETCONF_BASE_CAPABILITY)
+        {
+            return Err(PullError::BadResponse(
+                "the device does not speak NETCONF base:1.0".into(),
+            ));
+        }
+        if !device_rpc::offers_smart_license(&capabilities) {
+            return Err(PullError::BadResponse(
+                "the device's NETCONF server does not offer the cisco-smart-license module".into(),
+            ));
+        }
+        Ok(device)
+    }
+
+    /// The SHA-256 fingerprint of the device's host key (`SHA256:...`, as `ssh-keygen -l`
+    /// prints it).
+    pub fn fingerprint(&self) -> Option<String> {
+        self.fingerprint.clone()
+    }
+
+    async fn send(&self, message: &str) -> Result<(), PullError> {
+        let framed = format!("{message}{}", device_rpc::NETCONF_EOM);
+        self.channel
+            .data(framed.as_bytes())
+            .await
+            .map_err(|e| ssh_failure(&e))
+    }
+
+    async fn receive(&mut self) -> Result<String, PullError> {
+        loop {
+            if let Some(message) = self.framer.next_message().map_err(PullError::BadResponse)? {
+                return Ok(message);
+            }
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => self.framer.push(&data),
+                Some(ChannelMsg::Failure) => {
+                    return Err(PullError::BadResponse(
+                        "the device refused the netconf SSH subsystem".into(),
+                    ));
+                }
+                Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                    return Err(PullError::BadResponse(
+                        "the device closed the NETCONF session".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Calls a `cisco-smart-license` RPC; the reply must be `<ok/>` or a `return-code` of
+    /// success.
+    pub async fn rpc(&mut self, rpc: &Rpc) -> Result<(), PullError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = rpc
+            .netconf_rpc(id)
+            .map_err(|e| PullError::NotConfigured(e.to_string()))?;
+        self.send(&message).await?;
+        let reply = self.receive().await?;
+        device_rpc::netconf_reply_outcome(&reply)
+            .map_err(|e| PullError::BadResponse(format!("{} answered {e}", rpc.name())))
+    }
+
+    /// Ends the session politely (`<close-session>`); a device that does not answer is left.
+    pub async fn close(mut self) {
+        let id = self.next_id;
+        if self
+            .send(&device_rpc::netconf_close_session(id))
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.receive()).await;
+        }
+        let _ = self
+            .session
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
