@@ -30,7 +30,7 @@ const SEARCH_TEXT: &str = "(coalesce(p.udi_pid, '') || ' ' || coalesce(p.udi_ser
 
 /// Columns of a list row.
 const ROW_COLUMNS: &str = "p.id, p.udi_pid, p.udi_serial_number, p.hostname, p.host, p.port, \
-    p.connect_method, p.software_version, p.last_contact_at, p.behind_nat, \
+    p.connect_method, p.plain_http, p.software_version, p.last_contact_at, p.behind_nat, \
     p.smart_account, p.virtual_account, p.credentials IS NOT NULL AS has_credentials, \
     p.created_at, l.number AS lva_number, \
     (SELECT count(*) FROM alerts a WHERE a.account_id = p.account_id AND a.pi_id = p.id \
@@ -180,6 +180,9 @@ pub struct InventoryRow {
     /// Push or a pull method.
     #[diesel(sql_type = Text)]
     pub connect_method: ConnectMethod,
+    /// Pulled over plain HTTP rather than HTTPS.
+    #[diesel(sql_type = Bool)]
+    pub plain_http: bool,
     /// Software version.
     #[diesel(sql_type = Nullable<Text>)]
     pub software_version: Option<String>,
@@ -462,6 +465,8 @@ pub struct ManagedPi {
     pub port: Option<i32>,
     /// How Outpost reaches it.
     pub connect_method: ConnectMethod,
+    /// REST or RESTCONF over plain HTTP rather than HTTPS.
+    pub plain_http: bool,
     /// Sealed credentials; `None` keeps what is stored.
     pub credentials: Option<Vec<u8>>,
     /// Target LVA.
@@ -535,6 +540,7 @@ struct NewManaged {
     host: Option<String>,
     port: Option<i32>,
     connect_method: ConnectMethod,
+    plain_http: bool,
     credentials: Option<Vec<u8>>,
     behind_nat: bool,
     smart_account: Option<String>,
@@ -686,6 +692,7 @@ pub async fn import(
                         host: row.host,
                         port: row.port,
                         connect_method: row.connect_method,
+                        plain_http: row.plain_http,
                         credentials: row.credentials,
                         behind_nat: row.behind_nat,
                         smart_account,
@@ -740,16 +747,30 @@ async fn update_chunk(
     let credentials: Vec<Option<Vec<u8>>> =
         rows.iter().map(|(_, r)| r.credentials.clone()).collect();
     let hostnames: Vec<Option<String>> = rows.iter().map(|(_, r)| r.hostname.clone()).collect();
+    let plain: Vec<bool> = rows.iter().map(|(_, r)| r.plain_http).collect();
+    // A pinned certificate or host key belongs to the address it was seen at: a new host,
+    // port, method or scheme is a new first contact (this is also how an admin re-pins a
+    // replaced device).
     diesel::sql_query(
         "UPDATE product_instances p SET lva_id = v.lva_id, host = v.host, port = v.port,
-                connect_method = v.connect_method, behind_nat = v.behind_nat,
+                connect_method = v.connect_method, plain_http = v.plain_http,
+                behind_nat = v.behind_nat,
                 smart_account = v.smart_account, virtual_account = v.virtual_account,
                 credentials = coalesce(v.credentials, p.credentials),
-                hostname = coalesce(v.hostname, p.hostname), updated_at = $12
+                hostname = coalesce(v.hostname, p.hostname),
+                peer_fingerprint = CASE
+                    WHEN (p.host, p.port, p.connect_method, p.plain_http)
+                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method, v.plain_http)
+                    THEN p.peer_fingerprint END,
+                peer_fingerprint_at = CASE
+                    WHEN (p.host, p.port, p.connect_method, p.plain_http)
+                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method, v.plain_http)
+                    THEN p.peer_fingerprint_at END,
+                updated_at = $13
          FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bool[],
-                     $8::text[], $9::text[], $10::bytea[], $11::text[])
+                     $8::text[], $9::text[], $10::bytea[], $11::text[], $12::bool[])
               AS v(id, lva_id, host, port, connect_method, behind_nat, smart_account,
-                   virtual_account, credentials, hostname)
+                   virtual_account, credentials, hostname, plain_http)
          WHERE p.account_id = $1 AND p.id = v.id",
     )
     .bind::<SqlUuid, _>(account)
@@ -763,6 +784,7 @@ async fn update_chunk(
     .bind::<Array<Nullable<Text>>, _>(&vas)
     .bind::<Array<Nullable<diesel::sql_types::Bytea>>, _>(&credentials)
     .bind::<Array<Nullable<Text>>, _>(&hostnames)
+    .bind::<Array<Bool>, _>(&plain)
     .bind::<Timestamptz, _>(now)
     .execute(conn)
     .await?;

@@ -54,6 +54,14 @@ pub struct ProductInstance {
     pub has_credentials: bool,
     /// Behind NAT: identified by UDI only, never pulled.
     pub behind_nat: bool,
+    /// REST or RESTCONF pulled over plain HTTP rather than HTTPS.
+    pub plain_http: bool,
+    /// The certificate (SHA-256, hex) or SSH host key (`SHA256:...`) pinned on first contact.
+    pub peer_fingerprint: Option<String>,
+    /// When it was pinned.
+    pub peer_fingerprint_at: Option<DateTime<Utc>>,
+    /// The last pull that worked.
+    pub last_pull_at: Option<DateTime<Utc>>,
     /// SA its usage goes to, when not its LVA's.
     pub smart_account: Option<String>,
     /// VA its usage goes to, when not its LVA's.

@@ -31,6 +31,8 @@ pub struct Target {
     pub credentials: Option<Vec<u8>>,
     /// Behind NAT: never pulled.
     pub behind_nat: bool,
+    /// REST or RESTCONF over plain HTTP.
+    pub plain_http: bool,
     /// The certificate or host key seen on first contact.
     pub peer_fingerprint: Option<String>,
 }

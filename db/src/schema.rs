@@ -259,6 +259,7 @@ diesel::table! {
         peer_fingerprint -> Nullable<Text>,
         peer_fingerprint_at -> Nullable<Timestamptz>,
         last_pull_at -> Nullable<Timestamptz>,
+        plain_http -> Bool,
     }
 }
 

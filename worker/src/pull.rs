@@ -6,7 +6,7 @@
 //! Devices carry self-signed certificates, so a CA cannot vouch for them: the certificate's
 //! SHA-256 is recorded on first contact and must match on every later one (trust on first use,
 //! as SSH does with host keys). The check runs in the TLS handshake, before the credentials are
-//! sent.
+//! sent. A device an admin marked `plain_http` is reached over HTTP, with nothing to pin.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -128,6 +128,18 @@ struct AllReports {
     usage: Vec<RumEnvelope>,
 }
 
+/// The rustls error behind `cause`, which hyper wraps in `io::Error`s (whose `source` skips
+/// what they wrap).
+fn tls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = cause;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
 /// What went wrong, said for a network admin: the innermost cause of a connection failure
 /// ("Connection refused"), not reqwest's chain.
 fn describe(error: &reqwest::Error, timeout: Duration) -> PullError {
@@ -145,6 +157,11 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> PullError {
     let mut innermost = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
+        // The device answered, but not with TLS Outpost accepts (an HTTP-only server, say):
+        // that is no reachability problem.
+        if let Some(tls) = tls_error(cause) {
+            return PullError::BadResponse(format!("TLS handshake failed: {tls}"));
+        }
         innermost = cause.to_string();
         source = cause.source();
     }
@@ -156,11 +173,12 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> PullError {
 }
 
 impl RestDevice {
-    /// A session with the device at `host:port` (443 when `None`), trusting only the
-    /// certificate `pinned` if one was recorded.
+    /// A session with the device at `host:port` (443 when `None`, or 80 over `plain_http`),
+    /// trusting only the certificate `pinned` if one was recorded.
     pub fn new(
         host: &str,
         port: Option<i32>,
+        plain_http: bool,
         credentials: Credentials,
         pinned: Option<String>,
         timeout: Duration,
@@ -194,7 +212,11 @@ impl RestDevice {
         };
         Ok(Self {
             http,
-            base: format!("https://{host}:{}", port.unwrap_or(443)),
+            base: if plain_http {
+                format!("http://{host}:{}", port.unwrap_or(80))
+            } else {
+                format!("https://{host}:{}", port.unwrap_or(443))
+            },
             credentials,
             seen,
             timeout,

@@ -1,5 +1,6 @@
-//! The device side of pulling (`PROTOCOL.md` sections 4.1 and 4.2): one HTTPS server answering
-//! for many simulated devices, each on its own loopback port, with the IOS-XE native REST API
+//! The device side of pulling (`PROTOCOL.md` sections 4.1 and 4.2): one HTTP server answering
+//! for many simulated devices, each on a loopback port of its own over HTTPS and another over
+//! plain HTTP, with the IOS-XE native REST API
 //! `/smartlic-service` and the RESTCONF `cisco-smart-license` RPCs, behind HTTP Basic auth; and
 //! for each device an SSH server on a port of its own with the `netconf` subsystem (RFC 6242,
 //! end-of-message framing) taking the same RPCs, behind a password login. For
@@ -51,6 +52,23 @@ struct Served {
 
 type Devices = Arc<Mutex<HashMap<u16, Served>>>;
 
+/// A device's plain HTTP port → its HTTPS port, the key of [`Devices`].
+#[derive(Default)]
+struct PlainPorts(Mutex<HashMap<u16, u16>>);
+
+/// The device a request reached, by the local port it came in on.
+fn device_port(req: &HttpRequest) -> u16 {
+    let port = req.app_config().local_addr().port();
+    req.app_data::<web::Data<PlainPorts>>()
+        .and_then(|p| {
+            p.0.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&port)
+                .copied()
+        })
+        .unwrap_or(port)
+}
+
 /// What the RESTCONF handlers use to reach the URLs they are given.
 struct Uplink(reqwest::Client);
 
@@ -62,6 +80,7 @@ fn lock(devices: &Devices) -> MutexGuard<'_, HashMap<u16, Served>> {
 pub struct DeviceFarm {
     devices: Devices,
     ports: Vec<u16>,
+    plain_ports: Vec<u16>,
     netconf_ports: Vec<u16>,
     /// The SHA-256 fingerprint of the devices' SSH host key (`SHA256:...`).
     pub host_key_fingerprint: String,
@@ -106,7 +125,7 @@ async fn smartlic(
     path: web::Path<String>,
     body: String,
 ) -> HttpResponse {
-    let port = req.app_config().local_addr().port();
+    let port = device_port(&req);
     let mut all = lock(&devices);
     let Some(served) = all.get_mut(&port) else {
         return HttpResponse::NotFound().finish();
@@ -165,7 +184,7 @@ async fn restconf(
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> HttpResponse {
-    let port = req.app_config().local_addr().port();
+    let port = device_port(&req);
     let Some(file_path) = body["cisco-smart-license:input"]["file-path"]
         .as_str()
         .map(str::to_owned)
@@ -406,9 +425,12 @@ impl DeviceFarm {
         let tls = outpost_core::tls::server_config(&leaf.cert_pem, &leaf.key_pem)?;
         let shared: Devices = Arc::default();
         let data = web::Data::new(shared.clone());
+        let plain = web::Data::new(PlainPorts::default());
+        let plain_data = plain.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(plain_data.clone())
                 .app_data(uplink.clone())
                 // RESTCONF bodies are application/yang-data+json.
                 .app_data(web::JsonConfig::default().content_type(|_| true))
@@ -419,10 +441,19 @@ impl DeviceFarm {
         .disable_signals()
         .shutdown_timeout(1);
         let mut ports = Vec::with_capacity(devices.len());
+        let mut plain_ports = Vec::with_capacity(devices.len());
         for device in devices {
             server = server.bind_rustls_0_23(SocketAddr::from(([127, 0, 0, 1], 0)), tls.clone())?;
             let port = server.addrs().last().map_or(0, SocketAddr::port);
             ports.push(port);
+            server = server.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let plain_port = server.addrs().last().map_or(0, SocketAddr::port);
+            plain_ports.push(plain_port);
+            plain
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(plain_port, port);
             lock(&shared).insert(
                 port,
                 Served {
@@ -496,6 +527,7 @@ impl DeviceFarm {
         Ok(Self {
             devices: shared,
             ports,
+            plain_ports,
             netconf_ports,
             host_key_fingerprint,
             handle,
@@ -508,6 +540,11 @@ impl DeviceFarm {
     /// The port of the `i`th device.
     pub fn port(&self, i: usize) -> u16 {
         self.ports[i]
+    }
+
+    /// The plain HTTP port of the `i`th device (the same device as on [`port`](Self::port)).
+    pub fn plain_port(&self, i: usize) -> u16 {
+        self.plain_ports[i]
     }
 
     /// The NETCONF (SSH) port of the `i`th device.

@@ -166,11 +166,25 @@ async fn pull_one(
     };
     match target.connect_method {
         ConnectMethod::Rest => {
-            let device = RestDevice::new(host, target.port, credentials, pinned, timeout)?;
+            let device = RestDevice::new(
+                host,
+                target.port,
+                target.plain_http,
+                credentials,
+                pinned,
+                timeout,
+            )?;
             rest_one(ctx, account, target, &device, &waiting).await
         }
         ConnectMethod::Restconf => {
-            let mut device = RestDevice::new(host, target.port, credentials, pinned, timeout)?;
+            let mut device = RestDevice::new(
+                host,
+                target.port,
+                target.plain_http,
+                credentials,
+                pinned,
+                timeout,
+            )?;
             by_rpc(ctx, account, target, &mut device, &waiting).await
         }
         ConnectMethod::Netconf => {

@@ -48,6 +48,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "smart_account",
     "virtual_account",
     "behind_nat",
+    "plain_http",
 ];
 /// Columns the export adds for reading; an import accepts and ignores them.
 const CSV_INFORMATIONAL: &[&str] = &["last_contact_at", "software_version"];
@@ -251,6 +252,11 @@ pub async fn get_product_instance(
         "port": pi.port,
         "has_credentials": pi.has_credentials,
         "behind_nat": pi.behind_nat,
+        "plain_http": pi.plain_http,
+        // What was pinned on first contact: a certificate's SHA-256 (rest, restconf) or an SSH
+        // host key's fingerprint (netconf). Changing the host, port, method or scheme clears it.
+        "pinned_peer": pi.peer_fingerprint.as_ref().map(|f| json!({ "fingerprint": f, "pinned_at": pi.peer_fingerprint_at })),
+        "last_pull_at": pi.last_pull_at,
         "smart_account": pi.smart_account,
         "virtual_account": pi.virtual_account,
         "lva": lva.map(|l| json!({ "number": l.number, "name": l.name, "tenant_id": l.tenant_id })),
@@ -339,6 +345,9 @@ pub struct PiBody {
     pub virtual_account: Option<String>,
     /// Behind NAT: identified by UDI only, never pulled.
     pub behind_nat: Option<bool>,
+    /// Pull a `rest` or `restconf` device over plain HTTP instead of HTTPS (its credentials
+    /// then travel in clear); default false.
+    pub plain_http: Option<bool>,
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -394,6 +403,12 @@ fn managed(
         return Err(format!("port {port} is not between 1 and 65535"));
     }
     let behind_nat = body.behind_nat.unwrap_or(false);
+    let plain_http = body.plain_http.unwrap_or(false);
+    if plain_http && !matches!(method, ConnectMethod::Rest | ConnectMethod::Restconf) {
+        return Err(format!(
+            "plain_http is for rest and restconf devices; {method} does not use HTTP"
+        ));
+    }
     match method {
         ConnectMethod::Push if udi.is_none() => {
             return Err("a push device needs udi_pid and udi_serial_number".into());
@@ -462,6 +477,7 @@ fn managed(
         host,
         port: body.port,
         connect_method: method,
+        plain_http,
         credentials,
         lva_id: lva.id,
         mapping,
@@ -554,6 +570,18 @@ struct CsvRow {
     smart_account: Option<String>,
     virtual_account: Option<String>,
     behind_nat: Option<String>,
+    /// Optional: files made from an older template have no such column.
+    plain_http: Option<String>,
+}
+
+/// A yes/no CSV cell: true, yes, 1 or false, no, 0 (any case); empty is `None`.
+fn csv_flag(column: &str, cell: &Option<String>) -> Result<Option<bool>, String> {
+    match non_empty(cell).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if matches!(v.as_str(), "true" | "yes" | "1") => Ok(Some(true)),
+        Some(v) if matches!(v.as_str(), "false" | "no" | "0") => Ok(Some(false)),
+        Some(v) => Err(format!("{column} '{v}' is not true or false")),
+    }
 }
 
 impl CsvRow {
@@ -572,12 +600,8 @@ impl CsvRow {
             ),
             None => None,
         };
-        let behind_nat = match non_empty(&self.behind_nat).map(|v| v.to_ascii_lowercase()) {
-            None => None,
-            Some(v) if matches!(v.as_str(), "true" | "yes" | "1") => Some(true),
-            Some(v) if matches!(v.as_str(), "false" | "no" | "0") => Some(false),
-            Some(v) => return Err(format!("behind_nat '{v}' is not true or false")),
-        };
+        let behind_nat = csv_flag("behind_nat", &self.behind_nat)?;
+        let plain_http = csv_flag("plain_http", &self.plain_http)?;
         Ok(PiBody {
             udi_pid: self.udi_pid,
             udi_serial_number: self.udi_serial_number,
@@ -591,6 +615,7 @@ impl CsvRow {
             smart_account: self.smart_account,
             virtual_account: self.virtual_account,
             behind_nat,
+            plain_http,
         })
     }
 }
@@ -767,6 +792,7 @@ async fn export_step(
             row.smart_account.as_deref().unwrap_or_default(),
             row.virtual_account.as_deref().unwrap_or_default(),
             if row.behind_nat { "true" } else { "false" },
+            if row.plain_http { "true" } else { "false" },
             &contact,
             row.software_version.as_deref().unwrap_or_default(),
         ];

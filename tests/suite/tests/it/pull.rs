@@ -600,3 +600,163 @@ async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
     );
     farm.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_per_device_and_changing_the_address_forgets_the_pinned_certificate() {
+    let app = TestApp::builder().with_account("Acme").start().await;
+    let farm = DeviceFarm::start_trusting(
+        (1..=4)
+            .map(|i| farm_device(&format!("FOCHTTP00{i}")))
+            .collect(),
+        0,
+        0,
+        Some(&app.ca_pem),
+    )
+    .await
+    .unwrap();
+    let admin = app.admin_token().await;
+    let account = app.account("Acme").await.id;
+    let add = async |body: Value| {
+        app.api(
+            Method::POST,
+            &format!("/api/v1/accounts/{account}/product-instances"),
+            &admin,
+            Some(body),
+        )
+        .await
+    };
+    let login = json!({ "host": "127.0.0.1", "username": "netops", "password": "S3cret!pw" });
+    let with = |extra: Value| {
+        let mut body = login.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // REST and RESTCONF over plain HTTP where the admin says so; HTTPS is never given up for
+    // HTTP otherwise: device 3 only answers HTTP on the port Outpost has, so its pull fails.
+    for body in [
+        with(json!({ "connect_method": "rest", "plain_http": true, "port": farm.plain_port(0) })),
+        with(
+            json!({ "connect_method": "restconf", "plain_http": true, "port": farm.plain_port(1) }),
+        ),
+        with(json!({ "connect_method": "rest", "port": farm.plain_port(2) })),
+        with(
+            json!({ "connect_method": "rest", "port": farm.port(3), "udi_pid": "C9300-48P", "udi_serial_number": "FOCHTTP004" }),
+        ),
+    ] {
+        let (status, answer) = add(body).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, answer) = add(with(
+        json!({ "connect_method": "netconf", "plain_http": true, "port": 830 }),
+    ))
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        "plain_http is for rest and restconf devices; netconf does not use HTTP"
+    );
+
+    let (state, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(state, JobState::Succeeded, "{result}");
+    assert_eq!(result["collected"], 3, "{result}");
+    assert_eq!(result["failed"], json!({ "bad_response": 1 }), "{result}");
+    assert_eq!(
+        app.count_rows("SELECT message FROM alerts WHERE kind = 'pull_failed'")
+            .await,
+        [
+            "Pull failed: bad response (TLS handshake failed: received corrupt message of type InvalidContentType)"
+        ]
+    );
+    assert_eq!(
+        farm.calls(farm.port(0)),
+        ["close-reports", "all-reports"],
+        "over HTTP"
+    );
+    assert_eq!(
+        farm.calls(farm.port(1)),
+        ["cisco-smart-license:rum-save-usage-unreported"]
+    );
+    assert!(farm.calls(farm.port(2)).is_empty());
+    assert_eq!(
+        app.count_rows("SELECT udi_serial_number || ' ' || plain_http || ' ' || (peer_fingerprint IS NOT NULL) FROM product_instances WHERE udi_serial_number IS NOT NULL ORDER BY 1").await,
+        ["FOCHTTP001 true false", "FOCHTTP002 true false", "FOCHTTP004 false true"],
+        "nothing to pin over HTTP"
+    );
+
+    // The pinned certificate shows on the device page; saving the device unchanged keeps it,
+    // moving it to another address or scheme forgets it (how an admin re-pins a replaced one).
+    let pi = app
+        .count_rows("SELECT id::text FROM product_instances WHERE udi_serial_number = 'FOCHTTP004'")
+        .await
+        .remove(0);
+    let url = format!("/api/v1/accounts/{account}/product-instances/{pi}");
+    let detail = async || app.api(Method::GET, &url, &admin, None).await.1;
+    let before = detail().await;
+    assert_eq!(
+        before["pinned_peer"]["fingerprint"].as_str().map(str::len),
+        Some(64),
+        "{before}"
+    );
+    assert!(before["last_pull_at"].is_string(), "{before}");
+    let again = with(
+        json!({ "connect_method": "rest", "port": farm.port(3), "udi_pid": "C9300-48P", "udi_serial_number": "FOCHTTP004" }),
+    );
+    assert_eq!(add(again).await.0, 201);
+    assert_eq!(detail().await["pinned_peer"], before["pinned_peer"]);
+    let moved = with(
+        json!({ "connect_method": "rest", "plain_http": true, "port": farm.plain_port(3), "udi_pid": "C9300-48P", "udi_serial_number": "FOCHTTP004" }),
+    );
+    assert_eq!(add(moved).await.0, 201);
+    let after = detail().await;
+    assert_eq!(after["pinned_peer"], Value::Null, "{after}");
+    assert_eq!(after["plain_http"], true);
+    farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_credentials_are_sealed_in_the_database_and_opened_only_to_pull() {
+    let app = TestApp::builder().with_account("Acme").start().await;
+    let farm = DeviceFarm::start(vec![farm_device("FOCSEAL001")], 0, 0)
+        .await
+        .unwrap();
+    let admin = app.admin_token().await;
+    add_pulled(&app, &admin, "rest", farm.port(0), "S3cret!pw").await;
+    // The raw column holds neither the password nor the login, in any common encoding.
+    let raw = app
+        .count_rows("SELECT encode(credentials, 'hex') FROM product_instances")
+        .await
+        .remove(0);
+    assert!(raw.len() > 2 * "netopsS3cret!pw".len(), "{raw}");
+    for secret in ["S3cret!pw", "netops"] {
+        for encoded in [
+            hex::encode(secret),
+            hex::encode(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                secret,
+            )),
+        ] {
+            assert!(!raw.contains(&encoded), "{secret} readable in {raw}");
+        }
+    }
+    // Only Outpost's key opens them: the device accepts the login...
+    let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(result["collected"], 1, "{result}");
+    // ...and sealed bytes changed in the database are refused, never sent.
+    app.execute("UPDATE product_instances SET credentials = overlay(credentials placing '\\x00'::bytea from 20 for 1)").await;
+    let calls = farm.calls(farm.port(0)).len();
+    let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
+    assert_eq!(result["failed"], json!({ "not_configured": 1 }), "{result}");
+    assert_eq!(farm.calls(farm.port(0)).len(), calls);
+    let alert = app
+        .count_rows("SELECT message FROM alerts WHERE kind = 'pull_failed' AND cleared_at IS NULL")
+        .await;
+    assert_eq!(
+        alert,
+        [
+            "Pull failed: not configured (the stored credentials cannot be opened with this Outpost's key)"
+        ]
+    );
+    farm.stop().await;
+}

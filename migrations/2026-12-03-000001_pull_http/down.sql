@@ -1,0 +1,1 @@
+ALTER TABLE product_instances DROP COLUMN plain_http;
