@@ -6,7 +6,9 @@
 //   OUTPOST_UI_PASSWORD     the first admin's password
 //   OUTPOST_UI_ACCOUNT      an active account with LVAs 1 and 2, synchronised once
 //   OUTPOST_UI_BRANCH       an active account whose HA stack OUTPOST_UI_DEVICE uses HSECK9 and
-//                           holds three authorization codes, issued but not installed
+//                           holds three authorization codes, issued but not installed, and
+//                           which pulls router OUTPOST_UI_PULLED over NETCONF
+//   OUTPOST_UI_HOST_KEY     that router's SSH host key fingerprint
 //   OUTPOST_UI_SCREENSHOTS  where to write screenshots
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -18,6 +20,8 @@ const accountName = process.env.OUTPOST_UI_ACCOUNT;
 const shots = process.env.OUTPOST_UI_SCREENSHOTS;
 const branch = process.env.OUTPOST_UI_BRANCH;
 const stackSerial = process.env.OUTPOST_UI_DEVICE;
+const pulledSerial = process.env.OUTPOST_UI_PULLED;
+const hostKey = process.env.OUTPOST_UI_HOST_KEY;
 mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -203,7 +207,7 @@ try {
   await page.check('#pull-now');
   await page.click('#pull-devices');
   await page.locator('#device-pull-status', { hasText: 'devices pulled' }).waitFor({ timeout: 30000 });
-  assert.match(await text('#device-pull-status'), /^0 of 0 devices pulled/);
+  assert.match(await text('#device-pull-status'), /^1 of 1 devices pulled \(1 new reports/);
   await page.check('#schedule-device-pull input[name=enabled]');
   await page.fill('#schedule-device-pull input[name=hour]', '3');
   await page.fill('#schedule-device-pull input[name=time_zone]', 'Europe/Paris');
@@ -237,6 +241,20 @@ try {
   const codes = await text('#pi-authorizations');
   assert.equal((codes.match(/\bissued\b/g) || []).length, 3, codes);
   await shot('stack');
+
+  step('the router pulled over NETCONF shows how it is reached and the host key pinned');
+  await page.goBack();
+  await page.fill('#filters input[name=q]', pulledSerial);
+  await page.click('#filters button[type=submit]');
+  await page.locator('#summary', { hasText: '1–1 of 1' }).waitFor();
+  await page.locator('#inventory tbody a').first().click();
+  await page.locator('#pi-facts').waitFor();
+  const facts = await text('#pi-facts');
+  assert.match(facts, /Connect method\s+netconf/);
+  assert.match(facts, /Pulled over\s+SSH/);
+  assert.ok(facts.includes(`host key ${hostKey} (since`), facts);
+  assert.doesNotMatch(facts, /Last pull\s+never/);
+  await shot('pulled-router');
 
   step('a system admin creates an account user, who sees only that account');
   await page.click('header a:text-is("Users")');

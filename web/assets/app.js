@@ -316,6 +316,17 @@ async function inventoryTab(account, body) {
   body.replaceChildren(filters, errors, importBox, table, pager, bulk);
 }
 
+// How Outpost reaches a device it pulls from, and what it pinned on first contact.
+function pullFacts(pi, fact) {
+  if (pi.connect_method === 'push') return [];
+  const transport = pi.connect_method === 'netconf' ? 'SSH (port 830 unless set)'
+    : (pi.plain_http ? 'plain HTTP (credentials in clear)' : 'HTTPS');
+  const pinned = pi.pinned_peer
+    ? `${pi.connect_method === 'netconf' ? 'host key' : 'certificate'} ${pi.pinned_peer.fingerprint} (since ${when(pi.pinned_peer.pinned_at)})`
+    : (pi.plain_http ? 'nothing to pin over HTTP' : 'not yet: pinned on the first pull');
+  return [...fact('Pulled over', transport), ...fact('Pinned identity', pinned), ...fact('Last pull', when(pi.last_pull_at))];
+}
+
 async function piPage(accountId, piId) {
   const [account, pi] = await Promise.all([api('GET', `/accounts/${accountId}`), api('GET', `/accounts/${accountId}/product-instances/${piId}`)]);
   const fact = (label, value) => [h('dt', {}, label), h('dd', {}, value === null || value === undefined || value === '' ? '—' : String(value))];
@@ -326,7 +337,7 @@ async function piPage(accountId, piId) {
     h('dl', { class: 'facts', id: 'pi-facts' },
       fact('UDI', udi(pi)), fact('Virtual account', pi.lva && `${pi.lva.number}: ${pi.lva.name}`),
       fact('Connect method', pi.connect_method), fact('Host', pi.host), fact('Credentials stored', pi.has_credentials ? 'yes' : 'no'),
-      fact('Behind NAT', pi.behind_nat ? 'yes' : 'no'), fact('Software', pi.software_version),
+      fact('Behind NAT', pi.behind_nat ? 'yes' : 'no'), ...pullFacts(pi, fact), fact('Software', pi.software_version),
       fact('Last contact', when(pi.last_contact_at)), fact('From', pi.source_address),
       fact('SA / VA', pi.smart_account && `${pi.smart_account} / ${pi.virtual_account}`)),
     h('h2', {}, 'Alerts'),

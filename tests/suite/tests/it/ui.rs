@@ -7,6 +7,7 @@ use tokio::process::Command;
 use outpost_core::device::{AuthorizationMode, AuthorizationScope};
 use outpost_db::enums::JobState;
 use outpost_pi_sim::Device;
+use outpost_pi_sim::server::{DeviceFarm, FarmDevice};
 use outpost_tests::{ADMIN_PASSWORD, TestApp};
 use reqwest::Method;
 use serde_json::json;
@@ -61,6 +62,31 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
         3
     );
 
+    // And a router the branch pulls from over NETCONF, known by its address only.
+    let farm = DeviceFarm::start_trusting(
+        vec![FarmDevice {
+            device: Device::new("ISR4451-X", "FGLUINC01"),
+            username: "netops".into(),
+            password: "S3cret!pw".into(),
+        }],
+        0,
+        0,
+        Some(&app.ca_pem),
+    )
+    .await
+    .unwrap();
+    let branch = app.account("Acme Branch").await.id;
+    let (status, answer) = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/accounts/{branch}/product-instances"),
+            &admin,
+            Some(json!({ "host": "127.0.0.1", "port": farm.netconf_port(0), "connect_method": "netconf",
+                         "username": "netops", "password": "S3cret!pw" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+
     let screenshots = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../target/ui-screenshots"
@@ -73,6 +99,8 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
         .env("OUTPOST_UI_ACCOUNT", "Acme Campus")
         .env("OUTPOST_UI_BRANCH", "Acme Branch")
         .env("OUTPOST_UI_DEVICE", "FOCUISTK1")
+        .env("OUTPOST_UI_PULLED", "FGLUINC01")
+        .env("OUTPOST_UI_HOST_KEY", &farm.host_key_fingerprint)
         .env("OUTPOST_UI_SCREENSHOTS", &screenshots)
         .output();
     tokio::pin!(node);
@@ -95,8 +123,14 @@ async fn a_network_admin_manages_the_inventory_in_the_browser() {
     // What the browser did is in the database, not only on the screen.
     assert_eq!(
         app.count("SELECT count(*) FROM product_instances").await,
-        121
+        122
     );
+    assert_eq!(
+        farm.calls(farm.port(0)),
+        ["netconf:rum-save-usage-unreported"],
+        "the browser's pull reached the router"
+    );
+    farm.stop().await;
     assert_eq!(
         app.count_rows("SELECT url || ' ' || array_to_string(kinds, ',') FROM webhooks")
             .await,
