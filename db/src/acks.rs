@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::enums::AckSource;
 use crate::ids::{AccountId, AckId, ProductInstanceId, UploadId};
@@ -306,9 +306,23 @@ pub async fn mark_delivered(
     ack: AckId,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::update(acks::table.find(ack).filter(acks::delivered_at.is_null()))
-        .set(acks::delivered_at.eq(now))
+    use crate::schema::pi_files;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::update(acks::table.find(ack).filter(acks::delivered_at.is_null()))
+            .set(acks::delivered_at.eq(now))
+            .execute(conn)
+            .await?;
+        // The file carries its policy and trust code sections: handing it over (a pull, a
+        // download for an air-gapped device) hands those over too.
+        diesel::update(
+            pi_files::table
+                .filter(pi_files::ack_id.eq(ack))
+                .filter(pi_files::delivered_at.is_null()),
+        )
+        .set(pi_files::delivered_at.eq(now))
         .execute(conn)
         .await?;
-    Ok(())
+        Ok(())
+    })
+    .await
 }

@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use outpost_core::clock::{Clock, ManualClock};
+use outpost_core::signed_file::PolicyData;
+use outpost_cssm_sim::SimConfig;
 use outpost_db::enums::JobState;
 use outpost_db::jobs;
 use outpost_pi_sim::Device;
@@ -94,8 +96,17 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
     .await
     .unwrap();
     let clock = ManualClock::new(start());
+    // CSSM sends a custom policy inside its ACKs.
+    let policy = PolicyData {
+        name: "Acme pulled".into(),
+        ..PolicyData::cisco_default()
+    };
     let app = TestApp::builder()
         .with_clock(clock.clone())
+        .with_cssm(SimConfig {
+            policy: Some(policy),
+            ..SimConfig::default()
+        })
         .with_account("Acme")
         .start()
         .await;
@@ -175,6 +186,10 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
         let imported = farm.imported(farm.port(i));
         assert_eq!(imported.len(), 1, "device {i}");
         assert!(imported[0].starts_with("<smartLicense><smartLicenseRumAck>"));
+        assert!(
+            imported[0].contains("<smartLicensePolicy>"),
+            "the policy rides in the ACK file"
+        );
         assert_eq!(
             farm.calls(farm.port(i)),
             [
@@ -190,6 +205,12 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
         app.count("SELECT count(*) FROM acks WHERE delivered_at IS NULL")
             .await,
         0
+    );
+    // So the policy kept for each device's next answer counts as handed over with its ACK.
+    assert_eq!(
+        app.count_rows("SELECT kind || ' ' || (delivered_at IS NOT NULL) FROM pi_files")
+            .await,
+        ["policy true", "policy true"]
     );
 
     // The pull schedule: every day at 03:00 UTC.
