@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outpost_core::device::{AuthorizationMode, AuthorizationScope, DeviceRequest};
 use outpost_core::offline_file;
+use outpost_pi_sim::server::{DeviceFarm, FarmDevice};
 use outpost_pi_sim::{Device, PiClient};
 
 /// A simulated product instance (Catalyst switch) for Outpost.
@@ -30,6 +31,39 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Play devices Outpost pulls from (REST, RESTCONF, NETCONF) until Ctrl-C.
+    ///
+    /// Each answers the REST API and RESTCONF over HTTPS and plain HTTP, and NETCONF over SSH,
+    /// on loopback ports it prints, and prints every call it answers. `--ca-file` is the Outpost
+    /// CA the devices trust when they reach Outpost's one-time URLs.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Device(DeviceCommand),
+}
+
+/// What `serve` plays.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// How many devices.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Their PID.
+    #[arg(long, default_value = "C9300-24UX")]
+    pid: String,
+    /// Serial numbers are this and a number: FCWPULL001, FCWPULL002, ...
+    #[arg(long, default_value = "FCWPULL")]
+    serial_prefix: String,
+    /// The login the devices accept.
+    #[arg(long, default_value = "netops")]
+    username: String,
+    /// Its password.
+    #[arg(long, default_value = "S3cret!")]
+    password: String,
+}
+
+/// What one simulated device does against its transport URL.
+#[derive(Subcommand)]
+enum DeviceCommand {
     /// Close usage periods into RUM reports and push them.
     Push {
         /// Reports to push.
@@ -106,9 +140,81 @@ fn save(path: &PathBuf, device: &Device) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Serves a device farm until Ctrl-C, printing what the devices are asked.
+async fn serve(
+    devices: Vec<FarmDevice>,
+    outpost_ca: Option<&str>,
+    serials: &[String],
+) -> anyhow::Result<()> {
+    let farm = DeviceFarm::start_trusting(devices, 0, 0, outpost_ca).await?;
+    println!(
+        "SSH host key of every device: {}",
+        farm.host_key_fingerprint
+    );
+    for (i, serial) in serials.iter().enumerate() {
+        println!(
+            "{serial}: rest/restconf https port {}, plain http port {}, netconf port {}",
+            farm.port(i),
+            farm.plain_port(i),
+            farm.netconf_port(i)
+        );
+    }
+    println!("Serving on 127.0.0.1; Ctrl-C stops.");
+    let mut seen = vec![(0, 0); serials.len()];
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {}
+        }
+        for (i, serial) in serials.iter().enumerate() {
+            let (calls, imported) = (farm.calls(farm.port(i)), farm.imported(farm.port(i)));
+            for call in &calls[seen[i].0..] {
+                println!("{serial}: {call}");
+            }
+            if imported.len() > seen[i].1 {
+                println!("{serial}: ACK installed ({} in all)", imported.len());
+            }
+            seen[i] = (calls.len(), imported.len());
+        }
+    }
+    farm.stop().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let command = match args.command {
+        Command::Device(command) => command,
+        Command::Serve(ServeArgs {
+            devices,
+            pid,
+            serial_prefix,
+            username,
+            password,
+        }) => {
+            let serials: Vec<String> = (1..=devices)
+                .map(|i| format!("{serial_prefix}{i:03}"))
+                .collect();
+            let farm = serials
+                .iter()
+                .map(|serial| FarmDevice {
+                    device: Device::new(&pid, serial),
+                    username: username.clone(),
+                    password: password.clone(),
+                })
+                .collect();
+            let ca = match &args.ca_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            return serve(farm, ca.as_deref(), &serials).await;
+        }
+    };
     let url = args
         .url
         .clone()
@@ -120,8 +226,8 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
     let client = PiClient::new(&url, ca.as_deref())?;
-    match args.command {
-        Command::Push {
+    match command {
+        DeviceCommand::Push {
             reports,
             pid,
             serial,
@@ -158,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_default()
             );
         }
-        Command::Poll => {
+        DeviceCommand::Poll => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
             let pending = device.pending_polls.len();
             let completed = device.poll(&client).await?;
@@ -177,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 device.authorizations.len(),
             );
         }
-        Command::Authorize {
+        DeviceCommand::Authorize {
             entitlement,
             count,
             all,
@@ -198,12 +304,12 @@ async fn main() -> anyhow::Result<()> {
                 device.authorization_request(&[(entitlement.as_str(), count)], mode, scope);
             exchange(&client, &mut device, &args.state, request).await?;
         }
-        Command::Confirm => {
+        DeviceCommand::Confirm => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
             let request = device.confirmation_request();
             exchange(&client, &mut device, &args.state, request).await?;
         }
-        Command::Return { serial } => {
+        DeviceCommand::Return { serial } => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
             let member = match serial {
                 Some(serial) => outpost_core::Sudi::new(device.sudi.udi_pid.clone(), serial),
@@ -212,19 +318,19 @@ async fn main() -> anyhow::Result<()> {
             let request = device.return_request(&member);
             exchange(&client, &mut device, &args.state, request).await?;
         }
-        Command::TrustSync => {
+        DeviceCommand::TrustSync => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
             let request = device.trust_sync_request();
             exchange(&client, &mut device, &args.state, request).await?;
         }
-        Command::Hello => {
+        DeviceCommand::Hello => {
             let mut device = load(&args.state, "C9300-24UX", "FCW2134L00C")?;
             let (_, response) = client.exchange(&device.hello_request()).await?;
             device.absorb(&response)?;
             save(&args.state, &device)?;
             println!("{}: {}", device.sudi, response.message);
         }
-        Command::Replay { file, json } => {
+        DeviceCommand::Replay { file, json } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let (status, body) = if json {

@@ -6,8 +6,11 @@ use std::process::Command;
 use outpost_core::cssm::RegistrationRequest;
 use outpost_core::settings::CssmSettings;
 use outpost_cssm_sim::{CssmSim, Endpoint, Fault, SimConfig};
+use outpost_db::enums::JobState;
 use outpost_tests::{TestApp, fixture, outpost_binary};
 use outpost_worker::cssm_client::{CssmClient, CssmError};
+use reqwest::Method;
+use serde_json::json;
 
 fn client_for(sim: &CssmSim, dir: &std::path::Path) -> CssmClient {
     let ca = dir.join("ca.crt");
@@ -151,5 +154,92 @@ async fn pi_sim_replays_a_real_rum_file_and_keeps_its_state() {
         app.count("SELECT count(*) FROM rum_reports WHERE acked_at IS NOT NULL")
             .await,
         3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pi_sim_serve_plays_devices_outpost_pulls_from() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let app = TestApp::builder().with_account("Acme Campus").start().await;
+    let ca = app.dir.path().join("outpost-ca.crt");
+    std::fs::write(&ca, &app.ca_pem).unwrap();
+    let mut serve = tokio::process::Command::new(outpost_binary().with_file_name("pi-sim"))
+        .args(["serve", "--devices", "2", "--ca-file", ca.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("pi-sim serve said nothing for 20 s")
+            .unwrap()
+            .expect("pi-sim serve ended")
+    };
+    // "FCWPULL001: rest/restconf https port N, plain http port N, netconf port N"
+    let mut ports = Vec::new();
+    loop {
+        let line = next_line().await;
+        if line.starts_with("Serving") {
+            break;
+        }
+        if line.starts_with("FCWPULL") {
+            let numbers: Vec<u16> = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            ports.push((numbers[numbers.len() - 3], numbers[numbers.len() - 1]));
+        }
+    }
+    assert_eq!(ports.len(), 2);
+    let admin = app.admin_token().await;
+    let account = app.account("Acme Campus").await.id;
+    for body in [
+        json!({ "host": "127.0.0.1", "port": ports[0].1, "connect_method": "netconf", "username": "netops", "password": "S3cret!" }),
+        json!({ "host": "127.0.0.1", "port": ports[1].0, "connect_method": "restconf", "username": "netops", "password": "S3cret!" }),
+    ] {
+        let (status, answer) = app
+            .api(
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/product-instances"),
+                &admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let pull = async || {
+        let (status, answer) = app
+            .api(
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/pull"),
+                &admin,
+                Some(json!({ "delay_secs": 0 })),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        app.run_jobs().await;
+    };
+    pull().await;
+    assert_eq!(app.sync("Acme Campus").await, JobState::Succeeded);
+    pull().await;
+    let mut said = Vec::new();
+    while said
+        .iter()
+        .filter(|l: &&String| l.contains("ACK installed"))
+        .count()
+        < 2
+    {
+        said.push(next_line().await);
+    }
+    assert!(
+        said.contains(&"FCWPULL001: netconf:import-file".to_owned()),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&"FCWPULL002: cisco-smart-license:import-file".to_owned()),
+        "{said:?}"
     );
 }
