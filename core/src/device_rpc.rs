@@ -23,7 +23,8 @@ pub const NETCONF_EOM: &str = "]]>]]>";
 /// The base capability both sides announce. Outpost announces only 1.0, so every session uses
 /// end-of-message framing (RFC 6242 section 4.1): every NETCONF server supports it.
 pub const NETCONF_BASE_CAPABILITY: &str = "urn:ietf:params:netconf:base:1.0";
-/// Largest NETCONF message either side accepts; Smart Licensing replies are a few hundred bytes.
+/// Largest NETCONF message either side accepts: Smart Licensing replies are a few hundred bytes,
+/// but a device's hello lists every module it has, which can run to hundreds of KiB.
 pub const MAX_NETCONF_MESSAGE: usize = 1 << 20;
 
 /// One RPC of the module.
@@ -146,11 +147,29 @@ pub fn netconf_capabilities(hello: &str) -> Result<Vec<String>, String> {
 }
 
 /// Whether announced capabilities include the `cisco-smart-license` module (RFC 6020 section
-/// 5.6.4: the module's namespace with a `module=` query).
+/// 5.6.4: the module's namespace, then `?module=<name>` and other parameters).
 pub fn offers_smart_license(capabilities: &[String]) -> bool {
-    capabilities
-        .iter()
-        .any(|c| c.starts_with(NAMESPACE) && c.contains(&format!("module={MODULE}")))
+    capabilities.iter().any(|c| {
+        c.split_once('?').is_some_and(|(namespace, query)| {
+            namespace == NAMESPACE && query.split('&').any(|p| p == format!("module={MODULE}"))
+        })
+    })
+}
+
+/// The `message-id` of an `<rpc>` or `<rpc-reply>`.
+pub fn netconf_message_id(message: &str) -> Option<String> {
+    root_attribute(message, "message-id")
+}
+
+/// The `<session-id>` a server's `<hello>` carries (RFC 6241 section 8.1), if any.
+pub fn netconf_session_id(hello: &str) -> Option<u32> {
+    xml::parse(hello)
+        .ok()?
+        .child("session-id")?
+        .text
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `<close-session>` (RFC 6241 section 7.8), the polite end of a session.
@@ -214,6 +233,9 @@ pub fn netconf_error(message_id: &str, tag: &str, message: &str) -> String {
 #[derive(Debug, Default)]
 pub struct NetconfFramer {
     buffer: Vec<u8>,
+    /// Bytes of `buffer` already searched for the marker: a device trickling a message in tiny
+    /// packets must not make every search start over.
+    scanned: usize,
 }
 
 impl NetconfFramer {
@@ -226,14 +248,24 @@ impl NetconfFramer {
     /// [`MAX_NETCONF_MESSAGE`] or not UTF-8.
     pub fn next_message(&mut self) -> Result<Option<String>, String> {
         let marker = NETCONF_EOM.as_bytes();
-        let Some(end) = self.buffer.windows(marker.len()).position(|w| w == marker) else {
+        // A marker may straddle what was searched and what arrived since.
+        let from = self.scanned.saturating_sub(marker.len() - 1);
+        let found = self.buffer[from..]
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .map(|at| from + at);
+        let too_long = || format!("a message longer than {MAX_NETCONF_MESSAGE} bytes");
+        let Some(end) = found else {
             if self.buffer.len() > MAX_NETCONF_MESSAGE {
-                return Err(format!(
-                    "a message longer than {MAX_NETCONF_MESSAGE} bytes without an end marker"
-                ));
+                return Err(too_long());
             }
+            self.scanned = self.buffer.len();
             return Ok(None);
         };
+        if end > MAX_NETCONF_MESSAGE {
+            return Err(too_long());
+        }
+        self.scanned = 0;
         let message: Vec<u8> = self.buffer.drain(..end + marker.len()).take(end).collect();
         String::from_utf8(message)
             .map(Some)
@@ -244,8 +276,8 @@ impl NetconfFramer {
 /// An `<rpc>` a device received: its `message-id` and the operation, when it is one of the
 /// module's RPCs (the device side of [`Rpc::netconf_rpc`], for the simulator).
 pub fn parse_netconf_rpc(message: &str) -> Result<(String, Option<Rpc>), String> {
-    let message_id = root_attribute(message, "message-id")
-        .ok_or_else(|| "the <rpc> has no message-id".to_owned())?;
+    let message_id =
+        netconf_message_id(message).ok_or_else(|| "the <rpc> has no message-id".to_owned())?;
     let root = xml::parse(message).map_err(|e| format!("not XML: {e}"))?;
     if root.name != "rpc" {
         return Err(format!("expected <rpc>, got <{}>", root.name));
@@ -355,9 +387,30 @@ mod tests {
             "{NAMESPACE}?module={MODULE}&revision=2021-03-01"
         )]));
         assert!(!offers_smart_license(&[NETCONF_BASE_CAPABILITY.to_owned()]));
+        assert!(!offers_smart_license(&[format!(
+            "{NAMESPACE}-foo?module={MODULE}-foo&revision=2021-03-01"
+        )]));
+        assert_eq!(netconf_session_id(&hello), Some(7));
+        assert_eq!(
+            netconf_message_id(&netconf_return_code("12", "success")).as_deref(),
+            Some("12")
+        );
 
         let mut flood = NetconfFramer::default();
         flood.push(&vec![b'x'; MAX_NETCONF_MESSAGE + 1]);
         assert!(flood.next_message().is_err());
+        // A marker split across packets is found; a long message whose marker comes in its
+        // last packet is still too long.
+        let mut split = NetconfFramer::default();
+        for piece in ["<ok/>]]", ">]", "]>"] {
+            assert_eq!(split.next_message().unwrap(), None);
+            split.push(piece.as_bytes());
+        }
+        assert_eq!(split.next_message().unwrap().as_deref(), Some("<ok/>"));
+        let mut late = NetconfFramer::default();
+        late.push(&vec![b'x'; MAX_NETCONF_MESSAGE - 2]);
+        assert_eq!(late.next_message().unwrap(), None);
+        late.push(b"xxxxx]]>]]>");
+        assert!(late.next_message().is_err());
     }
 }

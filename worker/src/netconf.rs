@@ -3,10 +3,12 @@
 //!
 //! Devices carry self-generated host keys, so, as `ssh` does with `known_hosts`, the key's
 //! SHA-256 fingerprint is recorded on first contact and must match on every later one. The
-//! check runs in the key exchange, before the password is sent.
+//! check runs in the first key exchange, before the password is sent (russh does not check the
+//! key again when it rekeys, which it can only do with the key already verified).
 //!
 //! Outpost announces only `base:1.0`, so the session uses end-of-message framing, which every
-//! NETCONF server speaks; the messages Outpost exchanges are a few hundred bytes.
+//! NETCONF server speaks; chunked framing (base:1.1) buys nothing for RPCs and replies of a few
+//! hundred bytes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -80,12 +82,18 @@ impl NetconfDevice {
                 .map_err(|_| PullError::NotConfigured(format!("port {p} is not a TCP port")))?,
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let connect_timeout = timeout.min(Duration::from_secs(10));
         let tcp = tokio::time::timeout(
-            timeout.min(Duration::from_secs(10)),
+            connect_timeout,
             tokio::net::TcpStream::connect((host, port)),
         )
         .await
-        .map_err(|_| PullError::Unreachable("no connection within 10 s".into()))?
+        .map_err(|_| {
+            PullError::Unreachable(format!(
+                "no connection within {} s",
+                connect_timeout.as_secs()
+            ))
+        })?
         .map_err(|e| PullError::Unreachable(e.to_string()))?;
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(timeout),
@@ -116,10 +124,9 @@ impl NetconfDevice {
             .await
             .map_err(|e| ssh_failure(&e))?;
         if !auth.success() {
-            return Err(PullError::AuthFailed(format!(
-                "the device refused the SSH login of '{}'",
-                credentials.username
-            )));
+            return Err(PullError::AuthFailed(
+                "the device refused the SSH password login".into(),
+            ));
         }
         let channel = session
             .channel_open_session()
@@ -145,6 +152,11 @@ impl NetconfDevice {
         let hello = device.receive().await?;
         let capabilities =
             device_rpc::netconf_capabilities(&hello).map_err(PullError::BadResponse)?;
+        if device_rpc::netconf_session_id(&hello).is_none() {
+            return Err(PullError::BadResponse(
+                "the device's hello has no session-id".into(),
+            ));
+        }
         if !capabilities
             .iter()
             .any(|c| c == device_rpc::NETCONF_BASE_CAPABILITY)
@@ -207,6 +219,15 @@ impl NetconfDevice {
             .map_err(|e| PullError::NotConfigured(e.to_string()))?;
         self.send(&message).await?;
         let reply = self.receive().await?;
+        // RFC 6241 section 4.2: the reply names the request it answers.
+        let answers = device_rpc::netconf_message_id(&reply);
+        if answers.as_deref() != Some(id.to_string().as_str()) {
+            return Err(PullError::BadResponse(format!(
+                "{} was answered with message-id {}, not {id}",
+                rpc.name(),
+                answers.as_deref().unwrap_or("(none)")
+            )));
+        }
         device_rpc::netconf_reply_outcome(&reply)
             .map_err(|e| PullError::BadResponse(format!("{} answered {e}", rpc.name())))
     }

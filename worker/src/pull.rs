@@ -20,6 +20,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 
+/// Largest answer Outpost reads from a device: `all-reports` of a device that has not been
+/// pulled for a long time is the largest, at a few KiB per report.
+const MAX_ANSWER: usize = 32 << 20;
+
 /// Why a device could not be pulled from; the text goes on its "Pull failed" alert.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PullError {
@@ -255,10 +259,7 @@ impl RestDevice {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(PullError::AuthFailed(format!("HTTP {status} from {path}")));
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| describe(&e, self.timeout))?;
+        let text = self.read_capped(response, path).await?;
         if !status.is_success() {
             let excerpt: String = text.chars().take(200).collect();
             return Err(PullError::BadResponse(format!(
@@ -266,6 +267,31 @@ impl RestDevice {
             )));
         }
         Ok(text)
+    }
+
+    /// Reads an answer of at most [`MAX_ANSWER`] bytes: a device (or anyone on the path of a
+    /// plain HTTP one) sending without end must not fill Outpost's memory.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        path: &str,
+    ) -> Result<String, PullError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| describe(&e, self.timeout))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(PullError::BadResponse(format!(
+                    "{path} answered more than {} MiB",
+                    MAX_ANSWER >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body)
+            .map_err(|_| PullError::BadResponse(format!("{path} answered text that is not UTF-8")))
     }
 
     /// Installs a file (an ACK) on the device.

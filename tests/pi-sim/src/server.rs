@@ -48,6 +48,8 @@ struct Served {
     imported: Vec<String>,
     /// Requests answered, by path.
     calls: Vec<String>,
+    /// SSH password logins tried, right or wrong.
+    ssh_logins: usize,
 }
 
 type Devices = Arc<Mutex<HashMap<u16, Served>>>;
@@ -273,9 +275,10 @@ impl russh::server::Handler for NetconfSession {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let accepted = lock(&self.devices)
-            .get(&self.port)
-            .is_some_and(|d| d.username == user && d.password == password);
+        let accepted = lock(&self.devices).get_mut(&self.port).is_some_and(|d| {
+            d.ssh_logins += 1;
+            d.username == user && d.password == password
+        });
         Ok(if accepted {
             Auth::Accept
         } else {
@@ -463,6 +466,7 @@ impl DeviceFarm {
                     reports: Vec::new(),
                     imported: Vec::new(),
                     calls: Vec::new(),
+                    ssh_logins: 0,
                 },
             );
         }
@@ -567,6 +571,11 @@ impl DeviceFarm {
             .get(&port)
             .map(|d| d.calls.clone())
             .unwrap_or_default()
+    }
+
+    /// How many SSH password logins the device on `port` was sent, right or wrong.
+    pub fn ssh_logins(&self, port: u16) -> usize {
+        lock(&self.devices).get(&port).map_or(0, |d| d.ssh_logins)
     }
 
     /// Stops the servers and the hung listeners.

@@ -191,7 +191,11 @@ async fn pull_one(
             let mut device =
                 NetconfDevice::connect(host, target.port, &credentials, pinned, timeout).await?;
             let pulled = by_rpc(ctx, account, target, &mut device, &waiting).await;
-            device.close().await;
+            // Not within the device's time: what was pulled is stored already, so a device
+            // slow to say goodbye must not turn the pull into a failure.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), device.close()).await;
+            });
             pulled
         }
         ConnectMethod::Push => Err(PullError::NotConfigured(
@@ -233,7 +237,7 @@ async fn rest_one(
                 pull::succeeded(
                     &mut conn,
                     account.id,
-                    target.id,
+                    target,
                     device.fingerprint().as_deref(),
                     worker.clock.now(),
                 )
@@ -260,7 +264,7 @@ async fn rest_one(
             } else {
                 Some(intake::store(conn, account.id, target.id, prepared, now).await?)
             };
-            pull::succeeded(conn, account.id, target.id, fingerprint.as_deref(), now).await?;
+            pull::succeeded(conn, account.id, target, fingerprint.as_deref(), now).await?;
             Ok(stored)
         })
         .await
@@ -390,7 +394,7 @@ async fn by_rpc(
     pull::succeeded(
         &mut conn,
         account.id,
-        target.id,
+        target,
         device.presented().as_deref(),
         worker.clock.now(),
     )
