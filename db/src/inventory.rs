@@ -465,8 +465,9 @@ pub struct ManagedPi {
     pub port: Option<i32>,
     /// How Outpost reaches it.
     pub connect_method: ConnectMethod,
-    /// REST or RESTCONF over plain HTTP rather than HTTPS.
-    pub plain_http: bool,
+    /// REST or RESTCONF over plain HTTP rather than HTTPS; `None` keeps what is stored (a
+    /// file from an older template has no such column).
+    pub plain_http: Option<bool>,
     /// Sealed credentials; `None` keeps what is stored.
     pub credentials: Option<Vec<u8>>,
     /// Target LVA.
@@ -692,7 +693,7 @@ pub async fn import(
                         host: row.host,
                         port: row.port,
                         connect_method: row.connect_method,
-                        plain_http: row.plain_http,
+                        plain_http: row.plain_http.unwrap_or(false),
                         credentials: row.credentials,
                         behind_nat: row.behind_nat,
                         smart_account,
@@ -747,24 +748,27 @@ async fn update_chunk(
     let credentials: Vec<Option<Vec<u8>>> =
         rows.iter().map(|(_, r)| r.credentials.clone()).collect();
     let hostnames: Vec<Option<String>> = rows.iter().map(|(_, r)| r.hostname.clone()).collect();
-    let plain: Vec<bool> = rows.iter().map(|(_, r)| r.plain_http).collect();
+    let plain: Vec<Option<bool>> = rows.iter().map(|(_, r)| r.plain_http).collect();
     // A pinned certificate or host key belongs to the address it was seen at: a new host,
     // port, method or scheme is a new first contact (this is also how an admin re-pins a
     // replaced device).
     diesel::sql_query(
         "UPDATE product_instances p SET lva_id = v.lva_id, host = v.host, port = v.port,
-                connect_method = v.connect_method, plain_http = v.plain_http,
+                connect_method = v.connect_method,
+                plain_http = coalesce(v.plain_http, p.plain_http),
                 behind_nat = v.behind_nat,
                 smart_account = v.smart_account, virtual_account = v.virtual_account,
                 credentials = coalesce(v.credentials, p.credentials),
                 hostname = coalesce(v.hostname, p.hostname),
                 peer_fingerprint = CASE
                     WHEN (p.host, p.port, p.connect_method, p.plain_http)
-                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method, v.plain_http)
+                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method,
+                                               coalesce(v.plain_http, p.plain_http))
                     THEN p.peer_fingerprint END,
                 peer_fingerprint_at = CASE
                     WHEN (p.host, p.port, p.connect_method, p.plain_http)
-                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method, v.plain_http)
+                         IS NOT DISTINCT FROM (v.host, v.port, v.connect_method,
+                                               coalesce(v.plain_http, p.plain_http))
                     THEN p.peer_fingerprint_at END,
                 updated_at = $13
          FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::int4[], $6::text[], $7::bool[],
@@ -784,7 +788,7 @@ async fn update_chunk(
     .bind::<Array<Nullable<Text>>, _>(&vas)
     .bind::<Array<Nullable<diesel::sql_types::Bytea>>, _>(&credentials)
     .bind::<Array<Nullable<Text>>, _>(&hostnames)
-    .bind::<Array<Bool>, _>(&plain)
+    .bind::<Array<Nullable<Bool>>, _>(&plain)
     .bind::<Timestamptz, _>(now)
     .execute(conn)
     .await?;

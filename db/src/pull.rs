@@ -58,15 +58,17 @@ pub async fn targets(
         .await?)
 }
 
-/// Records a pull that worked: the device's contact time, its certificate or host key if this
-/// was the first contact, and its "Pull failed" alert cleared.
+/// Records a pull of `target` that worked: the device's contact time, its certificate or host
+/// key if this was the first contact, and its "Pull failed" alert cleared.
 pub async fn succeeded(
     conn: &mut AsyncPgConnection,
     account: AccountId,
-    pi: ProductInstanceId,
+    target: &Target,
     fingerprint: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
+    use diesel::PgExpressionMethods;
+    let pi = target.id;
     diesel::update(product_instances::table.find(pi))
         .set((
             product_instances::last_pull_at.eq(now),
@@ -76,10 +78,16 @@ pub async fn succeeded(
         .execute(conn)
         .await?;
     if let Some(fingerprint) = fingerprint {
+        // Only if the device is still at the address pulled: an admin who moved it meanwhile
+        // cleared the pin for the new address, which this pull never saw.
         diesel::update(
             product_instances::table
                 .find(pi)
-                .filter(product_instances::peer_fingerprint.is_null()),
+                .filter(product_instances::peer_fingerprint.is_null())
+                .filter(product_instances::host.is_not_distinct_from(&target.host))
+                .filter(product_instances::port.is_not_distinct_from(target.port))
+                .filter(product_instances::connect_method.eq(target.connect_method))
+                .filter(product_instances::plain_http.eq(target.plain_http)),
         )
         .set((
             product_instances::peer_fingerprint.eq(fingerprint),

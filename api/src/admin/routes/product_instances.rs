@@ -346,7 +346,7 @@ pub struct PiBody {
     /// Behind NAT: identified by UDI only, never pulled.
     pub behind_nat: Option<bool>,
     /// Pull a `rest` or `restconf` device over plain HTTP instead of HTTPS (its credentials
-    /// then travel in clear); default false.
+    /// then travel in clear); false for a new device when left out, unchanged for a known one.
     pub plain_http: Option<bool>,
 }
 
@@ -403,12 +403,18 @@ fn managed(
         return Err(format!("port {port} is not between 1 and 65535"));
     }
     let behind_nat = body.behind_nat.unwrap_or(false);
-    let plain_http = body.plain_http.unwrap_or(false);
-    if plain_http && !matches!(method, ConnectMethod::Rest | ConnectMethod::Restconf) {
+    let speaks_http = matches!(method, ConnectMethod::Rest | ConnectMethod::Restconf);
+    if body.plain_http == Some(true) && !speaks_http {
         return Err(format!(
             "plain_http is for rest and restconf devices; {method} does not use HTTP"
         ));
     }
+    // Left out, it stays as stored for an HTTP device; any other method has no HTTP to speak.
+    let plain_http = if speaks_http {
+        body.plain_http
+    } else {
+        Some(false)
+    };
     match method {
         ConnectMethod::Push if udi.is_none() => {
             return Err("a push device needs udi_pid and udi_serial_number".into());

@@ -279,9 +279,11 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
             "C9300-48P,FOCBULK{i:04},bulk-{i},127.0.0.1,{port},{method},netops,{password},1\n"
         ));
     }
+    // Half of those over REST, half over NETCONF: neither may hold up the rest.
     for (i, port) in farm.unreachable.iter().chain(&farm.hung).enumerate() {
+        let method = if i % 2 == 0 { "rest" } else { "netconf" };
         csv.push_str(&format!(
-            "C9300-48P,FOCDOWN{i:04},down-{i},127.0.0.1,{port},rest,netops,S3cret!pw,1\n"
+            "C9300-48P,FOCDOWN{i:04},down-{i},127.0.0.1,{port},{method},netops,S3cret!pw,1\n"
         ));
     }
     // And one behind NAT, which is never pulled.
@@ -325,7 +327,7 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
             alert.starts_with("FOCBULK000")
                 && (alert.contains("Pull failed: authentication failed (HTTP 401")
                     || alert.contains(
-                        "Pull failed: authentication failed (the device refused the SSH login"
+                        "Pull failed: authentication failed (the device refused the SSH password login"
                     ))
                 || alert.starts_with("FOCDOWN") && alert.contains("Pull failed: unreachable"),
             "{alert}"
@@ -563,7 +565,7 @@ async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
         .await;
     assert_eq!(
         alerts,
-        ["Pull failed: authentication failed (the device refused the SSH login of 'netops')"]
+        ["Pull failed: authentication failed (the device refused the SSH password login)"]
     );
 
     // CSSM acknowledges; the next pull hands each device its ACK through import-file.
@@ -602,6 +604,8 @@ async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
     // is sent to it.
     app.execute("UPDATE product_instances SET peer_fingerprint = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE udi_serial_number = 'FOCNCONF01'").await;
     let calls_before = farm.calls(farm.port(0)).len();
+    let logins_before = farm.ssh_logins(farm.port(0));
+    assert!(logins_before > 0);
     let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
     assert_eq!(
         result["failed"],
@@ -609,6 +613,11 @@ async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
         "{result}"
     );
     assert_eq!(farm.calls(farm.port(0)).len(), calls_before);
+    assert_eq!(
+        farm.ssh_logins(farm.port(0)),
+        logins_before,
+        "the password never went to the changed key"
+    );
     let alert = app
         .count_rows("SELECT a.message FROM alerts a JOIN product_instances p ON p.id = a.pi_id WHERE a.kind = 'pull_failed' AND a.cleared_at IS NULL AND p.udi_serial_number = 'FOCNCONF01'")
         .await;
@@ -683,12 +692,13 @@ async fn plain_http_is_per_device_and_changing_the_address_forgets_the_pinned_ce
     assert_eq!(state, JobState::Succeeded, "{result}");
     assert_eq!(result["collected"], 3, "{result}");
     assert_eq!(result["failed"], json!({ "bad_response": 1 }), "{result}");
-    assert_eq!(
-        app.count_rows("SELECT message FROM alerts WHERE kind = 'pull_failed'")
-            .await,
-        [
-            "Pull failed: bad response (TLS handshake failed: received corrupt message of type InvalidContentType)"
-        ]
+    let alert = app
+        .count_rows("SELECT message FROM alerts WHERE kind = 'pull_failed'")
+        .await;
+    assert!(
+        alert.len() == 1
+            && alert[0].starts_with("Pull failed: bad response (TLS handshake failed: "),
+        "{alert:?}"
     );
     assert_eq!(
         farm.calls(farm.port(0)),
@@ -733,6 +743,34 @@ async fn plain_http_is_per_device_and_changing_the_address_forgets_the_pinned_ce
     let after = detail().await;
     assert_eq!(after["pinned_peer"], Value::Null, "{after}");
     assert_eq!(after["plain_http"], true);
+
+    // A file from the template before `plain_http` leaves the scheme as it is, and so the pin.
+    app.execute("UPDATE product_instances SET peer_fingerprint = repeat('a', 64) WHERE udi_serial_number = 'FOCHTTP004'").await;
+    let legacy = format!(
+        "udi_pid,udi_serial_number,host,port,connect_method,lva\nC9300-48P,FOCHTTP004,127.0.0.1,{},rest,1\n",
+        farm.plain_port(3)
+    );
+    let (status, body) = app
+        .post_csv(
+            &format!("/api/v1/accounts/{account}/product-instances/import"),
+            &admin,
+            legacy,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let kept = detail().await;
+    assert_eq!(kept["plain_http"], true, "{kept}");
+    assert_eq!(kept["pinned_peer"]["fingerprint"], "a".repeat(64));
+    // Without a port (the method's default) the pin is kept too: NULL is no change.
+    let no_port = json!({ "host": "10.9.9.9", "connect_method": "rest", "udi_pid": "C9300-48P", "udi_serial_number": "FOCHTTP009",
+                          "username": "netops", "password": "S3cret!pw" });
+    assert_eq!(add(no_port.clone()).await.0, 201);
+    app.execute("UPDATE product_instances SET peer_fingerprint = repeat('b', 64) WHERE udi_serial_number = 'FOCHTTP009'").await;
+    assert_eq!(add(no_port).await.0, 201);
+    assert_eq!(
+        app.count_rows("SELECT coalesce(peer_fingerprint, 'none') FROM product_instances WHERE udi_serial_number = 'FOCHTTP009'").await,
+        ["b".repeat(64)]
+    );
     farm.stop().await;
 }
 
