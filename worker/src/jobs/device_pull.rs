@@ -165,18 +165,7 @@ async fn pull_one(
         acks::undelivered(&mut conn, target.id).await.map_err(db)?
     };
     match target.connect_method {
-        ConnectMethod::Rest => {
-            let device = RestDevice::new(
-                host,
-                target.port,
-                target.plain_http,
-                credentials,
-                pinned,
-                timeout,
-            )?;
-            rest_one(ctx, account, target, &device, &waiting).await
-        }
-        ConnectMethod::Restconf => {
+        method @ (ConnectMethod::Rest | ConnectMethod::Restconf) => {
             let mut device = RestDevice::new(
                 host,
                 target.port,
@@ -185,7 +174,11 @@ async fn pull_one(
                 pinned,
                 timeout,
             )?;
-            by_rpc(ctx, account, target, &mut device, &waiting).await
+            if method == ConnectMethod::Rest {
+                rest_one(ctx, account, target, &device, &waiting).await
+            } else {
+                by_rpc(ctx, account, target, &mut device, &waiting).await
+            }
         }
         ConnectMethod::Netconf => {
             let mut device =
