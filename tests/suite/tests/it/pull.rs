@@ -82,6 +82,22 @@ async fn add_pulled(app: &TestApp, token: &str, method: &str, port: u16, passwor
     assert_eq!(status, 201, "{answer}");
 }
 
+/// Account "Acme" on a manual clock, and simulated devices with these serials that reach
+/// Outpost's one-time URLs.
+async fn acme_with_farm(serials: &[&str]) -> (ManualClock, TestApp, DeviceFarm) {
+    let clock = ManualClock::new(start());
+    let app = TestApp::builder()
+        .with_clock(clock.clone())
+        .with_account("Acme")
+        .start()
+        .await;
+    let devices = serials.iter().map(|s| farm_device(s)).collect();
+    let farm = DeviceFarm::start_trusting(devices, 0, 0, Some(&app.ca_pem))
+        .await
+        .unwrap();
+    (clock, app, farm)
+}
+
 fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(Utc::now().timestamp() + 86_400, 0).unwrap()
 }
@@ -356,20 +372,7 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them() {
-    let clock = ManualClock::new(start());
-    let app = TestApp::builder()
-        .with_clock(clock.clone())
-        .with_account("Acme")
-        .start()
-        .await;
-    let farm = DeviceFarm::start_trusting(
-        vec![farm_device("FOCRCONF01"), farm_device("FOCRCONF02")],
-        0,
-        0,
-        Some(&app.ca_pem),
-    )
-    .await
-    .unwrap();
+    let (clock, app, farm) = acme_with_farm(&["FOCRCONF01", "FOCRCONF02"]).await;
     let admin = app.admin_token().await;
     let account = app.account("Acme").await.id;
     for i in 0..2 {
@@ -507,24 +510,7 @@ async fn restconf_devices_upload_to_one_time_urls_and_read_their_acks_from_them(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netconf_devices_are_pulled_over_ssh_with_their_host_keys_pinned() {
-    let clock = ManualClock::new(start());
-    let app = TestApp::builder()
-        .with_clock(clock.clone())
-        .with_account("Acme")
-        .start()
-        .await;
-    let farm = DeviceFarm::start_trusting(
-        vec![
-            farm_device("FOCNCONF01"),
-            farm_device("FOCNCONF02"),
-            farm_device("FOCNCONF03"),
-        ],
-        0,
-        0,
-        Some(&app.ca_pem),
-    )
-    .await
-    .unwrap();
+    let (clock, app, farm) = acme_with_farm(&["FOCNCONF01", "FOCNCONF02", "FOCNCONF03"]).await;
     let admin = app.admin_token().await;
     for i in 0..2 {
         add_pulled(&app, &admin, "netconf", farm.netconf_port(i), "S3cret!pw").await;
