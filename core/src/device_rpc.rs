@@ -256,7 +256,8 @@ impl NetconfFramer {
             .map(|at| from + at);
         let too_long = || format!("a message longer than {MAX_NETCONF_MESSAGE} bytes");
         let Some(end) = found else {
-            if self.buffer.len() > MAX_NETCONF_MESSAGE {
+            // Up to a marker's length less one may be the start of the marker.
+            if self.buffer.len() > MAX_NETCONF_MESSAGE + marker.len() - 1 {
                 return Err(too_long());
             }
             self.scanned = self.buffer.len();
@@ -397,7 +398,7 @@ mod tests {
         );
 
         let mut flood = NetconfFramer::default();
-        flood.push(&vec![b'x'; MAX_NETCONF_MESSAGE + 1]);
+        flood.push(&vec![b'x'; MAX_NETCONF_MESSAGE + NETCONF_EOM.len()]);
         assert!(flood.next_message().is_err());
         // A marker split across packets is found; a long message whose marker comes in its
         // last packet is still too long.
@@ -407,6 +408,10 @@ mod tests {
             split.push(piece.as_bytes());
         }
         assert_eq!(split.next_message().unwrap().as_deref(), Some("<ok/>"));
+        split.push(b"x]]>]]");
+        assert_eq!(split.next_message().unwrap(), None);
+        split.push(b">");
+        assert_eq!(split.next_message().unwrap().as_deref(), Some("x"));
         let mut late = NetconfFramer::default();
         late.push(&vec![b'x'; MAX_NETCONF_MESSAGE - 2]);
         assert_eq!(late.next_message().unwrap(), None);

@@ -62,7 +62,12 @@ impl std::fmt::Debug for NetconfDevice {
 }
 
 fn ssh_failure(error: &russh::Error) -> PullError {
-    PullError::BadResponse(format!("SSH: {error}"))
+    match error {
+        russh::Error::InactivityTimeout
+        | russh::Error::ConnectionTimeout
+        | russh::Error::KeepaliveTimeout => PullError::Unreachable(format!("SSH: {error}")),
+        _ => PullError::BadResponse(format!("SSH: {error}")),
+    }
 }
 
 impl NetconfDevice {
@@ -95,8 +100,11 @@ impl NetconfDevice {
             ))
         })?
         .map_err(|e| PullError::Unreachable(e.to_string()))?;
+        // The caller's per-device timeout bounds the pull; this one, a little longer, only
+        // ends russh's background session with a device that went silent, so that a hung device
+        // is reported the same way ("no complete answer within N s") every time.
         let config = Arc::new(client::Config {
-            inactivity_timeout: Some(timeout),
+            inactivity_timeout: Some(timeout + Duration::from_secs(5)),
             ..Default::default()
         });
         let seen = Arc::new(Mutex::new(None));
@@ -219,17 +227,20 @@ impl NetconfDevice {
             .map_err(|e| PullError::NotConfigured(e.to_string()))?;
         self.send(&message).await?;
         let reply = self.receive().await?;
-        // RFC 6241 section 4.2: the reply names the request it answers.
+        let outcome = device_rpc::netconf_reply_outcome(&reply)
+            .map_err(|e| PullError::BadResponse(format!("{} answered {e}", rpc.name())));
+        // RFC 6241 section 4.2: the reply names the request it answers (an error about a
+        // message the device could not read may name none; its text is what matters then).
         let answers = device_rpc::netconf_message_id(&reply);
-        if answers.as_deref() != Some(id.to_string().as_str()) {
-            return Err(PullError::BadResponse(format!(
+        match answers {
+            None if outcome.is_err() => outcome,
+            Some(answers) if answers == id.to_string() => outcome,
+            _ => Err(PullError::BadResponse(format!(
                 "{} was answered with message-id {}, not {id}",
                 rpc.name(),
                 answers.as_deref().unwrap_or("(none)")
-            )));
+            ))),
         }
-        device_rpc::netconf_reply_outcome(&reply)
-            .map_err(|e| PullError::BadResponse(format!("{} answered {e}", rpc.name())))
     }
 
     /// Ends the session politely (`<close-session>`); a device that does not answer is left.

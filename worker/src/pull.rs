@@ -259,14 +259,17 @@ impl RestDevice {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(PullError::AuthFailed(format!("HTTP {status} from {path}")));
         }
-        let text = self.read_capped(response, path).await?;
+        let body = self.read_capped(response, path).await?;
         if !status.is_success() {
+            // An error page in some other charset still says what went wrong.
+            let text = String::from_utf8_lossy(&body);
             let excerpt: String = text.chars().take(200).collect();
             return Err(PullError::BadResponse(format!(
                 "HTTP {status} from {path}: {excerpt}"
             )));
         }
-        Ok(text)
+        String::from_utf8(body)
+            .map_err(|_| PullError::BadResponse(format!("{path} answered text that is not UTF-8")))
     }
 
     /// Reads an answer of at most [`MAX_ANSWER`] bytes: a device (or anyone on the path of a
@@ -275,7 +278,7 @@ impl RestDevice {
         &self,
         mut response: reqwest::Response,
         path: &str,
-    ) -> Result<String, PullError> {
+    ) -> Result<Vec<u8>, PullError> {
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -290,8 +293,7 @@ impl RestDevice {
             }
             body.extend_from_slice(&chunk);
         }
-        String::from_utf8(body)
-            .map_err(|_| PullError::BadResponse(format!("{path} answered text that is not UTF-8")))
+        Ok(body)
     }
 
     /// Installs a file (an ACK) on the device.

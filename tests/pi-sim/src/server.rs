@@ -92,6 +92,8 @@ pub struct DeviceFarm {
     /// Ports where nothing listens.
     pub unreachable: Vec<u16>,
     holders: Vec<tokio::task::JoinHandle<()>>,
+    /// The sockets that keep the unreachable ports ours.
+    _reserved: Vec<tokio::net::TcpSocket>,
 }
 
 impl std::fmt::Debug for DeviceFarm {
@@ -522,12 +524,19 @@ impl DeviceFarm {
                 }
             }));
         }
-        let mut unreachable_ports = Vec::new();
-        for _ in 0..unreachable {
-            // Bound and released: connections to it are refused.
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-            unreachable_ports.push(listener.local_addr()?.port());
-        }
+        // Bound but never listening: connections are refused, and the port stays ours, so no
+        // other server (another test's, say) can take it while the farm runs.
+        let reserved: Vec<tokio::net::TcpSocket> = (0..unreachable)
+            .map(|_| {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+                Ok::<_, std::io::Error>(socket)
+            })
+            .collect::<Result<_, _>>()?;
+        let unreachable_ports = reserved
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             devices: shared,
             ports,
@@ -538,6 +547,7 @@ impl DeviceFarm {
             hung: hung_ports,
             unreachable: unreachable_ports,
             holders,
+            _reserved: reserved,
         })
     }
 

@@ -323,20 +323,20 @@ async fn a_pull_of_200_devices_collects_175_and_names_what_went_wrong_with_25() 
     assert_eq!(state, JobState::Succeeded, "{result}");
     assert_eq!(result["devices"], 200, "{result}");
     assert_eq!(result["collected"], 175, "{result}");
-    assert_eq!(
-        result["failed"],
-        json!({ "auth_failed": 5, "unreachable": 20 }),
-        "{result}"
-    );
-    assert_eq!(result["behind_nat_skipped"], 1, "{result}");
-    assert_eq!(app.count("SELECT count(*) FROM rum_reports").await, 175);
-    // Every failed device carries its reason; none of the others has an alert.
     let alerts = app
         .count_rows(
             "SELECT p.udi_serial_number || ': ' || a.message FROM alerts a JOIN product_instances p ON p.id = a.pi_id
               WHERE a.kind = 'pull_failed' AND a.cleared_at IS NULL ORDER BY 1",
         )
         .await;
+    assert_eq!(
+        result["failed"],
+        json!({ "auth_failed": 5, "unreachable": 20 }),
+        "{result} {alerts:#?}"
+    );
+    assert_eq!(result["behind_nat_skipped"], 1, "{result}");
+    assert_eq!(app.count("SELECT count(*) FROM rum_reports").await, 175);
+    // Every failed device carries its reason; none of the others has an alert.
     assert_eq!(alerts.len(), 25, "{alerts:?}");
     for alert in &alerts[..20] {
         assert!(
@@ -747,7 +747,7 @@ async fn plain_http_is_per_device_and_changing_the_address_forgets_the_pinned_ce
     let kept = detail().await;
     assert_eq!(kept["plain_http"], true, "{kept}");
     assert_eq!(kept["pinned_peer"]["fingerprint"], "a".repeat(64));
-    // Without a port (the method's default) the pin is kept too: NULL is no change.
+    // A device on its method's default port (no port stored) keeps its pin when saved again.
     let no_port = json!({ "host": "10.9.9.9", "connect_method": "rest", "udi_pid": "C9300-48P", "udi_serial_number": "FOCHTTP009",
                           "username": "netops", "password": "S3cret!pw" });
     assert_eq!(add(no_port.clone()).await.0, 201);
@@ -804,4 +804,60 @@ async fn pull_credentials_are_sealed_in_the_database_and_opened_only_to_pull() {
         ]
     );
     farm.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_pins_only_the_address_it_pulled() {
+    let app = TestApp::builder().with_account("Acme").start().await;
+    let admin = app.admin_token().await;
+    let account = app.account("Acme").await.id;
+    for host in ["10.9.9.1", "10.9.9.2"] {
+        let body = json!({ "host": host, "connect_method": "rest", "username": "netops", "password": "S3cret!pw" });
+        let (status, answer) = app
+            .api(
+                Method::POST,
+                &format!("/api/v1/accounts/{account}/product-instances"),
+                &admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let mut conn = app.conn().await;
+    let targets = outpost_db::pull::targets(&mut conn, account, None)
+        .await
+        .unwrap();
+    let target = |host: &str| {
+        targets
+            .iter()
+            .find(|t| t.host.as_deref() == Some(host))
+            .unwrap()
+    };
+    let now = Utc::now();
+    // Pulled where it still is, on its default port (no port stored): pinned.
+    outpost_db::pull::succeeded(
+        &mut conn,
+        account,
+        target("10.9.9.1"),
+        Some(&"a".repeat(64)),
+        now,
+    )
+    .await
+    .unwrap();
+    // Moved by an admin while the pull ran: the new address was never contacted.
+    app.execute("UPDATE product_instances SET host = '10.9.9.3' WHERE host = '10.9.9.2'")
+        .await;
+    outpost_db::pull::succeeded(
+        &mut conn,
+        account,
+        target("10.9.9.2"),
+        Some(&"b".repeat(64)),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.count_rows("SELECT host || ' ' || coalesce(peer_fingerprint, 'none') FROM product_instances ORDER BY host").await,
+        [format!("10.9.9.1 {}", "a".repeat(64)), "10.9.9.3 none".to_owned()]
+    );
 }
