@@ -66,11 +66,9 @@ async fn pull_on_schedule(app: &TestApp, clock: &ManualClock, token: &str) -> Va
     panic!("the schedule ran no device_pull");
 }
 
-/// Adds a PI Outpost pulls from over `method`.
-async fn add_pulled(app: &TestApp, token: &str, method: &str, port: u16, password: &str) {
+/// Posts a PI to account "Acme"; returns the status and answer.
+async fn post_pi(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     let account = app.account("Acme").await.id;
-    let body = json!({ "host": "127.0.0.1", "port": port, "connect_method": method,
-                       "username": "netops", "password": password });
     let (status, answer) = app
         .api(
             Method::POST,
@@ -79,7 +77,20 @@ async fn add_pulled(app: &TestApp, token: &str, method: &str, port: u16, passwor
             Some(body),
         )
         .await;
+    (status, answer)
+}
+
+/// Adds a PI to account "Acme"; it must be taken.
+async fn add_pi(app: &TestApp, token: &str, body: Value) {
+    let (status, answer) = post_pi(app, token, body).await;
     assert_eq!(status, 201, "{answer}");
+}
+
+/// Adds a PI Outpost pulls from over `method`.
+async fn add_pulled(app: &TestApp, token: &str, method: &str, port: u16, password: &str) {
+    let body = json!({ "host": "127.0.0.1", "port": port, "connect_method": method,
+                       "username": "netops", "password": password });
+    add_pi(app, token, body).await;
 }
 
 /// Account "Acme" on a manual clock, and simulated devices with these serials that reach
@@ -134,15 +145,7 @@ async fn rest_devices_are_pulled_on_demand_and_on_schedule_and_get_their_acks() 
                 "connect_method": "rest", "username": "netops", "password": "S3cret!pw" }),
         json!({ "host": "127.0.0.1", "port": farm.port(1), "connect_method": "rest", "username": "netops", "password": "S3cret!pw" }),
     ] {
-        let (status, answer) = app
-            .api(
-                Method::POST,
-                &format!("/api/v1/accounts/{account}/product-instances"),
-                &admin,
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, 201, "{answer}");
+        add_pi(&app, &admin, body).await;
     }
 
     // "Synchronise now with the device" waits 60 s unless told otherwise.
@@ -632,15 +635,7 @@ async fn plain_http_is_per_device_and_changing_the_address_forgets_the_pinned_ce
     .unwrap();
     let admin = app.admin_token().await;
     let account = app.account("Acme").await.id;
-    let add = async |body: Value| {
-        app.api(
-            Method::POST,
-            &format!("/api/v1/accounts/{account}/product-instances"),
-            &admin,
-            Some(body),
-        )
-        .await
-    };
+    let add = async |body: Value| post_pi(&app, &admin, body).await;
     let login = json!({ "host": "127.0.0.1", "username": "netops", "password": "S3cret!pw" });
     let with = |extra: Value| {
         let mut body = login.clone();
@@ -813,15 +808,7 @@ async fn a_pull_pins_only_the_address_it_pulled() {
     let account = app.account("Acme").await.id;
     for host in ["10.9.9.1", "10.9.9.2"] {
         let body = json!({ "host": host, "connect_method": "rest", "username": "netops", "password": "S3cret!pw" });
-        let (status, answer) = app
-            .api(
-                Method::POST,
-                &format!("/api/v1/accounts/{account}/product-instances"),
-                &admin,
-                Some(body),
-            )
-            .await;
-        assert_eq!(status, 201, "{answer}");
+        add_pi(&app, &admin, body).await;
     }
     let mut conn = app.conn().await;
     let targets = outpost_db::pull::targets(&mut conn, account, None)
