@@ -784,7 +784,9 @@ async fn pull_credentials_are_sealed_in_the_database_and_opened_only_to_pull() {
     let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
     assert_eq!(result["collected"], 1, "{result}");
     // ...and sealed bytes changed in the database are refused, never sent.
-    app.execute("UPDATE product_instances SET credentials = overlay(credentials placing '\\x00'::bytea from 20 for 1)").await;
+    // Flip every bit of one byte: writing a fixed value leaves the bytes unchanged whenever
+    // that byte already held it (one run in 256).
+    app.execute("UPDATE product_instances SET credentials = set_byte(credentials, 19, get_byte(credentials, 19) # 255)").await;
     let calls = farm.calls(farm.port(0)).len();
     let (_, result) = pull_now(&app, &admin, json!({ "delay_secs": 0 })).await;
     assert_eq!(result["failed"], json!({ "not_configured": 1 }), "{result}");
