@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use outpost_app::{AppError, Code};
 use outpost_db::DbError;
 use serde_json::json;
 
@@ -139,6 +140,56 @@ impl From<DbError> for ApiError {
             )
         } else {
             ApiError::internal(e)
+        }
+    }
+}
+
+/// The HTTP status of each refusal of a use case.
+pub fn status_of(code: Code) -> StatusCode {
+    match code {
+        Code::Malformed => StatusCode::BAD_REQUEST,
+        Code::Invalid
+        | Code::InvalidRows
+        | Code::FileRejected
+        | Code::NotAuthorizable
+        | Code::AuthorizationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Code::Conflict
+        | Code::NameTaken
+        | Code::InvalidState
+        | Code::AlreadyRegistered
+        | Code::NotRegistered
+        | Code::NotEmpty
+        | Code::DefaultVirtualAccount
+        | Code::UnacknowledgedReports
+        | Code::NotConfigured
+        | Code::InsufficientLicenses
+        | Code::RequestPending => StatusCode::CONFLICT,
+        Code::UnknownTenant | Code::UnknownPollId | Code::UnknownAuthorization => {
+            StatusCode::NOT_FOUND
+        }
+        Code::TenantInactive | Code::DeviceNotAllowed => StatusCode::FORBIDDEN,
+    }
+}
+
+/// The one mapping of a use case's error to the admin API's answer.
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Refused {
+                code,
+                message,
+                details,
+            } => Self {
+                status: status_of(code),
+                code: code.as_str(),
+                message,
+                retry_after: None,
+                details,
+            },
+            AppError::NotFound(what) => ApiError::not_found(&what),
+            AppError::Db(e) => e.into(),
+            AppError::Internal(detail) => ApiError::internal(detail),
         }
     }
 }

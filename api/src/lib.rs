@@ -5,7 +5,6 @@
 pub mod admin;
 pub mod device;
 pub mod error;
-pub mod offline;
 pub mod state;
 pub mod tls;
 

@@ -8,12 +8,13 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use outpost_api::offline::{device_files, export, import, registration};
+use outpost_app::offline::{device_files, export, import};
+use outpost_app::{accounts, registration};
 use outpost_core::settings::Settings;
 use outpost_db::exports::Selection;
 use outpost_db::{ProductInstanceId, product_instances};
 
-use crate::admin::{actor, find_account};
+use crate::admin::actor;
 use crate::database::Database;
 
 /// File operations.
@@ -104,7 +105,7 @@ pub async fn run(
     let now = Utc::now();
     let account_of = |key: String| async move {
         let mut conn = db.pool.get().await?;
-        find_account(&mut conn, &key).await
+        anyhow::Ok(accounts::find(&mut conn, &key).await?)
     };
     let verifier = || -> anyhow::Result<_> {
         outpost_core::crypto::load_verifier(&settings.cssm.signing_certificate_file)
@@ -153,8 +154,9 @@ pub async fn run(
             };
             let progress = bar(0, "reports");
             let shown = progress.clone();
+            let mut conn = db.pool.get().await?;
             let result =
-                export::export_usage(&db.pool, &request, partial, finish, move |done, total| {
+                export::export_usage(&mut conn, &request, partial, finish, move |done, total| {
                     shown.set_length(total);
                     shown.set_position(done);
                 })
@@ -190,15 +192,20 @@ pub async fn run(
             let reader = std::fs::File::open(&file).with_context(|| file.display().to_string())?;
             let progress = bar(0, "ACK files verified");
             let shown = progress.clone();
-            let result = import::import_ack_bundle(
-                &db.pool,
-                &verifier,
-                account.id,
-                &name,
-                reader,
+            let actor = actor();
+            let request = import::ImportRequest {
+                account: account.id,
+                file_name: &name,
                 dry_run,
                 now,
-                &actor(),
+                actor: &actor,
+            };
+            let mut conn = db.pool.get().await?;
+            let result = import::import_ack_bundle(
+                &mut conn,
+                &verifier,
+                &request,
+                reader,
                 move |done, total| {
                     shown.set_length(total);
                     shown.set_position(done);
@@ -229,8 +236,9 @@ pub async fn run(
         }
         FileCommand::RegistrationRequest { account, output } => {
             let account = account_of(account).await?;
+            let mut conn = db.pool.get().await?;
             let (name, text) =
-                registration::registration_request(&db.pool, account.id, now, &actor()).await?;
+                registration::request_file(&mut conn, account.id, &actor(), now).await?;
             let path = target(output, &name);
             std::fs::write(&path, text).with_context(|| path.display().to_string())?;
             println!(
@@ -243,15 +251,10 @@ pub async fn run(
             let verifier = verifier()?;
             let text =
                 std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
-            let account = registration::registration_response(
-                &db.pool,
-                &verifier,
-                account.id,
-                &text,
-                now,
-                &actor(),
-            )
-            .await?;
+            let mut conn = db.pool.get().await?;
+            let account =
+                registration::response_file(&mut conn, &verifier, account.id, &text, &actor(), now)
+                    .await?;
             println!(
                 "registered '{}' with CSSM (Smart Account '{}', Virtual Account '{}')",
                 account.name, account.smart_account, account.virtual_account
@@ -261,8 +264,9 @@ pub async fn run(
             let account = account_of(account).await?;
             let text =
                 std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+            let mut conn = db.pool.get().await?;
             let answer =
-                device_files::upload_usage_file(&db.pool, account.id, lva, &text, now, &actor())
+                device_files::upload_usage_file(&mut conn, account.id, lva, &text, now, &actor())
                     .await?;
             println!("{}", answer.message);
         }
@@ -293,7 +297,8 @@ pub async fn run(
                         .id
                 }
             };
-            let (name, text) = device_files::ack_file(&db.pool, account.id, pi, now).await?;
+            let mut conn = db.pool.get().await?;
+            let (name, text) = device_files::ack_file(&mut conn, account.id, pi, now).await?;
             let path = target(output, &name);
             std::fs::write(&path, text).with_context(|| path.display().to_string())?;
             println!(

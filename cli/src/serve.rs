@@ -74,16 +74,15 @@ async fn serve(
 
     let mut api = None;
     if tiers != Tiers::Worker {
-        if let Some(password) = outpost_api::admin::auth::ensure_first_admin(
-            &db.pool,
-            settings.auth.initial_admin_password.expose(),
-        )
-        .await?
-        {
+        let mut conn = db.pool.get().await?;
+        let configured = settings.auth.initial_admin_password.expose();
+        let first = outpost_app::users::ensure_first_admin(&mut conn, configured, clock.now());
+        if let Some(password) = first.await? {
             summary.push_str(&format!(
                 "  First admin: user \"admin\", password \"{password}\" (shown only this once; keep it safe)\n"
             ));
         }
+        drop(conn);
         let tls =
             outpost_api::tls::load_or_create(settings).context("preparing TLS certificates")?;
         let app =

@@ -201,6 +201,21 @@ pub async fn insert_lva(
         .await?)
 }
 
+/// Reads an account and locks its row until the transaction ends, so a lifecycle change is
+/// decided on the state it changes (two approvals, or an approval and a deactivation, cannot
+/// both pass).
+pub async fn lock_account(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<LocalAccount, DbError> {
+    Ok(local_accounts::table
+        .find(id)
+        .for_update()
+        .select(LocalAccount::as_select())
+        .first(conn)
+        .await?)
+}
+
 /// An account by id.
 pub async fn find_account(
     conn: &mut AsyncPgConnection,

@@ -308,33 +308,54 @@ pub async fn in_state(conn: &mut AsyncPgConnection, state: JobState) -> Result<V
         .await?)
 }
 
-/// The jobs the API and the CLI enqueue and the worker runs: their names and payloads, shared
-/// here because the API and the worker meet only at the job table.
+/// A job's payload: its kind, the account it works for and how it is deduplicated. The job
+/// row is made from it (`job`), and the worker reads it back by its `KIND`.
+pub trait JobPayload: serde::Serialize + serde::de::DeserializeOwned + Send {
+    /// The job kind, as stored in `jobs.kind`.
+    const KIND: &'static str;
+
+    /// The account the job works for, if any.
+    fn account_id(&self) -> Option<AccountId>;
+
+    /// At most one queued job per key; `None`: every job is its own. By default one queued job
+    /// per kind and account.
+    fn dedup_key(&self) -> Option<String> {
+        Some(match self.account_id() {
+            Some(account) => format!("{}:{account}", Self::KIND),
+            None => Self::KIND.to_owned(),
+        })
+    }
+
+    /// The job row to enqueue.
+    fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
+        NewJob {
+            kind: Self::KIND.into(),
+            account_id: self.account_id(),
+            // Plain structs of ids and strings: serialising them cannot fail.
+            payload: serde_json::to_value(self).unwrap_or_default(),
+            dedup_key: self.dedup_key(),
+            max_attempts,
+            run_at,
+        }
+    }
+}
+
+/// The jobs the API, the CLI and the device exchange enqueue and the worker runs, shared here
+/// because the API and the worker meet only at the job table.
 pub mod catalog {
-    use chrono::{DateTime, Utc};
     use serde::{Deserialize, Serialize};
 
-    use super::NewJob;
-    use crate::ids::AccountId;
+    use super::JobPayload;
+    use crate::ids::{AccountId, DeliveryId, ProductInstanceId};
 
     /// Computes every PI's reporting deadlines and raises or clears its deadline alerts.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
     pub struct DeadlineSweep {}
 
-    impl DeadlineSweep {
-        /// Job kind.
-        pub const KIND: &'static str = "deadline_sweep";
-
-        /// The job row: one queued sweep at a time.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: None,
-                payload: serde_json::json!({}),
-                dedup_key: Some(Self::KIND.into()),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for DeadlineSweep {
+        const KIND: &'static str = "deadline_sweep";
+        fn account_id(&self) -> Option<AccountId> {
+            None
         }
     }
 
@@ -347,20 +368,10 @@ pub mod catalog {
         pub actor: String,
     }
 
-    impl AccountRegistration {
-        /// Job kind.
-        pub const KIND: &'static str = "account_registration";
-
-        /// The job row: one queued registration per account at a time.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::json!({ "account_id": self.account_id, "actor": self.actor }),
-                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for AccountRegistration {
+        const KIND: &'static str = "account_registration";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
         }
     }
 
@@ -370,23 +381,17 @@ pub mod catalog {
         /// The account whose alert it is.
         pub account_id: AccountId,
         /// The delivery.
-        pub delivery_id: crate::ids::DeliveryId,
+        pub delivery_id: DeliveryId,
     }
 
-    impl WebhookDelivery {
-        /// Job kind.
-        pub const KIND: &'static str = "webhook_delivery";
-
-        /// The job row: one per delivery.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::json!({ "account_id": self.account_id, "delivery_id": self.delivery_id }),
-                dedup_key: Some(format!("{}:{}", Self::KIND, self.delivery_id)),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for WebhookDelivery {
+        const KIND: &'static str = "webhook_delivery";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
+        }
+        /// One job per delivery.
+        fn dedup_key(&self) -> Option<String> {
+            Some(format!("{}:{}", Self::KIND, self.delivery_id))
         }
     }
 
@@ -399,44 +404,29 @@ pub mod catalog {
         pub request_id: uuid::Uuid,
     }
 
-    impl AuthorizationRequest {
-        /// Job kind.
-        pub const KIND: &'static str = "authorization_request";
-
-        /// The job row: one per request.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::json!({ "account_id": self.account_id, "request_id": self.request_id }),
-                dedup_key: Some(format!("{}:{}", Self::KIND, self.request_id)),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for AuthorizationRequest {
+        const KIND: &'static str = "authorization_request";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
+        }
+        /// One job per request.
+        fn dedup_key(&self) -> Option<String> {
+            Some(format!("{}:{}", Self::KIND, self.request_id))
         }
     }
 
-    /// Forwards the authorization returns of an account to CSSM.
+    /// Forwards the authorization returns of an account to CSSM; one queued per account, it
+    /// forwards every return waiting.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct AuthorizationReturn {
         /// The account.
         pub account_id: AccountId,
     }
 
-    impl AuthorizationReturn {
-        /// Job kind.
-        pub const KIND: &'static str = "authorization_return";
-
-        /// The job row: one queued per account; it forwards every return waiting.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::json!({ "account_id": self.account_id }),
-                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for AuthorizationReturn {
+        const KIND: &'static str = "authorization_return";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
         }
     }
 
@@ -448,51 +438,66 @@ pub mod catalog {
         pub account_id: AccountId,
         /// Only these PIs; `None`: every PI pulled from.
         #[serde(default)]
-        pub product_instance_ids: Option<Vec<crate::ids::ProductInstanceId>>,
+        pub product_instance_ids: Option<Vec<ProductInstanceId>>,
     }
 
-    impl DevicePull {
-        /// Job kind.
-        pub const KIND: &'static str = "device_pull";
-
-        /// The job row: one queued pull of all devices per account at a time; pulls of chosen
-        /// devices are each their own.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::to_value(self).unwrap_or_default(),
-                dedup_key: self
-                    .product_instance_ids
-                    .is_none()
-                    .then(|| format!("{}:{}", Self::KIND, self.account_id)),
-                max_attempts,
-                run_at,
-            }
+    impl JobPayload for DevicePull {
+        const KIND: &'static str = "device_pull";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
+        }
+        /// One queued pull of all devices per account at a time; pulls of chosen devices are
+        /// each their own.
+        fn dedup_key(&self) -> Option<String> {
+            self.product_instance_ids
+                .is_none()
+                .then(|| format!("{}:{}", Self::KIND, self.account_id))
         }
     }
 
-    /// "Synchronize now with Cisco" for one local account.
+    /// "Synchronize now with Cisco" for one local account; one queued per account.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
     pub struct CssmSync {
         /// The account to synchronise.
         pub account_id: AccountId,
     }
 
-    impl CssmSync {
-        /// Job kind.
-        pub const KIND: &'static str = "cssm_sync";
+    impl JobPayload for CssmSync {
+        const KIND: &'static str = "cssm_sync";
+        fn account_id(&self) -> Option<AccountId> {
+            Some(self.account_id)
+        }
+    }
 
-        /// The job row: one queued sync per account at a time.
-        pub fn job(&self, run_at: DateTime<Utc>, max_attempts: i32) -> NewJob {
-            NewJob {
-                kind: Self::KIND.into(),
-                account_id: Some(self.account_id),
-                payload: serde_json::json!({ "account_id": self.account_id }),
-                dedup_key: Some(format!("{}:{}", Self::KIND, self.account_id)),
-                max_attempts,
-                run_at,
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn job_rows_carry_the_payload_and_dedup_key() {
+            let account = AccountId(uuid::Uuid::nil());
+            let now = chrono::Utc::now();
+            let sync = CssmSync {
+                account_id: account,
             }
+            .job(now, 3);
+            assert_eq!(sync.kind, "cssm_sync");
+            assert_eq!(
+                sync.dedup_key.as_deref(),
+                Some(&*format!("cssm_sync:{account}"))
+            );
+            assert_eq!(sync.payload, serde_json::json!({ "account_id": account }));
+            assert_eq!(
+                DeadlineSweep {}.job(now, 1).dedup_key.as_deref(),
+                Some("deadline_sweep")
+            );
+            let some = DevicePull {
+                account_id: account,
+                product_instance_ids: Some(vec![]),
+            };
+            assert_eq!(some.job(now, 1).dedup_key, None);
+            let back: DevicePull = serde_json::from_value(some.job(now, 1).payload).unwrap();
+            assert_eq!(back, some);
         }
     }
 }

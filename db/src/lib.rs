@@ -14,7 +14,6 @@ pub mod enums;
 pub mod events;
 pub mod exports;
 pub mod ids;
-pub mod intake;
 pub mod inventory;
 pub mod jobs;
 pub mod licenses;

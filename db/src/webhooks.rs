@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::ids::{AccountId, DeliveryId, ProductInstanceId, WebhookId};
-use crate::jobs::{self, catalog::WebhookDelivery};
+use crate::jobs::{self, JobPayload, catalog::WebhookDelivery};
 use crate::pool::DbError;
 use crate::schema::{webhook_attempts, webhook_deliveries, webhooks};
 

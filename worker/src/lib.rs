@@ -1,13 +1,13 @@
 //! Outpost's worker tier: the durable job runner, the cron schedules that enqueue jobs, the
-//! jobs themselves (one file each under `jobs/`) and the CSSM client.
+//! jobs themselves (one file each under `jobs/`), the CSSM client and the clients of the
+//! devices Outpost pulls from (`devices/`). Jobs call the use cases of `outpost_app`.
 //!
 //! Cron only enqueues; any worker runs any job; every job is idempotent, so a crash at any
 //! point is repaired by running it again.
 
 pub mod cssm_client;
+pub mod devices;
 pub mod jobs;
-pub mod netconf;
-pub mod pull;
 pub mod registration;
 pub mod runner;
 pub mod scheduler;

@@ -1,13 +1,10 @@
-//! Online registration of a local account with CSSM: the account becomes active with client
-//! credentials for its later syncs.
+//! Online registration of a local account with CSSM: the rules and the record are
+//! `outpost_app::registration`'s; this is the call to CSSM between them.
 
-use outpost_core::crypto;
-use outpost_core::cssm::RegistrationRequest;
-use outpost_db::accounts::{self, LocalAccount, Registration};
-use outpost_db::enums::{AccountStatus, EventResult};
-use outpost_db::events::{self, NewEvent};
-use outpost_db::{AccountId, DbError, system};
-use serde_json::json;
+use outpost_app::AppError;
+use outpost_app::registration::{complete, prepare_online, record_failure};
+use outpost_db::AccountId;
+use outpost_db::accounts::LocalAccount;
 
 use crate::WorkerContext;
 use crate::cssm_client::CssmError;
@@ -18,18 +15,9 @@ pub enum RegistrationError {
     /// CSSM refused or could not be reached.
     #[error("registration with CSSM failed: {0}")]
     Cssm(#[from] CssmError),
-    /// The database failed.
+    /// A rule refused it, or the database failed.
     #[error(transparent)]
-    Db(#[from] DbError),
-    /// Key material could not be made.
-    #[error("{0}")]
-    Crypto(#[from] crypto::CryptoError),
-    /// Already registered.
-    #[error("account '{0}' is already registered with CSSM")]
-    AlreadyRegistered(String),
-    /// Not in the approved state (still requested, or deactivated meanwhile).
-    #[error("account '{0}' is {1}: only an approved account registers")]
-    NotApproved(String, AccountStatus),
+    App(#[from] AppError),
 }
 
 /// Registers an account online; `actor` is recorded in its event log.
@@ -38,59 +26,28 @@ pub async fn register_online(
     account_id: AccountId,
     actor: &str,
 ) -> Result<LocalAccount, RegistrationError> {
-    let mut conn = ctx.pool.get().await?;
-    let account = accounts::find_account(&mut conn, account_id).await?;
-    if account.cssm_client_id.is_some() {
-        return Err(RegistrationError::AlreadyRegistered(account.name));
-    }
-    if account.status != AccountStatus::Approved {
-        return Err(RegistrationError::NotApproved(account.name, account.status));
-    }
-    // The instance key identifies this Outpost to CSSM; the first node to need it creates it.
-    let (candidate, _) = crypto::generate_key_pair()?;
-    let private_key = system::instance_key_or_init(&mut conn, &candidate).await?;
-    let request = RegistrationRequest {
-        name: account.name.clone(),
-        smart_account: account.smart_account.clone(),
-        virtual_account: account.virtual_account.clone(),
-        public_key_pem: crypto::public_key_pem_of(&private_key)?,
-    };
+    let mut conn = ctx.pool.get().await.map_err(AppError::from)?;
+    let (account, request) = prepare_online(&mut conn, account_id).await?;
     let token = ctx.settings.cssm.registration_token.expose();
-    let answer = match ctx
+    let answer = ctx
         .cssm
         .register(&request, (!token.is_empty()).then_some(token))
-        .await
-    {
-        Ok(answer) => answer,
-        Err(e) => {
-            let event = NewEvent::account(
-                account.id,
-                actor,
-                "account.register",
-                EventResult::Failed,
-                json!({ "error": e.to_string() }),
-                ctx.clock.now(),
-            );
-            events::record(&mut conn, &event).await?;
-            return Err(e.into());
-        }
-    };
+        .await;
     let now = ctx.clock.now();
-    let registration_id = answer.registration_id.clone();
-    let account =
-        accounts::record_registration(&mut conn, account.id, &Registration::active(answer, now))
-            .await?;
-    events::record(
-        &mut conn,
-        &NewEvent::account(
-            account.id,
-            actor,
-            "account.register",
-            EventResult::Ok,
-            json!({ "mode": "online", "registration_id": registration_id }),
-            now,
-        ),
-    )
-    .await?;
-    Ok(account)
+    match answer {
+        Ok(answer) => Ok(complete(&mut conn, account.id, answer, "online", actor, now).await?),
+        Err(e) => {
+            record_failure(&mut conn, account.id, &e.to_string(), actor, now).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Whether a failed registration may succeed when tried again later.
+pub fn is_retryable(error: &RegistrationError) -> bool {
+    match error {
+        RegistrationError::Cssm(e) => e.is_retryable(),
+        RegistrationError::App(AppError::Db(e)) => e.is_transient(),
+        RegistrationError::App(_) => false,
+    }
 }

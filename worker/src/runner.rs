@@ -12,6 +12,7 @@ use outpost_db::{DbError, JobId};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
+use tracing::Instrument;
 
 use crate::WorkerContext;
 use crate::jobs::{JobContext, JobError, dispatch};
@@ -150,48 +151,44 @@ impl Runner {
         chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
-    /// Runs a claimed job to its end and records the outcome.
+    /// Runs a claimed job to its end and records the outcome. Every log line of the job, its
+    /// code's included, carries the job's span (`job.id`, `job.kind`, `job.attempt`).
     async fn execute(&self, job: Job) -> JobState {
+        let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempts);
+        self.supervise(job).instrument(span).await
+    }
+
+    async fn supervise(&self, job: Job) -> JobState {
         let id = job.id;
-        let now = self.ctx.clock.now();
         if job.attempts > job.max_attempts {
             let message = format!(
                 "gave up after {} attempts: its workers stopped responding",
                 job.max_attempts
             );
+            let now = self.ctx.clock.now();
             return self.record(&job, Err(JobError::Fatal(message)), now).await;
         }
-        let span = tracing::info_span!("job", job.id = %id, job.kind = %job.kind, job.attempt = job.attempts);
-        let _entered = span.enter();
         tracing::info!("job started");
-
         let progress = Arc::new(Mutex::new(None::<Value>));
         let ctx = JobContext::new(self.ctx.clone(), job.clone(), progress.clone());
-        let mut task = tokio::spawn(dispatch(ctx));
+        let mut task = tokio::spawn(dispatch(ctx).in_current_span());
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, task.abort_handle());
         let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<()>();
-        let heartbeat = tokio::spawn(self.clone().heartbeat(id, progress, lost_tx));
-
+        let heartbeat = tokio::spawn(
+            self.clone()
+                .heartbeat(id, progress, lost_tx)
+                .in_current_span(),
+        );
         let outcome = tokio::select! {
             joined = &mut task => match joined {
                 Ok(result) => result,
                 Err(e) if e.is_panic() => Err(JobError::Retry("the job panicked (a bug; see the log)".into())),
                 Err(_) => {
-                    // Stopped by a shutdown: its code no longer runs, so hand it back as is.
                     heartbeat.abort();
-                    self.held.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-                    let released = async {
-                        let mut conn = self.ctx.pool.get().await?;
-                        jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await
-                    };
-                    if let Err(e) = released.await {
-                        tracing::warn!(error = %e, "could not hand the job back; it is retried after its lease");
-                    }
-                    tracing::info!("job stopped by shutdown and handed back to the queue");
-                    return JobState::Queued;
+                    return self.hand_back(id).await;
                 }
             },
             _ = &mut lost_rx => {
@@ -209,6 +206,24 @@ impl Runner {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
         state
+    }
+
+    /// A job stopped by a shutdown: its code no longer runs, so it goes back to the queue as
+    /// it is, its attempt not counted.
+    async fn hand_back(&self, id: JobId) -> JobState {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        let released = async {
+            let mut conn = self.ctx.pool.get().await?;
+            jobs::release(&mut conn, id, &self.worker_id, self.ctx.clock.now()).await
+        };
+        if let Err(e) = released.await {
+            tracing::warn!(error = %e, "could not hand the job back; it is retried after its lease");
+        }
+        tracing::info!("job stopped by shutdown and handed back to the queue");
+        JobState::Queued
     }
 
     async fn heartbeat(

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use outpost_db::accounts;
 use outpost_db::enums::AccountStatus;
-use outpost_db::jobs::{self, catalog::CssmSync, catalog::DeadlineSweep, catalog::DevicePull};
+use outpost_db::jobs::{
+    self, JobPayload, catalog::CssmSync, catalog::DeadlineSweep, catalog::DevicePull,
+};
 use outpost_db::schedules::{self, kinds};
 use outpost_db::{AsyncConnection, AsyncPgConnection, DbError, locks};
 use tokio::sync::Mutex;

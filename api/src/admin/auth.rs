@@ -6,8 +6,6 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use outpost_db::enums::{AccountRole, Role};
@@ -117,34 +115,6 @@ impl JwtKeys {
     }
 }
 
-/// Hashes a password with argon2 (on the blocking pool: it is slow on purpose).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    web::block(move || {
-        let salt_bytes: [u8; 16] = rand::random();
-        let salt = SaltString::encode_b64(&salt_bytes)?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
-}
-
-/// Checks a password against a stored argon2 hash.
-pub async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
-    web::block(move || {
-        PasswordHash::new(&hash).map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
-}
-
 /// The authenticated caller: the user, its system role and its roles on single accounts.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -234,38 +204,6 @@ impl FromRequest for Principal {
                 )),
             }
         })
-    }
-}
-
-/// Creates the first admin (`admin`) when no user exists. Returns the password when it was
-/// generated, for the caller to print once.
-pub async fn ensure_first_admin(
-    pool: &DbPool,
-    configured_password: &str,
-) -> Result<Option<String>, ApiError> {
-    let mut conn = pool.get().await?;
-    if users::count(&mut conn).await? > 0 {
-        return Ok(None);
-    }
-    let generated = configured_password.is_empty();
-    let password = if generated {
-        outpost_core::crypto::random_alphanumeric(20)
-    } else {
-        configured_password.to_owned()
-    };
-    let user = User {
-        id: UserId::new(),
-        username: "admin".into(),
-        password_hash: hash_password(password.clone()).await?,
-        role: Some(Role::SystemAdmin),
-        disabled: false,
-        created_at: Utc::now(),
-    };
-    match users::insert(&mut conn, &user).await {
-        Ok(()) => Ok(generated.then_some(password)),
-        // Another node created it at the same moment.
-        Err(e) if e.is_unique_violation() => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,13 +1,12 @@
 //! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`PROTOCOL.md`
 //! section 3). Every answer, errors included, is the protocol's JSON with the request's nonce.
 
-mod authorization;
-pub(crate) mod exchange;
 mod post_cslu;
 mod pull_drop;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use outpost_app::{AppError, Code};
 use outpost_core::device::{DeviceResponse, MessageCode};
 use outpost_core::tenant::PUSH_PATH;
 
@@ -39,7 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::resource("/pull-drop/{token}/{name}")
-                .app_data(web::PayloadConfig::new(PULL_DROP_LIMIT))
                 .route(web::put().to(pull_drop::upload))
                 .route(web::post().to(pull_drop::upload))
                 .route(web::get().to(pull_drop::download)),
@@ -85,6 +83,77 @@ pub(crate) fn status_for(code: MessageCode) -> StatusCode {
         | MessageCode::AuthorizationIssued
         | MessageCode::AuthorizationConfirmed
         | MessageCode::AuthorizationReturned => StatusCode::OK,
+    }
+}
+
+/// The device protocol's code for each refusal of a use case. Refusals of the admin side
+/// (names, lifecycle, files) cannot come out of a device exchange; should one, it is a fault
+/// of Outpost's and answered as such.
+pub(crate) fn message_code_of(code: Code) -> MessageCode {
+    match code {
+        Code::Malformed | Code::Invalid | Code::InvalidRows | Code::FileRejected => {
+            MessageCode::MalformedRequest
+        }
+        Code::TooLarge => MessageCode::BodyTooLarge,
+        Code::UnknownTenant => MessageCode::UnknownTenant,
+        Code::TenantInactive | Code::NotRegistered => MessageCode::TenantInactive,
+        Code::DeviceNotAllowed => MessageCode::DeviceNotAllowed,
+        Code::UnknownPollId => MessageCode::UnknownPollId,
+        Code::UnknownAuthorization => MessageCode::UnknownAuthorization,
+        Code::InsufficientLicenses => MessageCode::InsufficientLicenses,
+        Code::RequestPending => MessageCode::RequestPending,
+        Code::NotAuthorizable => MessageCode::NotAuthorizable,
+        Code::AuthorizationFailed => MessageCode::AuthorizationFailed,
+        Code::Conflict
+        | Code::NameTaken
+        | Code::InvalidState
+        | Code::AlreadyRegistered
+        | Code::NotEmpty
+        | Code::DefaultVirtualAccount
+        | Code::UnacknowledgedReports
+        | Code::NotConfigured => MessageCode::InternalError,
+    }
+}
+
+/// A `FAILED` answer with the status its code goes with.
+pub(crate) fn failed(
+    nonce: Option<String>,
+    code: MessageCode,
+    message: impl Into<String>,
+) -> HttpResponse {
+    respond(
+        status_for(code),
+        DeviceResponse::failed(nonce, code, message),
+    )
+}
+
+/// "Busy, retry later": `OK_TRY_AGAIN` with `Retry-After` (429 when Outpost sheds load, 503
+/// when the database is unavailable).
+pub(crate) fn busy(status: StatusCode, nonce: Option<String>, retry_after: u64) -> HttpResponse {
+    respond(
+        status,
+        DeviceResponse::try_again(nonce, retry_after, "Outpost is busy; retry later"),
+    )
+}
+
+/// The one mapping of a use case's error to a device's answer: a refusal with its protocol
+/// code, a database that is unavailable (failover, overload) as `OK_TRY_AGAIN`, anything else
+/// a 500 whose detail goes to the log only.
+pub(crate) fn failure(nonce: Option<String>, retry_after: u64, error: AppError) -> HttpResponse {
+    match error {
+        AppError::Refused { code, message, .. } => failed(nonce, message_code_of(code), message),
+        AppError::Db(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "database unavailable during a device exchange");
+            busy(StatusCode::SERVICE_UNAVAILABLE, nonce, retry_after)
+        }
+        other => {
+            tracing::error!(error = %other, "device exchange failed");
+            failed(
+                nonce,
+                MessageCode::InternalError,
+                "an internal error occurred; nothing was stored",
+            )
+        }
     }
 }
 

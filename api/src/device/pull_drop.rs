@@ -6,11 +6,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use outpost_core::Sudi;
+use futures_util::StreamExt;
+use outpost_app::intake::{self, PulledPi};
+use outpost_app::{AppError, AppResult};
 use outpost_core::offline_file;
-use outpost_db::enums::ReportSource;
-use outpost_db::{AsyncConnection, DbError, intake, product_instances, pull};
+use outpost_db::{AsyncConnection, product_instances, pull};
 
+use super::PULL_DROP_LIMIT;
 use crate::state::AppState;
 
 fn plain(status: StatusCode, text: impl Into<String>) -> HttpResponse {
@@ -19,29 +21,36 @@ fn plain(status: StatusCode, text: impl Into<String>) -> HttpResponse {
         .body(text.into())
 }
 
-enum Refusal {
-    Gone,
-    Bad(String),
-    Db(DbError),
+fn gone() -> HttpResponse {
+    plain(StatusCode::NOT_FOUND, "unknown, used or expired URL")
 }
 
-impl From<DbError> for Refusal {
-    fn from(e: DbError) -> Self {
-        Refusal::Db(e)
+/// Reads the body up to the limit, once the token is known to be good.
+async fn read_body(mut payload: web::Payload) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!("the upload could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > PULL_DROP_LIMIT {
+            return Err(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the RUM file is larger than {PULL_DROP_LIMIT} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
     }
-}
-
-impl From<outpost_db::QueryError> for Refusal {
-    fn from(e: outpost_db::QueryError) -> Self {
-        Refusal::Db(e.into())
-    }
+    Ok(body)
 }
 
 /// `PUT|POST /pull-drop/{token}/{name}`: a device's RUM file.
 pub async fn upload(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let (token, _name) = path.into_inner();
     let now = state.clock.now();
@@ -49,12 +58,16 @@ pub async fn upload(
         Ok(conn) => conn,
         Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    // An unknown, used or expired URL says so whatever was sent to it.
+    // An unknown, used or expired URL says so whatever was sent to it, before reading it.
     match pull::drop_state(&mut conn, &token).await {
         Ok(Some(drop)) if drop.purpose == "upload" && drop.used_at.is_none() => {}
-        Ok(_) => return plain(StatusCode::NOT_FOUND, "unknown, used or expired URL"),
+        Ok(_) => return gone(),
         Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+    let body = match read_body(payload).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return plain(StatusCode::BAD_REQUEST, "the RUM file is not UTF-8 text");
     };
@@ -72,49 +85,17 @@ pub async fn upload(
             );
         }
     };
-    let outcome = conn
-        .transaction::<_, Refusal, _>(async |conn| {
-            let Some(drop) = pull::take_drop(conn, &token, "upload", now).await? else {
-                return Err(Refusal::Gone);
-            };
-            let pi = product_instances::find(conn, drop.account_id, drop.pi_id).await?;
-            let sender = match (&pi.udi_pid, &pi.udi_serial_number) {
-                (Some(pid), Some(serial)) => Sudi::new(pid.clone(), serial.clone()),
-                _ => file
-                    .device()
-                    .ok_or_else(|| Refusal::Bad("the RUM file names no device".into()))?,
-            };
-            if !pull::identify(conn, drop.account_id, pi.id, &sender).await? {
-                return Err(Refusal::Bad(format!(
-                    "the reports are from {sender}, another product instance of this account"
-                )));
-            }
-            let prepared = intake::prepare(
-                drop.account_id,
-                &sender,
-                &file.reports,
-                ReportSource::Pull,
-                now,
-            )
-            .map_err(Refusal::Bad)?;
-            let (reports, new) = if prepared.is_empty() {
-                (0, 0)
-            } else {
-                let stored = intake::store(conn, drop.account_id, pi.id, prepared, now).await?;
-                (stored.reports, stored.new)
-            };
-            pull::record_upload(conn, &token, reports, new).await?;
-            Ok((reports, new))
-        })
+    let stored = conn
+        .transaction::<_, AppError, _>(async |conn| store(conn, &token, &file, now).await)
         .await;
-    match outcome {
-        Ok((reports, new)) => plain(
+    match stored {
+        Ok(Some((reports, new))) => plain(
             StatusCode::CREATED,
             format!("stored {reports} reports ({new} new)"),
         ),
-        Err(Refusal::Gone) => plain(StatusCode::NOT_FOUND, "unknown, used or expired URL"),
-        Err(Refusal::Bad(message)) => plain(StatusCode::BAD_REQUEST, message),
-        Err(Refusal::Db(e)) => {
+        Ok(None) => gone(),
+        Err(AppError::Refused { message, .. }) => plain(StatusCode::BAD_REQUEST, message),
+        Err(e) => {
             tracing::error!(error = %e, "storing a pulled RUM file failed");
             plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +103,31 @@ pub async fn upload(
             )
         }
     }
+}
+
+/// Takes the token and stores the file's reports through report intake: (reports, new), or
+/// `None` when the token was taken meanwhile.
+async fn store(
+    conn: &mut outpost_db::AsyncPgConnection,
+    token: &str,
+    file: &offline_file::OfflineRumFile,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Option<(usize, usize)>> {
+    let Some(drop) = pull::take_drop(conn, token, "upload", now).await? else {
+        return Ok(None);
+    };
+    let pi = product_instances::find(conn, drop.account_id, drop.pi_id).await?;
+    let pulled = PulledPi {
+        account: drop.account_id,
+        id: pi.id,
+        udi_pid: pi.udi_pid.as_deref(),
+        udi_serial_number: pi.udi_serial_number.as_deref(),
+    };
+    let stored = intake::store_collected(conn, pulled, &file.reports, file.device(), now)
+        .await?
+        .unwrap_or_default();
+    pull::record_upload(conn, token, stored.reports, stored.new).await?;
+    Ok(Some((stored.reports, stored.new)))
 }
 
 /// `GET /pull-drop/{token}/{name}`: the file handed to a device.
@@ -139,7 +145,7 @@ pub async fn download(
         Ok(Some(drop)) => HttpResponse::Ok()
             .content_type("application/xml")
             .body(drop.file.unwrap_or_default()),
-        Ok(None) => plain(StatusCode::NOT_FOUND, "unknown, used or expired URL"),
+        Ok(None) => gone(),
         Err(e) => {
             tracing::error!(error = %e, "serving a pull file failed");
             plain(

@@ -23,7 +23,7 @@ use outpost_cssm_sim::{CssmSim, SimConfig};
 use outpost_db::accounts::{self, AccountRequest, LocalAccount};
 use outpost_db::embedded::maintenance_client;
 use outpost_db::enums::{AccountStatus, JobState};
-use outpost_db::jobs::{self, catalog::CssmSync};
+use outpost_db::jobs::{self, JobPayload, catalog::CssmSync};
 use outpost_db::testing::TestDatabase;
 use outpost_db::{DbPool, JobId, PooledConnection};
 use outpost_pi_sim::PiClient;
@@ -479,9 +479,13 @@ impl TestAppBuilder {
             std::time::Duration::from_millis(settings.database.acquire_timeout_ms),
         )
         .expect("pool");
-        outpost_api::admin::auth::ensure_first_admin(&pool, ADMIN_PASSWORD)
-            .await
-            .expect("first admin");
+        outpost_app::users::ensure_first_admin(
+            &mut *pool.get().await.expect("connection"),
+            ADMIN_PASSWORD,
+            clock.now(),
+        )
+        .await
+        .expect("first admin");
         let tls = outpost_api::tls::load_or_create(&settings).expect("TLS");
         let ca_pem = std::fs::read_to_string(tls.ca_file.clone().expect("generated CA")).unwrap();
         let app = Application::build(settings.clone(), pool.clone(), clock.clone(), &tls)

@@ -1,30 +1,33 @@
 //! The `device_pull` job, "Synchronise now with the device": for each device of an account that
 //! Outpost pulls from, install the ACKs waiting for it, then collect its RUM reports and store
-//! them exactly as pushed ones. Devices are pulled a few at a time (`pull.concurrency`), each
-//! within `pull.device_timeout_secs`, so one unreachable device never stalls the rest; a failure
-//! leaves a "Pull failed: <reason>" alert on that device, and a success clears it. Devices
-//! behind NAT are never pulled.
+//! them through report intake, exactly as pushed ones. Devices are pulled a few at a time
+//! (`pull.concurrency`), each within `pull.device_timeout_secs`, so one unreachable device never
+//! stalls the rest; a device's failure leaves a "Pull failed: <reason>" alert on it, and a
+//! success clears it. Devices behind NAT are never pulled. A database failure is Outpost's, not
+//! the device's: it fails the job (retried later), blaming no device.
 //!
 //! Over the native REST API, RESTCONF and NETCONF over SSH: RESTCONF and NETCONF devices upload
 //! their RUM file to, and read ACKs from, one-time Outpost URLs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use outpost_core::Sudi;
+use outpost_app::AppError;
+use outpost_app::intake::{self, PulledPi};
+use outpost_core::device_rpc::Rpc;
 use outpost_db::accounts::{self, LocalAccount};
-use outpost_db::enums::{AccountStatus, ConnectMethod, EventResult, ReportSource};
+use outpost_db::enums::{AccountStatus, ConnectMethod, EventResult};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::catalog::DevicePull;
 use outpost_db::pull::{self, Target};
-use outpost_db::{AckId, AsyncConnection, DbError, acks, intake};
+use outpost_db::{AckId, AsyncConnection, AsyncPgConnection, DbError, acks};
 use serde_json::{Value, json};
 
 use super::{JobContext, JobError, RunJob};
-use outpost_core::device_rpc::Rpc;
-
-use crate::netconf::NetconfDevice;
-use crate::pull::{PullError, RestDevice};
+use crate::devices::PullError;
+use crate::devices::netconf::NetconfDevice;
+use crate::devices::rest::RestDevice;
 
 /// What one device's pull gave.
 #[derive(Debug, Default)]
@@ -32,6 +35,44 @@ struct Pulled {
     reports: usize,
     new: usize,
     acks_installed: usize,
+}
+
+/// Why one device's pull ended: the device (on its alert), or Outpost itself.
+#[derive(Debug)]
+enum Failure {
+    Device(PullError),
+    Internal(AppError),
+}
+
+impl From<PullError> for Failure {
+    fn from(e: PullError) -> Self {
+        Failure::Device(e)
+    }
+}
+
+impl From<DbError> for Failure {
+    fn from(e: DbError) -> Self {
+        Failure::Internal(e.into())
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        match e {
+            // The device's reports are refused (unreadable, or another PI's): its answer is bad.
+            AppError::Refused { message, .. } => Failure::Device(PullError::BadResponse(message)),
+            other => Failure::Internal(other),
+        }
+    }
+}
+
+/// The job's tally.
+#[derive(Debug, Default)]
+struct Tally {
+    collected: u64,
+    reports_new: usize,
+    acks_installed: usize,
+    failures: BTreeMap<&'static str, u64>,
 }
 
 impl RunJob for DevicePull {
@@ -50,79 +91,87 @@ impl RunJob for DevicePull {
         let (behind_nat, targets): (Vec<Target>, Vec<Target>) =
             targets.into_iter().partition(|t| t.behind_nat);
         let total = targets.len() as u64;
-        ctx.progress(0, Some(total), "pulling from devices");
-        let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
-        let mut outcomes = futures_util::stream::iter(targets)
-            .map(|target| {
-                let account = &account;
-                async move {
-                    let outcome = tokio::time::timeout(timeout, pull_one(ctx, account, &target))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(PullError::Unreachable(format!(
-                                "no complete answer within {} s",
-                                timeout.as_secs()
-                            )))
-                        });
-                    (target.id, outcome)
-                }
-            })
-            .buffer_unordered(worker.settings.pull.concurrency);
-        let (mut collected, mut reports_new, mut acks_installed) = (0u64, 0usize, 0usize);
-        let mut failures: std::collections::BTreeMap<&'static str, u64> = Default::default();
-        let mut done = 0u64;
-        while let Some((pi, outcome)) = outcomes.next().await {
-            done += 1;
-            let now = worker.clock.now();
-            let mut conn = worker.pool.get().await?;
-            match outcome {
-                Ok(pulled) => {
-                    collected += 1;
-                    reports_new += pulled.new;
-                    acks_installed += pulled.acks_installed;
-                }
-                Err(error) => {
-                    *failures.entry(kind_of(&error)).or_default() += 1;
-                    pull::failed(&mut conn, account.id, pi, &error.to_string(), now).await?;
-                }
-            }
-            ctx.progress(done, Some(total), "pulling from devices");
-        }
-        drop(outcomes);
-        let failed: u64 = failures.values().sum();
+        let tally = pull_all(ctx, &account, targets).await?;
+        let failed: u64 = tally.failures.values().sum();
         let message = format!(
-            "{collected} of {total} devices pulled ({reports_new} new reports, {acks_installed} ACKs installed); {failed} failed; {} behind NAT not pulled",
+            "{} of {total} devices pulled ({} new reports, {} ACKs installed); {failed} failed; {} behind NAT not pulled",
+            tally.collected,
+            tally.reports_new,
+            tally.acks_installed,
             behind_nat.len(),
         );
         let result = json!({
             "devices": total,
-            "collected": collected,
-            "failed": failures,
-            "reports_new": reports_new,
-            "acks_installed": acks_installed,
+            "collected": tally.collected,
+            "failed": tally.failures,
+            "reports_new": tally.reports_new,
+            "acks_installed": tally.acks_installed,
             "behind_nat_skipped": behind_nat.len(),
             "message": message,
         });
-        let mut conn = worker.pool.get().await?;
         let outcome = if failed == 0 {
             EventResult::Ok
         } else {
             EventResult::Failed
         };
-        events::record(
-            &mut conn,
-            &NewEvent::account(
-                account.id,
-                "system",
-                "device.pull",
-                outcome,
-                result.clone(),
-                worker.clock.now(),
-            ),
-        )
-        .await?;
+        let event = NewEvent::account(
+            account.id,
+            "system",
+            "device.pull",
+            outcome,
+            result.clone(),
+            worker.clock.now(),
+        );
+        events::record(&mut *worker.pool.get().await?, &event).await?;
         Ok(result)
     }
+}
+
+/// Pulls every target, a few at a time, each within the device timeout; a device's failure
+/// goes on its alert, Outpost's own ends the job.
+async fn pull_all(
+    ctx: &JobContext,
+    account: &LocalAccount,
+    targets: Vec<Target>,
+) -> Result<Tally, JobError> {
+    let worker = &ctx.worker;
+    let total = targets.len() as u64;
+    ctx.progress(0, Some(total), "pulling from devices");
+    let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
+    let mut outcomes = futures_util::stream::iter(targets)
+        .map(|target| async move {
+            let outcome = tokio::time::timeout(timeout, pull_one(ctx, account, &target))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::Device(PullError::Unreachable(format!(
+                        "no complete answer within {} s",
+                        timeout.as_secs()
+                    ))))
+                });
+            (target.id, outcome)
+        })
+        .buffer_unordered(worker.settings.pull.concurrency);
+    let mut tally = Tally::default();
+    let mut done = 0u64;
+    while let Some((pi, outcome)) = outcomes.next().await {
+        done += 1;
+        match outcome {
+            Ok(pulled) => {
+                tally.collected += 1;
+                tally.reports_new += pulled.new;
+                tally.acks_installed += pulled.acks_installed;
+            }
+            Err(Failure::Device(error)) => {
+                *tally.failures.entry(kind_of(&error)).or_default() += 1;
+                let mut conn = worker.pool.get().await?;
+                let now = worker.clock.now();
+                pull::failed(&mut conn, account.id, pi, &error.to_string(), now).await?;
+            }
+            Err(Failure::Internal(e)) => return Err(e.into()),
+        }
+        ctx.progress(done, Some(total), "pulling from devices");
+    }
+    Ok(tally)
 }
 
 fn kind_of(error: &PullError) -> &'static str {
@@ -141,14 +190,13 @@ async fn pull_one(
     ctx: &JobContext,
     account: &LocalAccount,
     target: &Target,
-) -> Result<Pulled, PullError> {
+) -> Result<Pulled, Failure> {
     let worker = &ctx.worker;
-    let db = |e: DbError| PullError::NotConfigured(format!("database: {e}"));
     let Some(host) = &target.host else {
-        return Err(PullError::NotConfigured("no host".into()));
+        return Err(PullError::NotConfigured("no host".into()).into());
     };
     let Some(sealed) = &target.credentials else {
-        return Err(PullError::NotConfigured("no credentials".into()));
+        return Err(PullError::NotConfigured("no credentials".into()).into());
     };
     let credentials = worker
         .credentials
@@ -160,20 +208,12 @@ async fn pull_one(
         })?;
     let timeout = Duration::from_secs(worker.settings.pull.device_timeout_secs);
     let pinned = target.peer_fingerprint.clone();
-    let waiting: Vec<(AckId, String)> = {
-        let mut conn = worker.pool.get().await.map_err(db)?;
-        acks::undelivered(&mut conn, target.id).await.map_err(db)?
-    };
+    let waiting = acks::undelivered(&mut *worker.pool.get().await?, target.id).await?;
     match target.connect_method {
         method @ (ConnectMethod::Rest | ConnectMethod::Restconf) => {
-            let mut device = RestDevice::new(
-                host,
-                target.port,
-                target.plain_http,
-                credentials,
-                pinned,
-                timeout,
-            )?;
+            let plain = target.plain_http;
+            let mut device =
+                RestDevice::new(host, target.port, plain, credentials, pinned, timeout)?;
             if method == ConnectMethod::Rest {
                 rest_one(ctx, account, target, &device, &waiting).await
             } else {
@@ -191,99 +231,48 @@ async fn pull_one(
             });
             pulled
         }
-        ConnectMethod::Push => Err(PullError::NotConfigured(
-            "the device pushes its reports".into(),
-        )),
+        ConnectMethod::Push => {
+            Err(PullError::NotConfigured("the device pushes its reports".into()).into())
+        }
     }
 }
 
 /// One device over the native REST API: install waiting ACKs with `import`, then
-/// `close-reports` and `all-reports`, and store the reports as pushed ones.
+/// `close-reports` and `all-reports`, and store the reports through report intake.
 async fn rest_one(
     ctx: &JobContext,
     account: &LocalAccount,
     target: &Target,
     device: &RestDevice,
     waiting: &[(AckId, String)],
-) -> Result<Pulled, PullError> {
+) -> Result<Pulled, Failure> {
     let worker = &ctx.worker;
-    let db = |e: DbError| PullError::NotConfigured(format!("database: {e}"));
     let mut pulled = Pulled::default();
     for (ack, file) in waiting {
         device.import(file).await?;
-        let mut conn = worker.pool.get().await.map_err(db)?;
-        acks::mark_delivered(&mut conn, *ack, worker.clock.now())
-            .await
-            .map_err(db)?;
+        acks::mark_delivered(&mut *worker.pool.get().await?, *ack, worker.clock.now()).await?;
         pulled.acks_installed += 1;
     }
     let reports = device.collect().await?;
     pulled.reports = reports.len();
-
-    // The device is whoever its reports say, for a PI added by host.
-    let sender = match (&target.udi_pid, &target.udi_serial_number) {
-        (Some(pid), Some(serial)) => Sudi::new(pid.clone(), serial.clone()),
-        _ => match reports.first().and_then(|r| r.facts().ok()) {
-            Some(facts) => facts.instance.clone(),
-            None => {
-                let mut conn = worker.pool.get().await.map_err(db)?;
-                pull::succeeded(
-                    &mut conn,
-                    account.id,
-                    target,
-                    device.fingerprint().as_deref(),
-                    worker.clock.now(),
-                )
-                .await
-                .map_err(db)?;
-                return Ok(pulled);
-            }
-        },
-    };
     let now = worker.clock.now();
-    let prepared = intake::prepare(account.id, &sender, &reports, ReportSource::Pull, now)
-        .map_err(PullError::BadResponse)?;
     let fingerprint = device.fingerprint();
-    let mut conn = worker.pool.get().await.map_err(db)?;
+    let pi = PulledPi {
+        account: account.id,
+        id: target.id,
+        udi_pid: target.udi_pid.as_deref(),
+        udi_serial_number: target.udi_serial_number.as_deref(),
+    };
+    let mut conn = worker.pool.get().await?;
     let stored = conn
-        .transaction::<_, TxFailure, _>(async |conn| {
-            if !pull::identify(conn, account.id, target.id, &sender).await? {
-                return Err(TxFailure::Refused(format!(
-                    "its reports are from {sender}, which is already another product instance of this account"
-                )));
-            }
-            let stored = if prepared.is_empty() {
-                None
-            } else {
-                Some(intake::store(conn, account.id, target.id, prepared, now).await?)
-            };
+        .transaction::<_, AppError, _>(async |conn| {
+            let stored = intake::store_collected(conn, pi, &reports, None, now).await?;
             pull::succeeded(conn, account.id, target, fingerprint.as_deref(), now).await?;
             Ok(stored)
         })
-        .await
-        .map_err(|e| match e {
-            TxFailure::Refused(m) => PullError::BadResponse(m),
-            TxFailure::Db(e) => db(e),
-        })?;
+        .await?;
     pulled.new = stored.map_or(0, |s| s.new);
     Ok(pulled)
-}
-
-enum TxFailure {
-    Refused(String),
-    Db(DbError),
-}
-
-impl From<DbError> for TxFailure {
-    fn from(e: DbError) -> Self {
-        TxFailure::Db(e)
-    }
-}
-
-impl From<outpost_db::QueryError> for TxFailure {
-    fn from(e: outpost_db::QueryError) -> Self {
-        TxFailure::Db(e.into())
-    }
 }
 
 /// A device that takes `cisco-smart-license` RPCs: over RESTCONF or NETCONF.
@@ -312,86 +301,77 @@ impl RpcDevice for NetconfDevice {
     }
 }
 
+/// A one-time URL of the device listener for `target`, serving `file` (an ACK to download)
+/// or taking an upload (`None`); it lives twice the device timeout.
+async fn one_time_url(
+    ctx: &JobContext,
+    account: &LocalAccount,
+    target: &Target,
+    file: Option<&str>,
+) -> Result<(String, String), Failure> {
+    let worker = &ctx.worker;
+    let lifetime = chrono::Duration::seconds(
+        i64::try_from(worker.settings.pull.device_timeout_secs.saturating_mul(2)).unwrap_or(120),
+    );
+    let now = worker.clock.now();
+    let mut conn = worker.pool.get().await?;
+    let token =
+        pull::create_drop(&mut conn, account.id, target.id, file, now + lifetime, now).await?;
+    let name = if file.is_some() { "ack.xml" } else { "rum.xml" };
+    let url = format!(
+        "{}/pull-drop/{token}/{name}",
+        worker.settings.public_base_url()
+    );
+    Ok((token, url))
+}
+
+/// Whether the device used the one-time URL.
+async fn used(conn: &mut AsyncPgConnection, token: &str) -> Result<Option<pull::Drop>, Failure> {
+    Ok(pull::drop_state(conn, token)
+        .await?
+        .filter(|d| d.used_at.is_some()))
+}
+
 /// One device over RESTCONF or NETCONF: each waiting ACK through a one-time download URL and
 /// `import-file`, then `rum-save-usage-unreported` to a one-time upload URL, where the device
-/// listener stores the file as it arrives.
+/// listener stores the file through report intake as it arrives.
 async fn by_rpc(
     ctx: &JobContext,
     account: &LocalAccount,
     target: &Target,
     device: &mut impl RpcDevice,
     waiting: &[(AckId, String)],
-) -> Result<Pulled, PullError> {
+) -> Result<Pulled, Failure> {
     let worker = &ctx.worker;
-    let db = |e: DbError| PullError::NotConfigured(format!("database: {e}"));
-    let base = worker.settings.public_base_url();
-    let lifetime = chrono::Duration::seconds(
-        i64::try_from(worker.settings.pull.device_timeout_secs.saturating_mul(2)).unwrap_or(120),
-    );
     let mut pulled = Pulled::default();
     for (ack, file) in waiting {
-        let now = worker.clock.now();
-        let token = {
-            let mut conn = worker.pool.get().await.map_err(db)?;
-            pull::create_drop(
-                &mut conn,
-                account.id,
-                target.id,
-                Some(file),
-                now + lifetime,
-                now,
-            )
-            .await
-            .map_err(db)?
-        };
-        let file_path = format!("{base}/pull-drop/{token}/ack.xml");
+        let (token, file_path) = one_time_url(ctx, account, target, Some(file)).await?;
         device.call(&Rpc::ImportFile { file_path }).await?;
-        let mut conn = worker.pool.get().await.map_err(db)?;
-        let fetched = pull::drop_state(&mut conn, &token)
-            .await
-            .map_err(db)?
-            .is_some_and(|d| d.used_at.is_some());
-        if !fetched {
+        let mut conn = worker.pool.get().await?;
+        if used(&mut conn, &token).await?.is_none() {
             return Err(PullError::BadResponse(
                 "import-file succeeded but the device never fetched the ACK from Outpost".into(),
-            ));
+            )
+            .into());
         }
-        acks::mark_delivered(&mut conn, *ack, worker.clock.now())
-            .await
-            .map_err(db)?;
+        acks::mark_delivered(&mut conn, *ack, worker.clock.now()).await?;
         pulled.acks_installed += 1;
     }
-    let now = worker.clock.now();
-    let token = {
-        let mut conn = worker.pool.get().await.map_err(db)?;
-        pull::create_drop(&mut conn, account.id, target.id, None, now + lifetime, now)
-            .await
-            .map_err(db)?
-    };
-    let file_path = format!("{base}/pull-drop/{token}/rum.xml");
+    let (token, file_path) = one_time_url(ctx, account, target, None).await?;
     device
         .call(&Rpc::RumSaveUsageUnreported { file_path })
         .await?;
-    let mut conn = worker.pool.get().await.map_err(db)?;
-    let Some(upload) = pull::drop_state(&mut conn, &token)
-        .await
-        .map_err(db)?
-        .filter(|d| d.used_at.is_some())
-    else {
+    let mut conn = worker.pool.get().await?;
+    let Some(upload) = used(&mut conn, &token).await? else {
         return Err(PullError::BadResponse(
             "rum-save-usage-unreported succeeded but no RUM file reached Outpost".into(),
-        ));
+        )
+        .into());
     };
     pulled.reports = usize::try_from(upload.reports.unwrap_or(0)).unwrap_or(0);
     pulled.new = usize::try_from(upload.reports_new.unwrap_or(0)).unwrap_or(0);
-    pull::succeeded(
-        &mut conn,
-        account.id,
-        target,
-        device.presented().as_deref(),
-        worker.clock.now(),
-    )
-    .await
-    .map_err(db)?;
+    let now = worker.clock.now();
+    let presented = device.presented();
+    pull::succeeded(&mut conn, account.id, target, presented.as_deref(), now).await?;
     Ok(pulled)
 }

@@ -1,4 +1,6 @@
-//! The jobs, one file each, and the dispatch from a job row to its code.
+//! The jobs, one file each, and the dispatch from a job row to its code: each payload type
+//! (`outpost_db::jobs::catalog`) names its kind, and [`HANDLERS`] lists the payloads this
+//! worker runs.
 
 pub mod authorizations;
 pub mod cssm_sync;
@@ -7,15 +9,16 @@ pub mod device_pull;
 pub mod registration;
 pub mod webhook_delivery;
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use outpost_app::AppError;
 use outpost_db::DbError;
-use outpost_db::jobs::Job;
 use outpost_db::jobs::catalog::{
     AccountRegistration, AuthorizationRequest, AuthorizationReturn, CssmSync, DeadlineSweep,
     DevicePull, WebhookDelivery,
 };
-use serde::de::DeserializeOwned;
+use outpost_db::jobs::{Job, JobPayload};
 use serde_json::{Value, json};
 
 use crate::WorkerContext;
@@ -34,6 +37,18 @@ pub enum JobError {
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
         JobError::Retry(format!("database: {e}"))
+    }
+}
+
+/// A use case that failed: the database (or a fault of Outpost's) is worth another attempt; a
+/// refusal will say the same next time.
+impl From<AppError> for JobError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Db(e) => e.into(),
+            AppError::Internal(detail) => JobError::Retry(detail),
+            refused => JobError::Fatal(refused.to_string()),
+        }
     }
 }
 
@@ -65,28 +80,45 @@ impl JobContext {
 }
 
 /// A job's code: read from its payload, run idempotently, return a JSON result.
-pub trait RunJob: DeserializeOwned + Send {
+pub trait RunJob: JobPayload {
     /// Runs the job.
     fn run(self, ctx: &JobContext) -> impl Future<Output = Result<Value, JobError>> + Send;
 }
 
-fn payload<T: DeserializeOwned>(job: &Job) -> Result<T, JobError> {
-    serde_json::from_value(job.payload.clone())
-        .map_err(|e| JobError::Fatal(format!("{} job payload is unreadable: {e}", job.kind)))
+/// A job's result, on its way.
+pub type Running = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
+
+/// Reads a claimed job's payload as `T` and runs it.
+fn handle<T: RunJob + 'static>(ctx: JobContext) -> Running {
+    Box::pin(async move {
+        let job: T = serde_json::from_value(ctx.job.payload.clone()).map_err(|e| {
+            JobError::Fatal(format!("{} job payload is unreadable: {e}", ctx.job.kind))
+        })?;
+        job.run(&ctx).await
+    })
 }
+
+/// A job kind's code, started with the claimed job.
+pub type Handler = fn(JobContext) -> Running;
+
+/// Every job kind this worker runs, with its code.
+pub const HANDLERS: [(&str, Handler); 7] = [
+    (CssmSync::KIND, handle::<CssmSync>),
+    (AccountRegistration::KIND, handle::<AccountRegistration>),
+    (DeadlineSweep::KIND, handle::<DeadlineSweep>),
+    (WebhookDelivery::KIND, handle::<WebhookDelivery>),
+    (DevicePull::KIND, handle::<DevicePull>),
+    (AuthorizationRequest::KIND, handle::<AuthorizationRequest>),
+    (AuthorizationReturn::KIND, handle::<AuthorizationReturn>),
+];
 
 /// Runs the code of a claimed job.
 pub async fn dispatch(ctx: JobContext) -> Result<Value, JobError> {
-    match ctx.job.kind.as_str() {
-        CssmSync::KIND => payload::<CssmSync>(&ctx.job)?.run(&ctx).await,
-        AccountRegistration::KIND => payload::<AccountRegistration>(&ctx.job)?.run(&ctx).await,
-        DeadlineSweep::KIND => payload::<DeadlineSweep>(&ctx.job)?.run(&ctx).await,
-        WebhookDelivery::KIND => payload::<WebhookDelivery>(&ctx.job)?.run(&ctx).await,
-        DevicePull::KIND => payload::<DevicePull>(&ctx.job)?.run(&ctx).await,
-        AuthorizationRequest::KIND => payload::<AuthorizationRequest>(&ctx.job)?.run(&ctx).await,
-        AuthorizationReturn::KIND => payload::<AuthorizationReturn>(&ctx.job)?.run(&ctx).await,
-        other => Err(JobError::Fatal(format!(
-            "no worker code for job kind '{other}'"
+    match HANDLERS.iter().find(|(kind, _)| *kind == ctx.job.kind) {
+        Some((_, handler)) => handler(ctx).await,
+        None => Err(JobError::Fatal(format!(
+            "no worker code for job kind '{}'",
+            ctx.job.kind
         ))),
     }
 }

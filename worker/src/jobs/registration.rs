@@ -5,7 +5,7 @@ use outpost_db::jobs::catalog::AccountRegistration;
 use serde_json::{Value, json};
 
 use super::{JobContext, JobError, RunJob};
-use crate::registration::{RegistrationError, register_online};
+use crate::registration::{is_retryable, register_online};
 
 impl RunJob for AccountRegistration {
     async fn run(self, ctx: &JobContext) -> Result<Value, JobError> {
@@ -15,10 +15,7 @@ impl RunJob for AccountRegistration {
                 "status": account.status,
                 "message": format!("'{}' is registered with CSSM", account.name),
             })),
-            Err(RegistrationError::Cssm(e)) if e.is_retryable() => {
-                Err(JobError::Retry(e.to_string()))
-            }
-            Err(RegistrationError::Db(e)) => Err(e.into()),
+            Err(e) if is_retryable(&e) => Err(JobError::Retry(e.to_string())),
             Err(e) => Err(JobError::Fatal(e.to_string())),
         }
     }

@@ -4,17 +4,16 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use outpost_core::schedule::Schedule;
-use outpost_db::accounts::{self, AccountChanges, AccountRequest, LocalAccount};
-use outpost_db::enums::{AccountRole, AccountStatus};
-use outpost_db::jobs::{self, catalog::AccountRegistration};
-use outpost_db::users::{self, AccountGrant};
-use outpost_db::{AccountId, AsyncConnection, UserId};
+use outpost_app::accounts::{self as lifecycle, AccountUpdate, Deleted, NewAccount};
+use outpost_app::registration;
+use outpost_db::accounts::{self, LocalAccount};
+use outpost_db::enums::AccountStatus;
+use outpost_db::{AccountId, JobId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{ADMINS, OPERATORS, audit, check_text, operable_account, visible_account};
+use super::{ADMINS, OPERATORS, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -73,14 +72,6 @@ impl From<&LocalAccount> for AccountView {
     }
 }
 
-fn not_found_as_account(e: outpost_db::DbError) -> ApiError {
-    if e.is_not_found() {
-        ApiError::not_found("account")
-    } else {
-        e.into()
-    }
-}
-
 /// Lists the local accounts the caller may see.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
     responses((status = 200, description = "`{items: [Account]}`", body = serde_json::Value)))]
@@ -135,35 +126,6 @@ pub struct AccountRequestBody {
     pub time_zone: Option<String>,
 }
 
-fn check_name(state_name: &str) -> Result<(), ApiError> {
-    outpost_core::tenant::validate_account_name(state_name)
-        .map_err(|e| ApiError::invalid(format!("name: {e}")))
-}
-
-fn check_time_zone(tz: &str) -> Result<(), ApiError> {
-    Schedule::new(1, 0, 0, tz)
-        .map(|_| ())
-        .map_err(ApiError::invalid)
-}
-
-fn check_email(email: &str) -> Result<(), ApiError> {
-    check_text("email", email, 254).map_err(ApiError::invalid)?;
-    if email.is_empty() || (email.contains('@') && !email.contains(char::is_whitespace)) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "email: '{email}' is not an address"
-        )))
-    }
-}
-
-fn check_required(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
-        return Err(ApiError::invalid(format!("{field}: required")));
-    }
-    check_text(field, value, 200).map_err(ApiError::invalid)
-}
-
 /// Requests a local account; any signed-in user may. A system admin approves it, and the
 /// requester becomes its account admin.
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = AccountRequestBody,
@@ -175,83 +137,21 @@ pub async fn create_account(
     body: web::Json<AccountRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    check_name(&body.name)?;
-    check_required("smart_account", &body.smart_account)?;
-    check_required("virtual_account", &body.virtual_account)?;
-    check_email(&body.email)?;
-    let time_zone = body.time_zone.unwrap_or_else(|| "UTC".into());
-    check_time_zone(&time_zone)?;
-    let now = state.clock.now();
-    let mut conn = state.pool.get().await?;
-    let request = AccountRequest {
-        name: body.name,
-        smart_account: body.smart_account,
-        virtual_account: body.virtual_account,
+    let new = NewAccount {
         email: body.email,
-        time_zone: time_zone.clone(),
-        status: AccountStatus::Requested,
-        requested_by: Some(principal.user.id),
+        time_zone: body.time_zone.unwrap_or_else(|| "UTC".into()),
+        ..NewAccount::new(&body.name, &body.smart_account, &body.virtual_account)
     };
-    // A daily sync with CSSM at 02:00 local time until someone changes it.
-    let schedule = Schedule::new(1, 2, 0, &time_zone).map_err(ApiError::invalid)?;
-    let created = conn
-        .transaction::<_, NameTx, _>(async |conn| {
-            accounts::lock_names(conn).await?;
-            if accounts::name_taken(conn, &request.name, None).await? {
-                return Err(NameTx::Taken);
-            }
-            Ok(accounts::create_with_default_lva(conn, &request, &schedule, now).await?)
-        })
-        .await;
-    let account = match created {
-        Ok((account, _)) => account,
-        Err(NameTx::Taken) => return Err(name_taken(&request.name)),
-        Err(NameTx::Db(e)) if e.is_unique_violation() => return Err(name_taken(&request.name)),
-        Err(NameTx::Db(e)) => return Err(e.into()),
-    };
-    // The requester follows its request (read-only) until approval makes it account admin.
-    let grant = AccountGrant {
-        account_id: account.id,
-        role: AccountRole::AccountUser,
-    };
-    users::grant(&mut conn, principal.user.id, grant).await?;
-    audit(
+    let mut conn = state.pool.get().await?;
+    let account = lifecycle::create(
         &mut conn,
-        &principal,
-        account.id,
-        "account.request",
-        json!({ "name": account.name }),
-        now,
+        &new,
+        Some(principal.user.id),
+        &principal.actor(),
+        state.clock.now(),
     )
     .await?;
     Ok(HttpResponse::Created().json(AccountView::from(&account)))
-}
-
-/// How a transaction that claims an account name ends badly.
-enum NameTx {
-    /// Another account bears the name, or bore it.
-    Taken,
-    /// The database failed.
-    Db(outpost_db::DbError),
-}
-
-impl From<outpost_db::DbError> for NameTx {
-    fn from(e: outpost_db::DbError) -> Self {
-        NameTx::Db(e)
-    }
-}
-
-impl From<outpost_db::QueryError> for NameTx {
-    fn from(e: outpost_db::QueryError) -> Self {
-        NameTx::Db(e.into())
-    }
-}
-
-fn name_taken(name: &str) -> ApiError {
-    ApiError::conflict(
-        "name_taken",
-        format!("the name '{name}' is used by another local account (now or before a rename)"),
-    )
 }
 
 /// Changes to an account.
@@ -277,65 +177,15 @@ pub async fn update_account(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let body = body.into_inner();
-    if let Some(name) = &body.name {
-        check_name(name)?;
-    }
-    if let Some(email) = &body.email {
-        check_email(email)?;
-    }
-    let now = state.clock.now();
+    let update = AccountUpdate {
+        name: body.name,
+        email: body.email,
+    };
     let mut conn = state.pool.get().await?;
-    let new_name = body.name.clone().filter(|n| *n != account.name);
-    let changes = AccountChanges {
-        email: body.email.clone(),
-        ..AccountChanges::default()
-    };
-    // One transaction: a refused change leaves nothing half done, and the name lock keeps two
-    // renames (or a rename and a request) from taking the same name.
-    let outcome = conn
-        .transaction::<_, NameTx, _>(async |conn| {
-            accounts::lock_names(conn).await?;
-            let mut updated = account.clone();
-            if let Some(name) = &new_name {
-                if accounts::name_taken(conn, name, Some(account.id)).await? {
-                    return Err(NameTx::Taken);
-                }
-                updated = accounts::rename(conn, account.id, name, now).await?;
-            }
-            if changes.email.is_some() {
-                updated = accounts::update(conn, account.id, &changes, now).await?;
-            }
-            Ok(updated)
-        })
-        .await;
-    let updated = match outcome {
-        Ok(updated) => updated,
-        Err(NameTx::Taken) => return Err(name_taken(new_name.as_deref().unwrap_or_default())),
-        Err(NameTx::Db(e)) if e.is_unique_violation() => {
-            return Err(name_taken(new_name.as_deref().unwrap_or_default()));
-        }
-        Err(NameTx::Db(e)) => return Err(e.into()),
-    };
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.update",
-        json!({ "old_name": account.name, "name": updated.name, "email": body.email }),
-        now,
-    )
-    .await?;
+    let now = state.clock.now();
+    let updated =
+        lifecycle::update(&mut conn, account.id, &update, &principal.actor(), now).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(&updated)))
-}
-
-fn wrong_state(account: &LocalAccount, action: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_state",
-        format!(
-            "local account '{}' is {}; it cannot be {action}",
-            account.name, account.status
-        ),
-    )
 }
 
 /// Approves a requested account (system admins only); its requester becomes account admin.
@@ -349,29 +199,9 @@ pub async fn approve_account(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(ADMINS)?;
-    if account.status != AccountStatus::Requested {
-        return Err(wrong_state(&account, "approved"));
-    }
-    let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let approved =
-        accounts::set_status(&mut conn, account.id, AccountStatus::Approved, None, now).await?;
-    if let Some(requester) = account.requested_by {
-        let grant = AccountGrant {
-            account_id: account.id,
-            role: AccountRole::AccountAdmin,
-        };
-        users::grant(&mut conn, requester, grant).await?;
-    }
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.approve",
-        json!({ "requested_by": account.requested_by }),
-        now,
-    )
-    .await?;
+    let now = state.clock.now();
+    let approved = lifecycle::approve(&mut conn, account.id, &principal.actor(), now).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(&approved)))
 }
 
@@ -385,39 +215,16 @@ pub async fn register_account(
     id: web::Path<AccountId>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    if account.cssm_client_id.is_some() {
-        return Err(ApiError::conflict(
-            "already_registered",
-            format!(
-                "local account '{}' is already registered with CSSM",
-                account.name
-            ),
-        ));
-    }
-    if account.status != AccountStatus::Approved {
-        return Err(wrong_state(
-            &account,
-            "registered until a system admin approves it",
-        ));
-    }
-    let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let job = AccountRegistration {
-        account_id: account.id,
-        actor: principal.actor(),
-    }
-    .job(now, state.settings.worker.max_attempts.min(3));
-    let (job_id, created) = jobs::enqueue(&mut conn, &job, now).await?;
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.register_requested",
-        json!({ "job_id": job_id }),
-        now,
-    )
-    .await?;
-    Ok(HttpResponse::Accepted().json(json!({ "job_id": job_id, "already_queued": !created })))
+    let attempts = state.settings.worker.max_attempts.min(3);
+    let now = state.clock.now();
+    let (job_id, created) =
+        registration::queue_online(&mut conn, account.id, &principal.actor(), attempts, now)
+            .await?;
+    Ok(HttpResponse::Accepted().json(JobQueued {
+        job_id,
+        already_queued: !created,
+    }))
 }
 
 /// Why an account is deactivated.
@@ -440,36 +247,10 @@ pub async fn deactivate_account(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(OPERATORS)?;
-    let reason = body.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::invalid("reason: required"));
-    }
-    check_text("reason", reason, 500).map_err(ApiError::invalid)?;
-    if !matches!(
-        account.status,
-        AccountStatus::Approved | AccountStatus::Active
-    ) {
-        return Err(wrong_state(&account, "deactivated"));
-    }
-    let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let updated = accounts::set_status(
-        &mut conn,
-        account.id,
-        AccountStatus::Inactive,
-        Some(reason),
-        now,
-    )
-    .await?;
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.deactivate",
-        json!({ "reason": reason, "previous_status": account.status }),
-        now,
-    )
-    .await?;
+    let now = state.clock.now();
+    let updated =
+        lifecycle::deactivate(&mut conn, account.id, &body.reason, &principal.actor(), now).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(&updated)))
 }
 
@@ -484,26 +265,9 @@ pub async fn reactivate_account(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(OPERATORS)?;
-    if account.status != AccountStatus::Inactive {
-        return Err(wrong_state(&account, "reactivated"));
-    }
-    let status = if account.cssm_client_id.is_some() {
-        AccountStatus::Active
-    } else {
-        AccountStatus::Approved
-    };
-    let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let updated = accounts::set_status(&mut conn, account.id, status, None, now).await?;
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.reactivate",
-        json!({ "status": status }),
-        now,
-    )
-    .await?;
+    let now = state.clock.now();
+    let updated = lifecycle::reactivate(&mut conn, account.id, &principal.actor(), now).await?;
     Ok(HttpResponse::Ok().json(AccountView::from(&updated)))
 }
 
@@ -530,38 +294,19 @@ pub async fn delete_account(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(ADMINS)?;
-    let now = state.clock.now();
     let mut conn = state.pool.get().await?;
-    let pis = accounts::count_product_instances(&mut conn, account.id).await?;
-    if pis > 0 && !query.force {
-        return Err(ApiError::conflict(
-            "not_empty",
-            format!(
-                "local account '{}' still holds {pis} product instance(s); remove them or delete with ?force=true",
-                account.name
-            ),
-        ));
-    }
-    let lvas = accounts::list_lvas(&mut conn, account.id).await?.len();
-    accounts::delete(&mut conn, account.id)
-        .await
-        .map_err(not_found_as_account)?;
-    let detail = json!({
-        "name": account.name,
-        "smart_account": account.smart_account,
-        "virtual_account": account.virtual_account,
-        "product_instances_removed": pis,
-        "virtual_accounts_removed": lvas,
-        "forced": query.force,
-    });
-    audit(
-        &mut conn,
-        &principal,
-        account.id,
-        "account.delete",
-        detail.clone(),
-        now,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(detail))
+    let now = state.clock.now();
+    let deleted: Deleted =
+        lifecycle::delete(&mut conn, account.id, query.force, &principal.actor(), now).await?;
+    Ok(HttpResponse::Ok().json(deleted))
+}
+
+/// A job queued for the worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobQueued {
+    /// The job (`GET /api/v1/jobs/{id}` shows its progress and outcome).
+    #[schema(value_type = uuid::Uuid)]
+    pub job_id: JobId,
+    /// It was queued already (by an earlier request).
+    pub already_queued: bool,
 }

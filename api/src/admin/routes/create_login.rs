@@ -7,9 +7,9 @@ use outpost_db::users;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::auth::{hash_password, verify_password};
 use crate::error::ApiError;
 use crate::state::AppState;
+use outpost_app::users::{hash_password, verify_password};
 
 /// Login body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -27,6 +27,7 @@ async fn dummy_hash() -> Result<String, ApiError> {
         .get_or_try_init(|| hash_password(outpost_core::crypto::random_alphanumeric(24)))
         .await
         .cloned()
+        .map_err(ApiError::from)
 }
 
 /// Issues an access token.

@@ -30,6 +30,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use crate::admin::auth::{ADMINS, OPERATORS, READERS};
+pub use outpost_app::input::check_text;
 
 /// The account `id` if the caller may see it; another tenant's account is a plain 404.
 pub async fn visible_account(
@@ -68,17 +69,6 @@ pub async fn operable_account(
     Ok(account)
 }
 
-/// Checks a free-text value: at most `max` characters and no control character (PostgreSQL
-/// refuses NUL in text, and the others have no business in names). The message names the field.
-pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), String> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(format!(
-            "{field} must be at most {max} characters without control characters"
-        ));
-    }
-    Ok(())
-}
-
 /// For `Option<Option<T>>` fields: a key that is present (even as `null`) becomes `Some`; an
 /// absent one stays `None` (with `#[serde(default)]`), so "leave it" and "clear it" differ.
 pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -97,15 +87,7 @@ pub async fn licensing_account(
     id: AccountId,
 ) -> Result<LocalAccount, ApiError> {
     let account = operable_account(state, principal, id).await?;
-    if account.status != outpost_db::enums::AccountStatus::Active {
-        return Err(ApiError::conflict(
-            "account_not_registered",
-            format!(
-                "local account '{}' is {}: licensing functions need an active account registered with CSSM",
-                account.name, account.status
-            ),
-        ));
-    }
+    outpost_app::accounts::require_active(&account)?;
     Ok(account)
 }
 

@@ -1,5 +1,5 @@
-//! The file operations of air-gapped sites (see `crate::offline`): usage export download, ACK
-//! bundle upload, offline registration files, device RUM and ACK files.
+//! The file operations of air-gapped sites (`outpost_app::offline` and `registration`): usage
+//! export download, ACK bundle upload, offline registration files, device RUM and ACK files.
 
 use std::io::{Seek, Write};
 
@@ -7,15 +7,17 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
+use outpost_app::offline::{self, device_files, export, import};
+use outpost_app::registration;
+use outpost_core::device::DeviceResponse;
 use outpost_db::exports::Selection;
 use outpost_db::{AccountId, ProductInstanceId};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::accounts::AccountView;
 use super::operable_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
-use crate::offline;
 use crate::state::AppState;
 
 /// Reads a request body into an anonymous temporary file, up to `admin.max_upload_bytes`.
@@ -55,7 +57,9 @@ fn attachment(name: &str) -> ContentDisposition {
     }
 }
 
-fn verifier(state: &AppState) -> Result<&outpost_core::crypto::SignatureVerifier, ApiError> {
+pub(super) fn verifier(
+    state: &AppState,
+) -> Result<&outpost_core::crypto::SignatureVerifier, ApiError> {
     state.cssm_verifier.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -87,16 +91,19 @@ pub async fn get_usage_export(
         Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
     };
     let file = tempfile::tempfile().map_err(ApiError::internal)?;
-    let request = offline::export::ExportRequest {
+    let actor = principal.actor();
+    let request = export::ExportRequest {
         account: account.id,
         selection,
         now,
-        actor: &principal.actor(),
+        actor: &actor,
     };
     // The bundle is downloaded from a temporary file. Its reports count as exported once the
     // download starts; a lost download is exported again with `?days=N`.
+    let mut conn = state.pool.get().await?;
     let (mut file, summary) =
-        offline::export::export_usage(&state.pool, &request, file, Ok, |_, _| {}).await?;
+        export::export_usage(&mut conn, &request, file, Ok, |_, _| {}).await?;
+    drop(conn);
     file.rewind().map_err(ApiError::internal)?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     Ok(HttpResponse::Ok()
@@ -132,18 +139,17 @@ pub async fn create_ack_import(
         .file_name
         .clone()
         .unwrap_or_else(|| "upload.tar.gz".into());
-    let summary = offline::import::import_ack_bundle(
-        &state.pool,
-        verifier,
-        account.id,
-        &offline::file_safe(&name),
-        file,
-        query.dry_run,
-        state.clock.now(),
-        &principal.actor(),
-        |_, _| {},
-    )
-    .await?;
+    let actor = principal.actor();
+    let file_name = offline::file_safe(&name);
+    let request = import::ImportRequest {
+        account: account.id,
+        file_name: &file_name,
+        dry_run: query.dry_run,
+        now: state.clock.now(),
+        actor: &actor,
+    };
+    let mut conn = state.pool.get().await?;
+    let summary = import::import_ack_bundle(&mut conn, verifier, &request, file, |_, _| {}).await?;
     Ok(HttpResponse::Ok().json(summary))
 }
 
@@ -155,13 +161,10 @@ pub async fn get_registration_request(
     id: web::Path<AccountId>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    let (name, text) = offline::registration::registration_request(
-        &state.pool,
-        account.id,
-        state.clock.now(),
-        &principal.actor(),
-    )
-    .await?;
+    let mut conn = state.pool.get().await?;
+    let (name, text) =
+        registration::request_file(&mut conn, account.id, &principal.actor(), state.clock.now())
+            .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(attachment(&name))
@@ -179,21 +182,17 @@ pub async fn create_registration_response(
     let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
     let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
-    let account = offline::registration::registration_response(
-        &state.pool,
+    let mut conn = state.pool.get().await?;
+    let account = registration::response_file(
+        &mut conn,
         verifier,
         account.id,
         &text,
-        state.clock.now(),
         &principal.actor(),
+        state.clock.now(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": account.id,
-        "name": account.name,
-        "status": account.status,
-        "registered_at": account.registered_at,
-    })))
+    Ok(HttpResponse::Ok().json(AccountView::from(&account)))
 }
 
 /// `?lva=N` (default 1).
@@ -213,8 +212,9 @@ pub async fn create_usage_file(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
-    let response = offline::device_files::upload_usage_file(
-        &state.pool,
+    let mut conn = state.pool.get().await?;
+    let response: DeviceResponse = device_files::upload_usage_file(
+        &mut conn,
         account.id,
         query.lva.unwrap_or(1),
         &text,
@@ -235,15 +235,8 @@ pub async fn get_ack_file(
 ) -> Result<HttpResponse, ApiError> {
     let (account, pi) = path.into_inner();
     let account = operable_account(&state, &principal, account).await?;
-    let (name, text) =
-        offline::device_files::ack_file(&state.pool, account.id, pi, state.clock.now())
-            .await
-            .map_err(|e| match e {
-                offline::OfflineError::Db(db) if db.is_not_found() => {
-                    ApiError::not_found("product instance")
-                }
-                other => other.into(),
-            })?;
+    let mut conn = state.pool.get().await?;
+    let (name, text) = device_files::ack_file(&mut conn, account.id, pi, state.clock.now()).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(attachment(&name))

@@ -2,10 +2,9 @@
 //! (`/accounts/{id}/settings`, overriding the global value; `null` follows it again).
 
 use actix_web::{HttpResponse, web};
+use outpost_app::settings::{self as switches, DeviceSwitches};
+use outpost_db::AccountId;
 use outpost_db::accounts::{self, AccountChanges};
-use outpost_db::enums::EventResult;
-use outpost_db::events::{self, NewEvent};
-use outpost_db::{AccountId, system};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -24,10 +23,7 @@ pub async fn get_settings(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(READERS)?;
     let mut conn = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "validate_device": system::validate_device(&mut conn).await?,
-        "nat_support": system::nat_support(&mut conn).await?,
-    })))
+    Ok(HttpResponse::Ok().json(switches::switches(&mut conn).await?))
 }
 
 /// Global switches to change.
@@ -50,26 +46,11 @@ pub async fn put_settings(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(ADMINS)?;
     let mut conn = state.pool.get().await?;
-    if let Some(on) = body.validate_device {
-        system::set_validate_device(&mut conn, on).await?;
-    }
-    if let Some(on) = body.nat_support {
-        system::set_nat_support(&mut conn, on).await?;
-    }
-    let event = NewEvent {
-        account_id: None,
-        pi_id: None,
-        actor: principal.actor(),
-        action: "settings.update".into(),
-        result: EventResult::Ok,
-        detail: json!({ "validate_device": body.validate_device, "nat_support": body.nat_support }),
-        created_at: state.clock.now(),
-    };
-    events::record(&mut conn, &event).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "validate_device": system::validate_device(&mut conn).await?,
-        "nat_support": system::nat_support(&mut conn).await?,
-    })))
+    let now = state.clock.now();
+    let (validate, nat) = (body.validate_device, body.nat_support);
+    let updated: DeviceSwitches =
+        switches::set_switches(&mut conn, validate, nat, &principal.actor(), now).await?;
+    Ok(HttpResponse::Ok().json(updated))
 }
 
 /// Shows a tenant's switches: its overrides and what is in effect.
@@ -83,8 +64,8 @@ pub async fn get_account_settings(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
-    let validate = system::validate_device(&mut conn).await?;
-    let nat = system::nat_support(&mut conn).await?;
+    let global = switches::switches(&mut conn).await?;
+    let (validate, nat) = (global.validate_device, global.nat_support);
 
     Ok(HttpResponse::Ok().json(json!({
         "validate_device": account.validate_device,

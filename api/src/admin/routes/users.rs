@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::ADMINS;
-use crate::admin::auth::{Principal, hash_password};
+use outpost_app::users::hash_password;
+
+use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -171,7 +171,10 @@ async fn admin_commands_onboard_an_account_and_explain_failures() {
         "Campus",
     ]);
     assert_eq!(code, 1);
-    assert!(err.contains("already exists"), "{err}");
+    assert!(
+        err.contains("the name 'Acme Campus' is used by another local account"),
+        "{err}"
+    );
 
     let (code, _, err) = run(&[
         "admin",
@@ -188,7 +191,7 @@ async fn admin_commands_onboard_an_account_and_explain_failures() {
         err.contains("Smart Account 'Globex Inc' not found"),
         "{err}"
     );
-    assert!(err.contains("outpost admin register Globex"), "{err}");
+    assert!(err.contains("outpost admin register 'Globex'"), "{err}");
 
     let (code, out, _) = run(&["admin", "list-accounts"]);
     assert_eq!(code, 0);
@@ -198,14 +201,22 @@ async fn admin_commands_onboard_an_account_and_explain_failures() {
     );
 
     let (code, out, _) = run(&["admin", "settings", "--validate-device", "on"]);
-    assert_eq!((code, out.trim()), (0, "validate_device = on"));
+    assert_eq!(
+        (code, out.trim()),
+        (0, "validate_device = on\nnat_support = off")
+    );
 
     let (code, out, err) = run(&["admin", "sync", "Acme Campus"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("sync of 'Acme Campus' queued as job"), "{out}");
     let (code, _, err) = run(&["admin", "sync", "Globex"]);
     assert_eq!(code, 1);
-    assert!(err.contains("not registered with CSSM"), "{err}");
+    assert!(
+        err.contains(
+            "local account 'Globex' is approved: licensing functions need an active account registered with CSSM"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

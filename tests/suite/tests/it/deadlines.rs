@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use outpost_core::clock::ManualClock;
 use outpost_core::device::Status;
 use outpost_db::enums::JobState;
-use outpost_db::jobs::{self, catalog::DeadlineSweep};
+use outpost_db::jobs::{self, JobPayload, catalog::DeadlineSweep};
 use outpost_pi_sim::Device;
 use outpost_tests::TestApp;
 use reqwest::Method;

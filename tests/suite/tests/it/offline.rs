@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::Command;
 
-use outpost_api::offline::export;
+use outpost_app::offline::export;
 use outpost_core::crypto::SignatureVerifier;
 use outpost_core::device::Status;
 use outpost_core::offline_file;
@@ -460,7 +460,7 @@ async fn a_failed_export_marks_nothing() {
 
     // The disk fills up half-way through the bundle.
     let failed = export::export_usage(
-        &app.pool,
+        &mut *app.conn().await,
         &request,
         FullDisk { budget: 1_000 },
         Ok,
@@ -473,7 +473,7 @@ async fn a_failed_export_marks_nothing() {
 
     // The bundle is complete but cannot be made durable.
     let failed = export::export_usage(
-        &app.pool,
+        &mut *app.conn().await,
         &request,
         Vec::new(),
         |_| -> std::io::Result<()> { Err(std::io::Error::other("fsync failed")) },
@@ -484,9 +484,10 @@ async fn a_failed_export_marks_nothing() {
     unmarked().await;
 
     // The same export on a working disk goes through, with all 120 reports.
-    let (bytes, summary) = export::export_usage(&app.pool, &request, Vec::new(), Ok, |_, _| {})
-        .await
-        .expect("export");
+    let (bytes, summary) =
+        export::export_usage(&mut *app.conn().await, &request, Vec::new(), Ok, |_, _| {})
+            .await
+            .expect("export");
     assert_eq!((summary.reports, summary.device_files), (120, 3));
     assert_eq!(bytes.len() as u64, summary.bytes);
     assert_eq!(

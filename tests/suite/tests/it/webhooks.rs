@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use outpost_core::clock::ManualClock;
 use outpost_core::crypto::hmac_sha256_hex;
-use outpost_db::jobs::{self, catalog::DeadlineSweep};
+use outpost_db::jobs::{self, JobPayload, catalog::DeadlineSweep};
 use outpost_pi_sim::Device;
 use outpost_tests::{TestApp, WebhookReceiver, error_code};
 use reqwest::Method;

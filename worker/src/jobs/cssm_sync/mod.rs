@@ -23,6 +23,7 @@ use outpost_db::enums::{
     EventResult, Severity, SyncChannel, SyncDirection, SyncState, UploadState,
 };
 use outpost_db::events::{self, NewEvent};
+use outpost_db::jobs::JobPayload;
 use outpost_db::jobs::catalog::CssmSync;
 use outpost_db::licenses::{self, License};
 use outpost_db::sync_runs::{self, SyncRunOutcome};

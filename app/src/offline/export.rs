@@ -13,18 +13,21 @@ use outpost_db::enums::{EventResult, SyncChannel, SyncDirection, SyncState};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::exports::{self, ExportRow, Selection};
 use outpost_db::sync_runs::{self, SyncRunOutcome};
-use outpost_db::{AccountId, AsyncConnection, DbPool, ProductInstanceId, SyncRunId, accounts};
+use outpost_db::{
+    AccountId, AsyncConnection, AsyncPgConnection, ProductInstanceId, SyncRunId, accounts,
+};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Hashing, OfflineError, require_registered};
+use super::{Hashing, require_registered};
+use crate::error::{AppError, AppResult, Code, OrNotFound};
 
 /// Reports read per query.
 const PAGE: i64 = 1000;
 
 /// What an export wrote.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExportSummary {
     /// `UD_SA_<ts>.tar.gz`.
     pub file_name: String,
@@ -39,6 +42,7 @@ pub struct ExportSummary {
     /// Its SHA-256.
     pub sha256: String,
     /// The ledger row.
+    #[schema(value_type = uuid::Uuid)]
     pub sync_run: SyncRunId,
 }
 
@@ -68,6 +72,9 @@ struct DeviceFile {
     text: String,
 }
 
+/// What the writer made: the output, its size and SHA-256, device files and VA archives.
+type Written<R> = (R, u64, String, u64, u64);
+
 /// Exports an account's reports to `out`; `progress(done, total)` follows the reports.
 ///
 /// Everything happens in one transaction: reports are marked exported page by page as they are
@@ -75,131 +82,164 @@ struct DeviceFile {
 /// whole bundle is written and `finish` has accepted it (a file sink makes the file durable and
 /// gives it its name there). A failed export leaves every report as it was.
 pub async fn export_usage<W, R>(
-    pool: &DbPool,
+    conn: &mut AsyncPgConnection,
     request: &ExportRequest<'_>,
     out: W,
     finish: impl FnOnce(W) -> std::io::Result<R> + Send + 'static,
     progress: impl Fn(u64, u64) + Send + Sync,
-) -> Result<(R, ExportSummary), OfflineError>
+) -> AppResult<(R, ExportSummary)>
 where
     W: Write + Send + 'static,
     R: Send + 'static,
 {
-    let &ExportRequest {
-        account: account_id,
-        selection,
-        now,
-        actor,
-    } = request;
-    let mut conn = pool.get().await?;
-    let account = accounts::find_account(&mut conn, account_id).await?;
+    let account = accounts::find_account(conn, request.account)
+        .await
+        .or_not_found("account")?;
     let (sa_id, va_id) = require_registered(&account)?;
-    let (sa_id, va_id) = (sa_id.to_owned(), va_id.to_owned());
-    conn.transaction::<_, OfflineError, _>(async |conn| {
-        let total = u64::try_from(exports::count(conn, account.id, selection).await?).unwrap_or(0);
+    let ids = (sa_id.to_owned(), va_id.to_owned());
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let total =
+            u64::try_from(exports::count(conn, account.id, request.selection).await?).unwrap_or(0);
         if total == 0 {
-            return Err(OfflineError::Conflict(match selection {
-                Selection::Unsent => format!(
-                    "local account '{}' has no report that was not already sent, exported or acknowledged; export the last N days to send some again",
-                    account.name
-                ),
-                Selection::Since(since) => format!(
-                    "local account '{}' has no report received since {since}",
-                    account.name
-                ),
-            }));
+            return Err(nothing_to_export(&account, request.selection));
         }
-
         // The writer owns the bundle on a blocking thread; a small channel keeps memory flat.
         let (sender, receiver) = mpsc::channel::<DeviceFile>(8);
-        let own_sa = (account.smart_account.clone(), sa_id.clone());
+        let own_sa = (account.smart_account.clone(), ids.0.clone());
+        let now = request.now;
         let writer = tokio::task::spawn_blocking(move || {
             let (out, bytes, sha256, files, archives) = write_bundle(out, own_sa, receiver, now)?;
             Ok::<_, std::io::Error>((finish(out)?, bytes, sha256, files, archives))
         });
-
-        let mut reports = 0u64;
-        let mut current: Vec<ExportRow> = Vec::new();
-        let mut after = (ProductInstanceId(uuid::Uuid::nil()), 0);
-        'pages: loop {
-            let page = exports::page(conn, account.id, selection, after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = (last.pi_id, last.id);
-            let ids: Vec<i64> = page.iter().map(|row| row.id).collect();
-            exports::mark_exported(conn, account.id, &ids, now).await?;
-            reports += ids.len() as u64;
-            for row in page {
-                if current.first().is_some_and(|first| first.pi_id != row.pi_id) {
-                    let rows = std::mem::take(&mut current);
-                    // A closed channel means the writer failed; its error is reported below.
-                    if sender.send(device_file(&account, &sa_id, &va_id, rows, now)).await.is_err() {
-                        break 'pages;
-                    }
-                }
-                current.push(row);
-            }
-            progress(reports, total);
-        }
-        if !current.is_empty() {
-            let rows = std::mem::take(&mut current);
-            let _ = sender.send(device_file(&account, &sa_id, &va_id, rows, now)).await;
-        }
-        drop(sender);
-        let (out, bytes, sha256, files, archives) = writer
+        let reports = feed(conn, &account, &ids, request, sender, |done| {
+            progress(done, total)
+        })
+        .await?;
+        let written = writer
             .await
-            .map_err(|e| OfflineError::Io(format!("the export writer stopped: {e}")))?
-            .map_err(|e| OfflineError::Io(format!("writing the export: {e}")))?;
-
-        let file_name = file_name(now);
-        let run = sync_runs::start(
-            conn,
-            account.id,
-            None,
-            SyncChannel::File,
-            SyncDirection::Outbound,
-            now,
-        )
-        .await?;
-        let message = format!("exported {reports} reports of {files} devices to {file_name}");
-        let outcome = SyncRunOutcome {
-            state: Some(SyncState::Succeeded),
-            finished_at: Some(now),
-            duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
-            reports_sent: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
-            bytes_sent: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-            sha256: Some(sha256.clone()),
-            file_name: Some(file_name.clone()),
-            message: Some(message),
-            ..SyncRunOutcome::default()
-        };
-        sync_runs::finish(conn, run, &outcome).await?;
-        let detail = json!({ "file_name": file_name, "reports": reports, "devices": files, "bytes": bytes, "sha256": sha256 });
-        events::record(
-            conn,
-            &NewEvent::account(
-                account.id,
-                actor,
-                "cssm.export",
-                EventResult::Ok,
-                detail,
-                now,
-            ),
-        )
-        .await?;
-        Ok((
-            out,
-            ExportSummary {
-                file_name,
-                device_files: files,
-                reports,
-                virtual_accounts: archives,
-                bytes,
-                sha256,
-                sync_run: run,
-            },
-        ))
+            .map_err(|e| AppError::internal(format!("the export writer stopped: {e}")))?
+            .map_err(|e| AppError::internal(format!("writing the export: {e}")))?;
+        record(conn, &account, request, reports, written).await
     })
     .await
+}
+
+fn nothing_to_export(account: &accounts::LocalAccount, selection: Selection) -> AppError {
+    AppError::refused(
+        Code::Conflict,
+        match selection {
+            Selection::Unsent => format!(
+                "local account '{}' has no report that was not already sent, exported or acknowledged; export the last N days to send some again",
+                account.name
+            ),
+            Selection::Since(since) => format!(
+                "local account '{}' has no report received since {since}",
+                account.name
+            ),
+        },
+    )
+}
+
+/// Reads the selected reports page by page, marks them exported and sends one device file per
+/// product instance to the writer; returns how many reports went.
+async fn feed(
+    conn: &mut AsyncPgConnection,
+    account: &accounts::LocalAccount,
+    (sa_id, va_id): &(String, String),
+    request: &ExportRequest<'_>,
+    sender: mpsc::Sender<DeviceFile>,
+    progress: impl Fn(u64),
+) -> AppResult<u64> {
+    let now = request.now;
+    let mut reports = 0u64;
+    let mut current: Vec<ExportRow> = Vec::new();
+    let mut after = (ProductInstanceId(uuid::Uuid::nil()), 0);
+    loop {
+        let page = exports::page(conn, account.id, request.selection, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = (last.pi_id, last.id);
+        let ids: Vec<i64> = page.iter().map(|row| row.id).collect();
+        exports::mark_exported(conn, account.id, &ids, now).await?;
+        reports += ids.len() as u64;
+        for row in page {
+            if current
+                .first()
+                .is_some_and(|first| first.pi_id != row.pi_id)
+            {
+                let rows = std::mem::take(&mut current);
+                // A closed channel means the writer failed; its error is reported by the caller.
+                if sender
+                    .send(device_file(account, sa_id, va_id, rows, now))
+                    .await
+                    .is_err()
+                {
+                    return Ok(reports);
+                }
+            }
+            current.push(row);
+        }
+        progress(reports);
+    }
+    if !current.is_empty() {
+        let _ = sender
+            .send(device_file(account, sa_id, va_id, current, now))
+            .await;
+    }
+    Ok(reports)
+}
+
+/// The export's ledger row and event; the summary.
+async fn record<R>(
+    conn: &mut AsyncPgConnection,
+    account: &accounts::LocalAccount,
+    request: &ExportRequest<'_>,
+    reports: u64,
+    (out, bytes, sha256, files, archives): Written<R>,
+) -> AppResult<(R, ExportSummary)> {
+    let now = request.now;
+    let file_name = file_name(now);
+    let run = sync_runs::start(
+        conn,
+        account.id,
+        None,
+        SyncChannel::File,
+        SyncDirection::Outbound,
+        now,
+    )
+    .await?;
+    let message = format!("exported {reports} reports of {files} devices to {file_name}");
+    let outcome = SyncRunOutcome {
+        state: Some(SyncState::Succeeded),
+        finished_at: Some(now),
+        duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
+        reports_sent: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
+        bytes_sent: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+        sha256: Some(sha256.clone()),
+        file_name: Some(file_name.clone()),
+        message: Some(message),
+        ..SyncRunOutcome::default()
+    };
+    sync_runs::finish(conn, run, &outcome).await?;
+    let detail = json!({ "file_name": file_name, "reports": reports, "devices": files, "bytes": bytes, "sha256": sha256 });
+    let event = NewEvent::account(
+        account.id,
+        request.actor,
+        "cssm.export",
+        EventResult::Ok,
+        detail,
+        now,
+    );
+    events::record(conn, &event).await?;
+    let summary = ExportSummary {
+        file_name,
+        device_files: files,
+        reports,
+        virtual_accounts: archives,
+        bytes,
+        sha256,
+        sync_run: run,
+    };
+    Ok((out, summary))
 }
 
 /// The blocking side of an export: writes the device files it receives into the bundle and

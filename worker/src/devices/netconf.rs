@@ -19,7 +19,7 @@ use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 
-use crate::pull::PullError;
+use super::PullError;
 
 /// The IANA port of NETCONF over SSH.
 pub const NETCONF_PORT: u16 = 830;

@@ -15,14 +15,15 @@ use outpost_db::enums::{AckSource, EventResult, SyncChannel, SyncDirection, Sync
 use outpost_db::events::{self, NewEvent};
 use outpost_db::product_instances::{self, UdiKey};
 use outpost_db::sync_runs::{self, SyncRunOutcome};
-use outpost_db::{AccountId, AsyncConnection, DbPool, SyncRunId, accounts, reports};
+use outpost_db::{AccountId, AsyncConnection, AsyncPgConnection, SyncRunId, accounts, reports};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Hashing, OfflineError, require_registered};
+use super::{Hashing, rejected, require_registered};
+use crate::error::{AppError, AppResult, OrNotFound};
 
 /// What an import did (or, in a dry run, would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     /// The bundle's name.
     pub file_name: String,
@@ -43,31 +44,40 @@ pub struct ImportSummary {
     /// ACKs that carry a policy.
     pub policies: usize,
     /// The ledger row (not for a dry run).
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub sync_run: Option<SyncRunId>,
 }
 
-/// Imports an ACK bundle read from `reader`; `file_name` names it in messages and the ledger.
-/// `progress(done, total)` follows the ACK files as they are checked.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the import's inputs, passed explicitly"
-)]
+/// Which bundle to import into which account, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportRequest<'a> {
+    /// The local account.
+    pub account: AccountId,
+    /// The bundle's name, for messages and the ledger.
+    pub file_name: &'a str,
+    /// Check and count only; write nothing.
+    pub dry_run: bool,
+    /// The import's time.
+    pub now: DateTime<Utc>,
+    /// Who asked, for the audit trail.
+    pub actor: &'a str,
+}
+
+/// Imports an ACK bundle read from `reader`. `progress(done, total)` follows the ACK files as
+/// they are checked. A refused bundle writes a `failed` ledger row and nothing else.
 pub async fn import_ack_bundle<R: Read + Send + 'static>(
-    pool: &DbPool,
+    conn: &mut AsyncPgConnection,
     verifier: &SignatureVerifier,
-    account_id: AccountId,
-    file_name: &str,
+    request: &ImportRequest<'_>,
     reader: R,
-    dry_run: bool,
-    now: DateTime<Utc>,
-    actor: &str,
     progress: impl Fn(u64, u64) + Send,
-) -> Result<ImportSummary, OfflineError> {
-    let mut conn = pool.get().await?;
-    let account = accounts::find_account(&mut conn, account_id).await?;
+) -> AppResult<ImportSummary> {
+    let account = accounts::find_account(conn, request.account)
+        .await
+        .or_not_found("account")?;
     require_registered(&account)?;
-    let name = file_name.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
+    let name = request.file_name.to_owned();
+    let (members, bytes, sha256) = tokio::task::spawn_blocking(move || {
         let mut hashing = Hashing::new(reader);
         let members = bundle::read_ack_bundle(&mut hashing, &name);
         // Drain what follows the archive so the hash covers the whole file.
@@ -76,57 +86,23 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
         (members, bytes, sha256)
     })
     .await
-    .map_err(|e| OfflineError::Io(format!("reading the bundle: {e}")))?;
-    let (members, bytes, sha256) = read;
-
+    .map_err(|e| AppError::internal(format!("reading the bundle: {e}")))?;
+    let file = (request.file_name, sha256.as_str(), bytes);
     let checked = match members {
-        Ok(members) => {
-            check(
-                &mut conn, verifier, &account, file_name, &members, now, &progress,
-            )
-            .await
-        }
-        Err(e) => Err(OfflineError::Rejected(e.to_string())),
+        Ok(members) => check(conn, verifier, &account, request, &members, &progress).await,
+        Err(e) => Err(rejected(e.to_string())),
     };
     let checked = match checked {
-        Ok(checked) => checked,
-        Err(OfflineError::Rejected(message)) if !dry_run => {
-            // A refused import is a ledger row too; nothing else was written.
-            ledger(
-                &mut conn,
-                account.id,
-                file_name,
-                &sha256,
-                bytes,
-                SyncState::Failed,
-                &message,
-                (0, 0),
-                now,
-            )
-            .await?;
-            let detail = json!({ "file_name": file_name, "sha256": sha256, "error": message });
-            events::record(
-                &mut conn,
-                &NewEvent::account(
-                    account.id,
-                    actor,
-                    "cssm.import",
-                    EventResult::Rejected,
-                    detail,
-                    now,
-                ),
-            )
-            .await?;
-            return Err(OfflineError::Rejected(message));
+        Err(AppError::Refused { message, .. }) if !request.dry_run => {
+            return Err(record_refusal(conn, &account, request, file, message).await?);
         }
-        Err(e) => return Err(e),
+        other => other?,
     };
-
     let mut summary = ImportSummary {
-        file_name: file_name.to_owned(),
+        file_name: request.file_name.to_owned(),
         sha256: sha256.clone(),
         bytes,
-        dry_run,
+        dry_run: request.dry_run,
         ack_files: checked.len(),
         devices: checked
             .iter()
@@ -138,23 +114,75 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
         policies: checked.iter().filter(|a| a.policy.is_some()).count(),
         sync_run: None,
     };
-    if dry_run {
-        for ack in &checked {
-            if !acks::exists(&mut conn, ack.pi_id, &sha256_hex(ack.file.as_bytes())).await? {
-                summary.acks_new += 1;
-            }
-            summary.reports_newly_acknowledged += usize::try_from(
-                reports::count_unacknowledged(&mut conn, ack.pi_id, &ack.report_ids).await?,
-            )
-            .unwrap_or(0);
-        }
-        return Ok(summary);
+    if request.dry_run {
+        count_changes(conn, &checked, &mut summary).await?;
+    } else {
+        apply(conn, &account, request, &checked, &mut summary).await?;
     }
+    Ok(summary)
+}
 
-    // The ACKs, the ledger row and the event commit together.
-    conn.transaction::<_, OfflineError, _>(async |conn| {
+/// A refused import is a ledger row and an event too; returns the refusal to answer with.
+async fn record_refusal(
+    conn: &mut AsyncPgConnection,
+    account: &accounts::LocalAccount,
+    request: &ImportRequest<'_>,
+    (file_name, sha256, bytes): (&str, &str, u64),
+    message: String,
+) -> AppResult<AppError> {
+    let now = request.now;
+    let entry = Ledger {
+        file_name,
+        sha256,
+        bytes,
+        state: SyncState::Failed,
+        message: &message,
+        acks: 0,
+        reports: 0,
+    };
+    ledger(conn, account.id, &entry, now).await?;
+    let detail = json!({ "file_name": file_name, "sha256": sha256, "error": message });
+    let event = NewEvent::account(
+        account.id,
+        request.actor,
+        "cssm.import",
+        EventResult::Rejected,
+        detail,
+        now,
+    );
+    events::record(conn, &event).await?;
+    Ok(rejected(message))
+}
+
+/// A dry run: what the import would change.
+async fn count_changes(
+    conn: &mut AsyncPgConnection,
+    checked: &[VerifiedAck],
+    summary: &mut ImportSummary,
+) -> AppResult<()> {
+    for ack in checked {
+        if !acks::exists(conn, ack.pi_id, &sha256_hex(ack.file.as_bytes())).await? {
+            summary.acks_new += 1;
+        }
+        let waiting = reports::count_unacknowledged(conn, ack.pi_id, &ack.report_ids).await?;
+        summary.reports_newly_acknowledged += usize::try_from(waiting).unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// Stores every ACK through the same path as the online sync; the ACKs, the ledger row and the
+/// event commit together.
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    account: &accounts::LocalAccount,
+    request: &ImportRequest<'_>,
+    checked: &[VerifiedAck],
+    summary: &mut ImportSummary,
+) -> AppResult<()> {
+    let now = request.now;
+    conn.transaction::<_, AppError, _>(async |conn| {
         let (mut new, mut marked) = (0, 0);
-        for ack in &checked {
+        for ack in checked {
             let (is_new, count) =
                 acks::store_verified(conn, account.id, ack, AckSource::FileImport, None, now)
                     .await?;
@@ -163,6 +191,7 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
         }
         summary.acks_new = new;
         summary.reports_newly_acknowledged = marked;
+        let file_name = request.file_name;
         let message = if new == 0 {
             format!("{file_name}: nothing new; every ACK in it was imported before")
         } else {
@@ -171,49 +200,42 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
                 summary.devices
             )
         };
-        let run = ledger(
-            conn,
-            account.id,
+        let entry = Ledger {
             file_name,
-            &sha256,
-            bytes,
-            SyncState::Succeeded,
-            &message,
-            (new, marked),
+            sha256: &summary.sha256,
+            bytes: summary.bytes,
+            state: SyncState::Succeeded,
+            message: &message,
+            acks: new,
+            reports: marked,
+        };
+        summary.sync_run = Some(ledger(conn, account.id, &entry, now).await?);
+        let detail = serde_json::to_value(&*summary).unwrap_or_default();
+        let event = NewEvent::account(
+            account.id,
+            request.actor,
+            "cssm.import",
+            EventResult::Ok,
+            detail,
             now,
-        )
-        .await?;
-        summary.sync_run = Some(run);
-        let detail = serde_json::to_value(&summary).unwrap_or_default();
-        events::record(
-            conn,
-            &NewEvent::account(
-                account.id,
-                actor,
-                "cssm.import",
-                EventResult::Ok,
-                detail,
-                now,
-            ),
-        )
-        .await?;
+        );
+        events::record(conn, &event).await?;
         Ok(())
     })
-    .await?;
-    Ok(summary)
+    .await
 }
 
 /// Verifies every ACK and matches it to the account and one of its devices; the first problem
 /// refuses the whole bundle with the file's name.
 async fn check(
-    conn: &mut outpost_db::AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
     verifier: &SignatureVerifier,
     account: &accounts::LocalAccount,
-    file_name: &str,
+    request: &ImportRequest<'_>,
     members: &[bundle::TextMember],
-    now: DateTime<Utc>,
     progress: &(impl Fn(u64, u64) + Send),
-) -> Result<Vec<VerifiedAck>, OfflineError> {
+) -> AppResult<Vec<VerifiedAck>> {
+    let (file_name, now) = (request.file_name, request.now);
     let mut pairs = vec![(
         account.smart_account.clone(),
         account.virtual_account.clone(),
@@ -231,10 +253,10 @@ async fn check(
     for (i, member) in members.iter().enumerate() {
         let where_ = format!("{file_name}: {}/{}", member.archive, member.name);
         let verified = verify_ack(&member.text, verifier, now)
-            .map_err(|e| OfflineError::Rejected(format!("{where_}: {e}")))?;
+            .map_err(|e| rejected(format!("{where_}: {e}")))?;
         let ack = &verified.ack;
         if !pairs.contains(&(ack.smart_account.clone(), ack.virtual_account.clone())) {
-            return Err(OfflineError::Rejected(format!(
+            return Err(rejected(format!(
                 "{where_}: the ACK is for Smart Account '{}' / Virtual Account '{}', not for local account '{}'",
                 ack.smart_account, ack.virtual_account, account.name
             )));
@@ -251,7 +273,7 @@ async fn check(
                 let pi = product_instances::find_by_udi(conn, udi)
                     .await?
                     .ok_or_else(|| {
-                        OfflineError::Rejected(format!(
+                        rejected(format!(
                             "{where_}: device {} is not in local account '{}'",
                             ack.sudi, account.name
                         ))
@@ -266,18 +288,23 @@ async fn check(
     Ok(checked)
 }
 
-#[expect(clippy::too_many_arguments, reason = "every column of the ledger row")]
-async fn ledger(
-    conn: &mut outpost_db::AsyncPgConnection,
-    account: AccountId,
-    file_name: &str,
-    sha256: &str,
+/// One file import's ledger row.
+struct Ledger<'a> {
+    file_name: &'a str,
+    sha256: &'a str,
     bytes: u64,
     state: SyncState,
-    message: &str,
-    (acks, reports): (usize, usize),
+    message: &'a str,
+    acks: usize,
+    reports: usize,
+}
+
+async fn ledger(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    entry: &Ledger<'_>,
     now: DateTime<Utc>,
-) -> Result<SyncRunId, OfflineError> {
+) -> AppResult<SyncRunId> {
     let run = sync_runs::start(
         conn,
         account,
@@ -288,15 +315,15 @@ async fn ledger(
     )
     .await?;
     let outcome = SyncRunOutcome {
-        state: Some(state),
+        state: Some(entry.state),
         finished_at: Some(Utc::now()),
         duration_ms: Some((Utc::now() - now).num_milliseconds().max(0)),
-        acks_received: Some(i32::try_from(acks).unwrap_or(i32::MAX)),
-        reports_acked: Some(i32::try_from(reports).unwrap_or(i32::MAX)),
-        bytes_received: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
-        sha256: Some(sha256.to_owned()),
-        file_name: Some(file_name.to_owned()),
-        message: Some(message.to_owned()),
+        acks_received: Some(i32::try_from(entry.acks).unwrap_or(i32::MAX)),
+        reports_acked: Some(i32::try_from(entry.reports).unwrap_or(i32::MAX)),
+        bytes_received: Some(i64::try_from(entry.bytes).unwrap_or(i64::MAX)),
+        sha256: Some(entry.sha256.to_owned()),
+        file_name: Some(entry.file_name.to_owned()),
+        message: Some(entry.message.to_owned()),
         ..SyncRunOutcome::default()
     };
     sync_runs::finish(conn, run, &outcome).await?;
