@@ -69,6 +69,68 @@ fn bind_error(key: &'static str, addr: SocketAddr, source: std::io::Error) -> St
     }
 }
 
+/// Worker threads of each listener: one per core.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+}
+
+/// The device listener (`/cslu/v1/pi`, pull-drop URLs): HTTPS, and plain HTTP when enabled.
+/// Returns the server and its bound HTTPS and HTTP addresses.
+fn device_listener(
+    settings: &Settings,
+    state: web::Data<AppState>,
+    server_tls: rustls::ServerConfig,
+) -> Result<(Server, SocketAddr, Option<SocketAddr>), StartError> {
+    let mut device = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::Logger::new("device %a \"%r\" %s %b %Dms"))
+            .configure(device::configure)
+    })
+    .workers(workers())
+    .disable_signals()
+    // Answers go out as several TLS records: with Nagle's algorithm on, the last one waits
+    // for the client's delayed ACK, adding 40 ms to about one exchange in ten.
+    .tcp_nodelay(true)
+    .bind_rustls_0_23(settings.device.https_listen, server_tls)
+    .map_err(|e| bind_error("device.https_listen", settings.device.https_listen, e))?;
+    let https = device.addrs()[0];
+    let mut http = None;
+    if let Some(addr) = settings.device.http_listen {
+        device = device
+            .bind(addr)
+            .map_err(|e| bind_error("device.http_listen", addr, e))?;
+        http = device.addrs().into_iter().find(|a| *a != https);
+    }
+    Ok((device.shutdown_timeout(10).run(), https, http))
+}
+
+/// The admin listener (`/api/v1`, `/ui`, health): HTTPS. Returns the server and its address.
+fn admin_listener(
+    settings: &Settings,
+    state: web::Data<AppState>,
+    server_tls: rustls::ServerConfig,
+) -> Result<(Server, SocketAddr), StartError> {
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(error::json_config())
+            .app_data(error::path_config())
+            .app_data(error::query_config())
+            .wrap(middleware::Logger::new("admin %a \"%r\" %s %b %Dms"))
+            .configure(admin::configure)
+    })
+    .workers(workers())
+    .disable_signals()
+    .tcp_nodelay(true)
+    .bind_rustls_0_23(settings.admin.https_listen, server_tls)
+    .map_err(|e| bind_error("admin.https_listen", settings.admin.https_listen, e))?;
+    let addr = admin.addrs()[0];
+    Ok((admin.shutdown_timeout(10).run(), addr))
+}
+
 /// The running listeners.
 pub struct Application {
     device_https: SocketAddr,
@@ -119,58 +181,14 @@ impl Application {
             jwt: Arc::new(jwt),
         });
         let server_tls = outpost_core::tls::server_config(&tls.cert_pem, &tls.key_pem)?;
-        let workers = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2);
-
-        let device_state = state.clone();
-        let mut device = HttpServer::new(move || {
-            App::new()
-                .app_data(device_state.clone())
-                .wrap(middleware::Logger::new("device %a \"%r\" %s %b %Dms"))
-                .configure(device::configure)
-        })
-        .workers(workers)
-        .disable_signals()
-        // Answers go out as several TLS records: with Nagle's algorithm on, the last one waits
-        // for the client's delayed ACK, adding 40 ms to about one exchange in ten.
-        .tcp_nodelay(true)
-        .bind_rustls_0_23(settings.device.https_listen, server_tls.clone())
-        .map_err(|e| bind_error("device.https_listen", settings.device.https_listen, e))?;
-        let device_https = device.addrs()[0];
-        let mut device_http = None;
-        if let Some(addr) = settings.device.http_listen {
-            device = device
-                .bind(addr)
-                .map_err(|e| bind_error("device.http_listen", addr, e))?;
-            device_http = device.addrs().into_iter().find(|a| *a != device_https);
-        }
-
-        let admin_state = state;
-        let admin = HttpServer::new(move || {
-            App::new()
-                .app_data(admin_state.clone())
-                .app_data(error::json_config())
-                .app_data(error::path_config())
-                .app_data(error::query_config())
-                .wrap(middleware::Logger::new("admin %a \"%r\" %s %b %Dms"))
-                .configure(admin::configure)
-        })
-        .workers(workers)
-        .disable_signals()
-        .tcp_nodelay(true)
-        .bind_rustls_0_23(settings.admin.https_listen, server_tls)
-        .map_err(|e| bind_error("admin.https_listen", settings.admin.https_listen, e))?;
-        let admin_addr = admin.addrs()[0];
-
+        let (device, device_https, device_http) =
+            device_listener(&settings, state.clone(), server_tls.clone())?;
+        let (admin, admin_addr) = admin_listener(&settings, state, server_tls)?;
         Ok(Self {
             device_https,
             device_http,
             admin: admin_addr,
-            servers: vec![
-                device.shutdown_timeout(10).run(),
-                admin.shutdown_timeout(10).run(),
-            ],
+            servers: vec![device, admin],
         })
     }
 

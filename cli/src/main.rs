@@ -94,7 +94,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<outpost_app::AppError>() {
+                // A rule's refusal with its stable code, as the admin API gives it.
+                Some(outpost_app::AppError::Refused { code, message, .. }) => {
+                    eprintln!("error: {message} ({code})");
+                }
+                _ => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -135,6 +135,8 @@ impl TestApp {
                     &cssm.signing_certificate_file,
                 ),
                 ("OUTPOST_CSSM__CA_FILE", &cssm.ca_file),
+                ("OUTPOST_CSSM__API_URL", &cssm.api_url),
+                ("OUTPOST_CSSM__TOKEN_URL", &cssm.token_url),
             ],
         )
     }

@@ -81,6 +81,43 @@ impl NetconfDevice {
         pinned: Option<String>,
         timeout: Duration,
     ) -> Result<Self, PullError> {
+        let (mut session, fingerprint) = Self::ssh(host, port, pinned, timeout).await?;
+        let auth = session
+            .authenticate_password(&credentials.username, &credentials.password)
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        if !auth.success() {
+            return Err(PullError::AuthFailed(
+                "the device refused the SSH password login".into(),
+            ));
+        }
+        let channel = session
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        channel
+            .request_subsystem(true, "netconf")
+            .await
+            .map_err(|e| ssh_failure(&e))?;
+        let mut device = Self {
+            session,
+            channel,
+            framer: NetconfFramer::default(),
+            next_id: 1,
+            fingerprint,
+        };
+        device.hello().await?;
+        Ok(device)
+    }
+
+    /// The TCP connection and the SSH key exchange, in which the host key is checked before
+    /// anything else is sent: (the session, the host key's fingerprint).
+    async fn ssh(
+        host: &str,
+        port: Option<i32>,
+        pinned: Option<String>,
+        timeout: Duration,
+    ) -> Result<(Handle<HostKeyCheck>, Option<String>), PullError> {
         let port = match port {
             None => NETCONF_PORT,
             Some(p) => u16::try_from(p)
@@ -114,50 +151,25 @@ impl NetconfDevice {
         };
         let connected = client::connect_stream(config, tcp, check).await;
         let fingerprint = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let mut session = match connected {
-            Ok(session) => session,
-            Err(error) => {
-                return Err(match (&pinned, &fingerprint) {
-                    (Some(expected), Some(got)) if expected != got => {
-                        PullError::HostKeyChanged(format!(
-                            "the device presented host key {got}, not {expected} seen on first contact"
-                        ))
-                    }
-                    _ => ssh_failure(&error),
-                });
-            }
-        };
-        let auth = session
-            .authenticate_password(&credentials.username, &credentials.password)
-            .await
-            .map_err(|e| ssh_failure(&e))?;
-        if !auth.success() {
-            return Err(PullError::AuthFailed(
-                "the device refused the SSH password login".into(),
-            ));
+        match connected {
+            Ok(session) => Ok((session, fingerprint)),
+            Err(error) => Err(match (&pinned, &fingerprint) {
+                (Some(expected), Some(got)) if expected != got => {
+                    PullError::HostKeyChanged(format!(
+                        "the device presented host key {got}, not {expected} seen on first contact"
+                    ))
+                }
+                _ => ssh_failure(&error),
+            }),
         }
-        let channel = session
-            .channel_open_session()
-            .await
-            .map_err(|e| ssh_failure(&e))?;
-        channel
-            .request_subsystem(true, "netconf")
-            .await
-            .map_err(|e| ssh_failure(&e))?;
-        let mut device = Self {
-            session,
-            channel,
-            framer: NetconfFramer::default(),
-            next_id: 1,
-            fingerprint,
-        };
-        device
-            .send(&device_rpc::netconf_hello(
-                &[device_rpc::NETCONF_BASE_CAPABILITY],
-                None,
-            ))
-            .await?;
-        let hello = device.receive().await?;
+    }
+
+    /// Exchanges hellos: Outpost offers base:1.0 only; the device must speak it, give a
+    /// session id and offer the `cisco-smart-license` module.
+    async fn hello(&mut self) -> Result<(), PullError> {
+        let ours = device_rpc::netconf_hello(&[device_rpc::NETCONF_BASE_CAPABILITY], None);
+        self.send(&ours).await?;
+        let hello = self.receive().await?;
         let capabilities =
             device_rpc::netconf_capabilities(&hello).map_err(PullError::BadResponse)?;
         if device_rpc::netconf_session_id(&hello).is_none() {
@@ -178,7 +190,7 @@ impl NetconfDevice {
                 "the device's NETCONF server does not offer the cisco-smart-license module".into(),
             ));
         }
-        Ok(device)
+        Ok(())
     }
 
     /// The SHA-256 fingerprint of the device's host key (`SHA256:...`, as `ssh-keygen -l`

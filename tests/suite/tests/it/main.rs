@@ -15,6 +15,7 @@ mod device_errors;
 mod ha_sets;
 mod inventory;
 mod isolation;
+mod lifecycle;
 mod offline;
 mod process;
 mod pull;

@@ -210,6 +210,35 @@ struct CheckedAck {
     verified: outpost_core::signed_file::VerifiedAck,
 }
 
+/// Verifies one ACK a poll returned: base64 text, CSSM's signature, and the device it names.
+/// A bad signature is refused outright: it stays unstored and the batch keeps polling, so fixing
+/// cssm.signing_certificate_file and syncing again recovers it.
+fn check_ack(
+    entry: &AckEntry,
+    verifier: &outpost_core::crypto::SignatureVerifier,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<CheckedAck, BatchFailure> {
+    let file = crate::cssm_client::decode_file(&entry.smart_license).ok_or_else(|| {
+        BatchFailure::Skip(format!(
+            "the ACK for {} is not base64 UTF-8 text",
+            entry.sudi
+        ))
+    })?;
+    let verified = verify_ack(&file, verifier, now)
+        .map_err(|e| BatchFailure::Skip(format!("the ACK for {} was refused: {e}", entry.sudi)))?;
+    if !verified.ack.sudi.same_device(&entry.sudi) {
+        return Err(BatchFailure::Skip(format!(
+            "the ACK listed for {} is signed for {}",
+            entry.sudi, verified.ack.sudi
+        )));
+    }
+    Ok(CheckedAck {
+        sudi: entry.sudi.clone(),
+        file,
+        verified,
+    })
+}
+
 /// Verifies every ACK of a batch, then stores them all with the report marks in one transaction.
 async fn store_acks(
     ctx: &JobContext,
@@ -223,31 +252,10 @@ async fn store_acks(
     let now = ctx.worker.clock.now();
     let mut checked = Vec::with_capacity(entries.len());
     for entry in entries {
-        let file = crate::cssm_client::decode_file(&entry.smart_license).ok_or_else(|| {
-            BatchFailure::Skip(format!(
-                "the ACK for {} is not base64 UTF-8 text",
-                entry.sudi
-            ))
-        })?;
-        // A bad signature is refused outright: it stays unstored and the batch keeps polling, so
-        // fixing cssm.signing_certificate_file and syncing again recovers it.
-        let verified = verify_ack(&file, verifier, now).map_err(|e| {
-            BatchFailure::Skip(format!("the ACK for {} was refused: {e}", entry.sudi))
-        })?;
-        if !verified.ack.sudi.same_device(&entry.sudi) {
-            return Err(BatchFailure::Skip(format!(
-                "the ACK listed for {} is signed for {}",
-                entry.sudi, verified.ack.sudi
-            )));
-        }
-        figures.bytes_received += i64::try_from(file.len()).unwrap_or(i64::MAX);
-        checked.push(CheckedAck {
-            sudi: entry.sudi.clone(),
-            file,
-            verified,
-        });
+        let ack = check_ack(entry, verifier, now)?;
+        figures.bytes_received += i64::try_from(ack.file.len()).unwrap_or(i64::MAX);
+        checked.push(ack);
     }
-
     // Devices are looked up first; an ACK for a device deleted meanwhile is skipped.
     let mut verified = Vec::with_capacity(checked.len());
     for ack in checked {
@@ -265,18 +273,11 @@ async fn store_acks(
     }
     let (stored, acked, released) = conn
         .transaction::<_, outpost_db::DbError, _>(async |conn| {
-            let mut stored = 0;
-            let mut acked = 0;
+            let (mut stored, mut acked) = (0, 0);
             for ack in &verified {
-                let (new, marked) = acks::store_verified(
-                    conn,
-                    account,
-                    ack,
-                    AckSource::CssmSync,
-                    Some(upload.id),
-                    now,
-                )
-                .await?;
+                let source = AckSource::CssmSync;
+                let (new, marked) =
+                    acks::store_verified(conn, account, ack, source, Some(upload.id), now).await?;
                 stored += i32::from(new);
                 acked += i32::try_from(marked).unwrap_or(i32::MAX);
             }

@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use super::{JobContext, JobError, RunJob};
 use crate::cssm_client::CssmError;
 
-use self::batches::{note, poll_once, send};
+use self::batches::{BatchFailure, note, poll_once, send};
 pub(crate) use self::scopes::Scopes;
 
 /// A CSSM bearer token for a registered account's client credentials.
@@ -96,21 +96,7 @@ impl RunJob for CssmSync {
                 }
             })?;
 
-        // One sync per account at a time; the lock dies with its connection if we crash.
-        let lock_key = format!("cssm_sync:{}", account.id);
-        let mut lock_conn = outpost_db::pool::establish(
-            &worker.database_url,
-            Duration::from_secs(worker.settings.database.connect_timeout_secs),
-        )
-        .await
-        .map_err(|e| JobError::Retry(format!("database: {e}")))?;
-        if !locks::try_lock(&mut lock_conn, &lock_key).await? {
-            return Err(JobError::Retry(format!(
-                "another sync of account '{}' is running",
-                account.name
-            )));
-        }
-
+        let (mut lock_conn, lock_key) = lock_account_sync(worker, &account).await?;
         let now = worker.clock.now();
         sync_runs::mark_interrupted(&mut conn, account.id, now).await?;
         let run_id = sync_runs::start(
@@ -139,16 +125,11 @@ impl RunJob for CssmSync {
         .await?;
 
         if result.is_ok() && (figures.still_pending > 0 || figures.released > 0) {
-            let follow_up = finished
-                + chrono::Duration::seconds(
-                    i64::try_from(worker.settings.cssm.follow_up_secs).unwrap_or(900),
-                );
-            outpost_db::jobs::enqueue(
-                &mut conn,
-                &self.job(follow_up, worker.settings.worker.max_attempts),
-                finished,
-            )
-            .await?;
+            // ACKs still out, or reports to send again: another sync comes back for them.
+            let wait = i64::try_from(worker.settings.cssm.follow_up_secs).unwrap_or(900);
+            let follow_up = finished + chrono::Duration::seconds(wait);
+            let job = self.job(follow_up, worker.settings.worker.max_attempts);
+            outpost_db::jobs::enqueue(&mut conn, &job, finished).await?;
         }
         // Unlocking is tidiness: closing the connection would release it too.
         let _unlocked = locks::unlock(&mut lock_conn, &lock_key).await;
@@ -164,6 +145,26 @@ impl RunJob for CssmSync {
             "licenses_synced": figures.licenses_synced,
         }))
     }
+}
+
+/// One sync per account at a time: a session advisory lock on a dedicated connection, so the
+/// lock dies with its connection if the worker crashes. Returns the connection and the key.
+async fn lock_account_sync(
+    worker: &crate::WorkerContext,
+    account: &LocalAccount,
+) -> Result<(AsyncPgConnection, String), JobError> {
+    let lock_key = format!("cssm_sync:{}", account.id);
+    let timeout = Duration::from_secs(worker.settings.database.connect_timeout_secs);
+    let mut lock_conn = outpost_db::pool::establish(&worker.database_url, timeout)
+        .await
+        .map_err(|e| JobError::Retry(format!("database: {e}")))?;
+    if !locks::try_lock(&mut lock_conn, &lock_key).await? {
+        return Err(JobError::Retry(format!(
+            "another sync of account '{}' is running",
+            account.name
+        )));
+    }
+    Ok((lock_conn, lock_key))
 }
 
 impl Figures {
@@ -269,6 +270,7 @@ async fn record_outcome(
     Ok(state)
 }
 
+/// Steps 1 to 4 of a sync: resend, send, poll, licenses.
 async fn synchronise(
     ctx: &JobContext,
     conn: &mut AsyncPgConnection,
@@ -282,146 +284,216 @@ async fn synchronise(
         ));
     };
     let token = account_token(worker, account).await?;
-    let mut scopes = Scopes::new(&worker.cssm, &token, account)?;
-    // Problems confined to one batch are noted and the sync goes on with the others, so one bad
-    // batch never holds back the rest; they are reported (and retried) at the end.
-    let mut skipped: Vec<String> = Vec::new();
-
-    // 1. Batches recorded but not confirmed sent (a crash or failure mid-call): resend as is.
-    for upload in uploads::open_uploads(conn, account.id).await? {
-        if upload.state == UploadState::Sending {
-            let outgoing = uploads::upload_reports(conn, account.id, upload.id).await?;
-            let sent = async {
-                let scope = scopes
-                    .scope(&upload.smart_account, &upload.virtual_account)
-                    .await?;
-                send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await
-            };
-            note(sent.await, &mut skipped)?;
-        }
-    }
-
-    // 2. New batches, per SA/VA pair, until every stored report is in one.
-    let batch = i64::try_from(worker.settings.cssm.batch_size).unwrap_or(500);
-    let mut after = 0;
-    loop {
-        let page = uploads::unsent_reports(conn, account.id, after, batch).await?;
-        let Some(last) = page.last() else { break };
-        after = last.row_id;
-        let mut pairs: Vec<((String, String), Vec<OutgoingReport>)> = Vec::new();
-        for report in page {
-            let pair = report.destination((&account.smart_account, &account.virtual_account));
-            match pairs.iter_mut().find(|(p, _)| *p == pair) {
-                Some((_, reports)) => reports.push(report),
-                None => pairs.push((pair, vec![report])),
-            }
-        }
-        for ((smart_account, virtual_account), outgoing) in pairs {
-            let sent = async {
-                let scope = scopes.scope(&smart_account, &virtual_account).await?;
-                let row_ids: Vec<i64> = outgoing.iter().map(|r| r.row_id).collect();
-                let nonce = random_alphanumeric(16);
-                let now = worker.clock.now();
-                let (upload, tagged) = uploads::create_upload(
-                    conn,
-                    account.id,
-                    &smart_account,
-                    &virtual_account,
-                    &nonce,
-                    &row_ids,
-                    now,
-                )
-                .await?;
-                // Send exactly the reports this batch tagged, none another sync holds.
-                let outgoing: Vec<OutgoingReport> = outgoing
-                    .into_iter()
-                    .filter(|r| tagged.contains(&r.row_id))
-                    .collect();
-                send(ctx, conn, &token, &scope, &upload, &outgoing, figures).await
-            };
-            note(sent.await, &mut skipped)?;
-        }
-    }
-
-    // 3. Poll every batch CSSM holds until its ACKs arrive, a few times within this run.
-    let attempts = worker.settings.cssm.poll_attempts.max(1);
-    for attempt in 0..attempts {
-        let polling: Vec<Upload> = uploads::open_uploads(conn, account.id)
-            .await?
-            .into_iter()
-            .filter(|u| u.state == UploadState::Polling)
-            .collect();
-        figures.still_pending = polling.len();
-        if polling.is_empty() {
-            break;
-        }
-        for upload in polling {
-            let polled = async {
-                let scope = scopes
-                    .scope(&upload.smart_account, &upload.virtual_account)
-                    .await?;
-                poll_once(
-                    ctx, conn, &token, &scope, account.id, &upload, verifier, figures,
-                )
-                .await
-            };
-            match polled.await {
-                Ok(true) => figures.still_pending -= 1,
-                outcome => note(outcome.map(|_| ()), &mut skipped)?,
-            }
-        }
-        if figures.still_pending > 0 && attempt + 1 < attempts {
-            ctx.progress(
-                u64::from(attempt) + 1,
-                Some(attempts.into()),
-                "waiting for ACKs from CSSM",
-            );
-            tokio::time::sleep(Duration::from_secs(worker.settings.cssm.poll_interval_secs)).await;
-        }
-    }
-    if !skipped.is_empty() {
+    let mut session = Session {
+        ctx,
+        account,
+        token: &token,
+        scopes: Scopes::new(&worker.cssm, &token, account)?,
+        skipped: Vec::new(),
+    };
+    session.resend(conn, figures).await?;
+    session.send_new(conn, figures).await?;
+    session.poll(conn, verifier, figures).await?;
+    if !session.skipped.is_empty() {
         // Licenses are still synced below only when every batch went through; report first.
         return Err(JobError::Retry(format!(
             "{} batch problem(s): {}",
-            skipped.len(),
-            skipped.join("; ")
+            session.skipped.len(),
+            session.skipped.join("; ")
         )));
     }
+    sync_licenses(ctx, conn, account, &token, figures).await
+}
 
-    // 4. Purchased licenses down into the default LVA.
-    if let Some(registration_id) = &account.cssm_registration_id {
-        let entries = worker.cssm.licenses(&token, registration_id).await?;
-        let lvas = accounts::list_lvas(conn, account.id).await?;
-        if let Some(default_lva) = lvas.iter().find(|l| l.number == 1) {
-            let now = worker.clock.now();
-            let mut rows: Vec<License> = Vec::with_capacity(entries.len());
-            for license in entries.iter().map(|e| License {
-                account_id: account.id,
-                lva_id: default_lva.id,
-                entitlement_tag: e.entitlement_tag.clone(),
-                name: e.name.clone(),
-                quantity: e.quantity.max(0),
-                enforcement: e.enforcement.as_str().into(),
-                term: e.term.as_str().into(),
-                end_date: e
-                    .end_date
-                    .as_deref()
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
-                synced_at: now,
-            }) {
-                // One pool per entitlement: CSSM may list a tag twice (e.g. two terms); add them up.
-                match rows
-                    .iter_mut()
-                    .find(|r| r.entitlement_tag == license.entitlement_tag)
-                {
-                    Some(row) => row.quantity = row.quantity.saturating_add(license.quantity),
-                    None => rows.push(license),
+/// One sync's dealings with CSSM. Problems confined to one batch are noted in `skipped` and the
+/// sync goes on with the others, so one bad batch never holds back the rest; they are reported
+/// (and retried) at the end.
+struct Session<'a> {
+    ctx: &'a JobContext,
+    account: &'a LocalAccount,
+    token: &'a str,
+    scopes: Scopes<'a>,
+    skipped: Vec<String>,
+}
+
+impl Session<'_> {
+    /// Step 1: batches recorded but not confirmed sent (a crash or failure mid-call): resend as is.
+    async fn resend(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        figures: &mut Figures,
+    ) -> Result<(), JobError> {
+        for upload in uploads::open_uploads(conn, self.account.id).await? {
+            if upload.state != UploadState::Sending {
+                continue;
+            }
+            let outgoing = uploads::upload_reports(conn, self.account.id, upload.id).await?;
+            let sent = async {
+                let scope = self
+                    .scopes
+                    .scope(&upload.smart_account, &upload.virtual_account)
+                    .await?;
+                send(
+                    self.ctx, conn, self.token, &scope, &upload, &outgoing, figures,
+                )
+                .await
+            };
+            note(sent.await, &mut self.skipped)?;
+        }
+        Ok(())
+    }
+
+    /// Step 2: new batches, per SA/VA pair, until every stored report is in one.
+    async fn send_new(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        figures: &mut Figures,
+    ) -> Result<(), JobError> {
+        let account = self.account;
+        let batch = i64::try_from(self.ctx.worker.settings.cssm.batch_size).unwrap_or(500);
+        let mut after = 0;
+        loop {
+            let page = uploads::unsent_reports(conn, account.id, after, batch).await?;
+            let Some(last) = page.last() else { break };
+            after = last.row_id;
+            let mut pairs: Vec<((String, String), Vec<OutgoingReport>)> = Vec::new();
+            for report in page {
+                let pair = report.destination((&account.smart_account, &account.virtual_account));
+                match pairs.iter_mut().find(|(p, _)| *p == pair) {
+                    Some((_, reports)) => reports.push(report),
+                    None => pairs.push((pair, vec![report])),
                 }
             }
-            // Quantities transferred to other LVAs stay there; the default LVA holds the rest.
-            licenses::apply_cssm_totals(conn, account.id, default_lva.id, &rows).await?;
-            figures.licenses_synced = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+            for (pair, outgoing) in pairs {
+                let sent = self.send_batch(conn, &pair, outgoing, figures).await;
+                note(sent, &mut self.skipped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a new batch of `outgoing` for the pair (tagging its reports) and sends it.
+    async fn send_batch(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        (smart_account, virtual_account): &(String, String),
+        outgoing: Vec<OutgoingReport>,
+        figures: &mut Figures,
+    ) -> Result<(), BatchFailure> {
+        let scope = self.scopes.scope(smart_account, virtual_account).await?;
+        let row_ids: Vec<i64> = outgoing.iter().map(|r| r.row_id).collect();
+        let nonce = random_alphanumeric(16);
+        let now = self.ctx.worker.clock.now();
+        let (upload, tagged) = uploads::create_upload(
+            conn,
+            self.account.id,
+            smart_account,
+            virtual_account,
+            &nonce,
+            &row_ids,
+            now,
+        )
+        .await?;
+        // Send exactly the reports this batch tagged, none another sync holds.
+        let outgoing: Vec<OutgoingReport> = outgoing
+            .into_iter()
+            .filter(|r| tagged.contains(&r.row_id))
+            .collect();
+        send(
+            self.ctx, conn, self.token, &scope, &upload, &outgoing, figures,
+        )
+        .await
+    }
+
+    /// Step 3: polls every batch CSSM holds until its ACKs arrive, a few times within this run.
+    async fn poll(
+        &mut self,
+        conn: &mut AsyncPgConnection,
+        verifier: &outpost_core::crypto::SignatureVerifier,
+        figures: &mut Figures,
+    ) -> Result<(), JobError> {
+        let worker = &self.ctx.worker;
+        let attempts = worker.settings.cssm.poll_attempts.max(1);
+        for attempt in 0..attempts {
+            let polling: Vec<Upload> = uploads::open_uploads(conn, self.account.id)
+                .await?
+                .into_iter()
+                .filter(|u| u.state == UploadState::Polling)
+                .collect();
+            figures.still_pending = polling.len();
+            if polling.is_empty() {
+                break;
+            }
+            for upload in polling {
+                let polled = async {
+                    let (sa, va) = (&upload.smart_account, &upload.virtual_account);
+                    let scope = self.scopes.scope(sa, va).await?;
+                    let account = self.account.id;
+                    poll_once(
+                        self.ctx, conn, self.token, &scope, account, &upload, verifier, figures,
+                    )
+                    .await
+                };
+                match polled.await {
+                    Ok(true) => figures.still_pending -= 1,
+                    outcome => note(outcome.map(|_| ()), &mut self.skipped)?,
+                }
+            }
+            if figures.still_pending > 0 && attempt + 1 < attempts {
+                let (done, total) = (u64::from(attempt) + 1, Some(attempts.into()));
+                self.ctx.progress(done, total, "waiting for ACKs from CSSM");
+                let wait = Duration::from_secs(worker.settings.cssm.poll_interval_secs);
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step 4: purchased licenses down into the default LVA. Quantities transferred to other LVAs
+/// stay there; the default LVA holds the rest.
+async fn sync_licenses(
+    ctx: &JobContext,
+    conn: &mut AsyncPgConnection,
+    account: &LocalAccount,
+    token: &str,
+    figures: &mut Figures,
+) -> Result<(), JobError> {
+    let worker = &ctx.worker;
+    let Some(registration_id) = &account.cssm_registration_id else {
+        return Ok(());
+    };
+    let entries = worker.cssm.licenses(token, registration_id).await?;
+    let lvas = accounts::list_lvas(conn, account.id).await?;
+    let Some(default_lva) = lvas.iter().find(|l| l.number == 1) else {
+        return Ok(());
+    };
+    let now = worker.clock.now();
+    let mut rows: Vec<License> = Vec::with_capacity(entries.len());
+    for license in entries.iter().map(|e| License {
+        account_id: account.id,
+        lva_id: default_lva.id,
+        entitlement_tag: e.entitlement_tag.clone(),
+        name: e.name.clone(),
+        quantity: e.quantity.max(0),
+        enforcement: e.enforcement.as_str().into(),
+        term: e.term.as_str().into(),
+        end_date: e
+            .end_date
+            .as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+        synced_at: now,
+    }) {
+        // One pool per entitlement: CSSM may list a tag twice (e.g. two terms); add them up.
+        match rows
+            .iter_mut()
+            .find(|r| r.entitlement_tag == license.entitlement_tag)
+        {
+            Some(row) => row.quantity = row.quantity.saturating_add(license.quantity),
+            None => rows.push(license),
         }
     }
+    licenses::apply_cssm_totals(conn, account.id, default_lva.id, &rows).await?;
+    figures.licenses_synced = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     Ok(())
 }
