@@ -1,4 +1,4 @@
-//! The offline exchange with CSSM (`PROTOCOL.md` section 7): the usage bundle Outpost exports
+//! The offline exchange with CSSM (`docs/protocol.md` section 7): the usage bundle Outpost exports
 //! ("Export Usage to Cisco") and the ACK bundle it imports ("Import From Cisco").
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! Outpost <-> CSSM online API shapes (`PROTOCOL.md` section 5), shared by the worker's CSSM
+//! Outpost <-> CSSM online API shapes (`docs/protocol.md` section 5), shared by the worker's CSSM
 //! client and the CSSM simulator so both always agree.
 
 use base64::Engine;

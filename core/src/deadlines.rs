@@ -1,5 +1,5 @@
-//! Reporting deadlines of a product instance under a policy (`PROTOCOL.md` section 6): when its
-//! next usage report and the ACK for its last one are due. Pure: the caller passes the policy,
+//! Reporting deadlines of a product instance under a policy (`docs/protocol.md` section 6): when
+//! its next usage report and the ACK for its last one are due. Pure: the caller passes the policy,
 //! the PI's usage history and the time (from the injectable clock), so every rule is testable
 //! without waiting.
 //!
@@ -269,8 +269,8 @@ mod tests {
         }
     }
 
-    /// The Cisco default policy table (PROTOCOL.md section 6): perpetual 365/0/90, subscription
-    /// 90/90/90, enforced and export-controlled 0/0/0, ACK required.
+    /// The Cisco default policy table (docs/protocol.md section 6): perpetual 365/0/90,
+    /// subscription 90/90/90, enforced and export-controlled 0/0/0, ACK required.
     #[test]
     fn the_cisco_default_policy_table() {
         use DueReason::{FirstReport, Ongoing, UsageChange};

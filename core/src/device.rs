@@ -1,4 +1,4 @@
-//! The device-facing push protocol (`PROTOCOL.md` section 3): what a product instance posts to
+//! The device-facing push protocol (`docs/protocol.md` section 3): what a product instance posts to
 //! `/cslu/v1/pi/{tenant}` and what Outpost answers. Shared by the API tier and the
 //! product-instance simulator.
 

@@ -1,5 +1,5 @@
 //! The RPCs Outpost sends a product instance it pulls from over RESTCONF or NETCONF
-//! (`PROTOCOL.md` section 4.2), from the public YANG module `cisco-smart-license` (revision
+//! (`docs/protocol.md` section 4.2), from the public YANG module `cisco-smart-license` (revision
 //! 2021-03-01, copied in `tests/yang/`; a test validates every message built here against it
 //! with `yanglint`).
 //!

@@ -1,5 +1,5 @@
-//! Outpost's core: the domain types and every wire and file format of `PROTOCOL.md`, the crypto
-//! helpers that sign and verify CSSM files, typed settings and the clock.
+//! Outpost's core: the domain types and every wire and file format of `docs/protocol.md`, the
+//! crypto helpers that sign and verify CSSM files, typed settings and the clock.
 //!
 //! Nothing here talks to a database or serves HTTP, so the simulators can share these types
 //! with the server without pulling either in (`cargo tree -p outpost_core -i diesel` is empty).

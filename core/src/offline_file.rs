@@ -1,4 +1,4 @@
-//! The offline RUM file a device writes with `license smart save usage` (`PROTOCOL.md`
+//! The offline RUM file a device writes with `license smart save usage` (`docs/protocol.md`
 //! section 2): `<smartLicense>` holding optional `<smartLicenseSystemInfo>` and any number of
 //! `<RUMReport>` elements, or a lone `<RUMReport>`.
 

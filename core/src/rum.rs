@@ -1,5 +1,5 @@
 //! RUM (usage) reports: the signed envelope and the facts Outpost reads from its payload
-//! (`PROTOCOL.md` section 2).
+//! (`docs/protocol.md` section 2).
 //!
 //! The `payload` is a JSON document serialised as a string and signed by the device. Outpost
 //! keeps that string exactly as decoded from the envelope and never re-serialises it: the
@@ -92,7 +92,7 @@ pub struct RumFacts {
 }
 
 impl RumFacts {
-    /// The latest measurement, which gives the current count (`PROTOCOL.md` section 2).
+    /// The latest measurement, which gives the current count (`docs/protocol.md` section 2).
     pub fn latest_measurement(&self) -> Option<&Measurement> {
         self.measurements.iter().max_by_key(|m| m.end_time)
     }

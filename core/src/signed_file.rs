@@ -1,5 +1,5 @@
 //! Files CSSM issues and Outpost relays unchanged: the RUM acknowledgement (ACK) with the
-//! policy and trust codes inside it, and authorization codes (SLAC) (`PROTOCOL.md` section 6).
+//! policy and trust codes inside it, and authorization codes (SLAC) (`docs/protocol.md` section 6).
 //!
 //! Each signed section is `<data>JSON</data><signature>base64 DER</signature>`. The signature is
 //! ECDSA P-256 / SHA-256 over the exact bytes of the `<data>` text (after XML unescaping), made

@@ -1,4 +1,4 @@
-//! Tenant ids and transport URLs (`PROTOCOL.md` section 1).
+//! Tenant ids and transport URLs (`docs/protocol.md` section 1).
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 

@@ -1,4 +1,4 @@
-//! Unique device identifiers (UDI): PID plus serial number (`PROTOCOL.md` section 1).
+//! Unique device identifiers (UDI): PID plus serial number (`docs/protocol.md` section 1).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! A small, strict XML reader for the files of `PROTOCOL.md`: it builds an element tree and
+//! A small, strict XML reader for the files of `docs/protocol.md`: it builds an element tree and
 //! refuses what these formats never contain (DOCTYPE, entity definitions, unknown entities).
 
 use quick_xml::Reader;

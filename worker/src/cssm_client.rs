@@ -1,5 +1,5 @@
-//! The HTTPS client for CSSM's API (`PROTOCOL.md` section 5). Certificates are always verified:
-//! against the system's roots plus `cssm.ca_file`.
+//! The HTTPS client for CSSM's API (`docs/protocol.md` section 5). Certificates are always
+//! verified: against the system's roots plus `cssm.ca_file`.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`PROTOCOL.md`
+//! The device listener: `POST /cslu/v1/pi/{tenant}` and `POST /cslu/v1/pi` (`docs/protocol.md`
 //! section 3). Every answer, errors included, is the protocol's JSON with the request's nonce.
 
 mod post_cslu;

@@ -1,4 +1,4 @@
-//! One-time URLs of a pull over RESTCONF or NETCONF (`PROTOCOL.md` section 4.2), on the device
+//! One-time URLs of a pull over RESTCONF or NETCONF (`docs/protocol.md` section 4.2), on the device
 //! listener: `PUT` or `POST /pull-drop/{token}/{name}` takes the offline RUM file a device
 //! writes when Outpost calls `rum-save-usage-*` with that URL; `GET` serves the file (an ACK) a
 //! device reads for `import-file`. Each token is single-use, bound to one PI, and expires; an

@@ -1,4 +1,4 @@
-//! The device exchange (`PROTOCOL.md` section 3): find the tenant, identify the device (device
+//! The device exchange (`docs/protocol.md` section 3): find the tenant, identify the device (device
 //! validation), keep its HA set, run its message, and answer with whatever waits for it (ACKs,
 //! the policy, trust codes, authorization codes). Everything one request changes is written in
 //! one transaction, committed before the answer exists. One function per message type:

@@ -1,4 +1,4 @@
-//! The file-based paths to CSSM for air-gapped sites (`PROTOCOL.md` section 7): usage export,
+//! The file-based paths to CSSM for air-gapped sites (`docs/protocol.md` section 7): usage export,
 //! ACK import, offline registration, and device files for product instances that cannot reach
 //! Outpost either. The admin API and the `outpost admin` commands both call these.
 

@@ -1,6 +1,6 @@
 //! A CSSM simulator: serves the parts of Cisco's Smart Software Manager API that Outpost uses
-//! (`PROTOCOL.md` section 5) over real HTTPS, signs ACKs (with the configured policy and the trust
-//! codes devices asked for) and authorization codes (SLAC) with its own ECDSA P-256 key, and
+//! (`docs/protocol.md` section 5) over real HTTPS, signs ACKs (with the configured policy and the
+//! trust codes devices asked for) and authorization codes (SLAC) with its own ECDSA P-256 key, and
 //! records every payload, trust request and authorization return it receives.
 //!
 //! Tests run it in-process ([`CssmSim::start`]); the `cssm-sim` binary runs it for demos.

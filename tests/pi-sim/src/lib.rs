@@ -1,6 +1,6 @@
 //! A product-instance simulator: behaves like a Catalyst switch configured with
 //! `license smart transport cslu` and `license smart url cslu <url>`. It generates realistic
-//! RUM reports (`PROTOCOL.md` section 2: version 2.0 payloads, HA `ha_udi`, measurements over
+//! RUM reports (`docs/protocol.md` section 2: version 2.0 payloads, HA `ha_udi`, measurements over
 //! time), pushes them over HTTPS, polls for the result, keeps the ACKs it receives, and can
 //! replay a RUM file written by a real device.
 

@@ -1,4 +1,4 @@
-//! The device side of pulling (`PROTOCOL.md` sections 4.1 and 4.2): one HTTP server answering
+//! The device side of pulling (`docs/protocol.md` sections 4.1 and 4.2): one HTTP server answering
 //! for many simulated devices, each on a loopback port of its own over HTTPS and another over
 //! plain HTTP, with the IOS-XE native REST API
 //! `/smartlic-service` and the RESTCONF `cisco-smart-license` RPCs, behind HTTP Basic auth; and

@@ -482,7 +482,7 @@ impl TestAppBuilder {
         )
         .expect("pool");
         outpost_app::users::ensure_first_admin(
-            &mut *pool.get().await.expect("connection"),
+            &mut pool.get().await.expect("connection"),
             ADMIN_PASSWORD,
             clock.now(),
         )

@@ -1,5 +1,5 @@
 //! Talking NETCONF (RFC 6241) over SSH (RFC 6242, port 830) to a device Outpost pulls from,
-//! with the same `cisco-smart-license` RPCs as RESTCONF (`PROTOCOL.md` section 4.2).
+//! with the same `cisco-smart-license` RPCs as RESTCONF (`docs/protocol.md` section 4.2).
 //!
 //! Devices carry self-generated host keys, so, as `ssh` does with `known_hosts`, the key's
 //! SHA-256 fingerprint is recorded on first contact and must match on every later one. The

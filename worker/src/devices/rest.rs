@@ -1,6 +1,6 @@
 //! Talking to a device Outpost pulls from, over HTTPS with HTTP Basic auth: the IOS-XE native
-//! REST API (`PROTOCOL.md` section 4.1: `close-reports` then `all-reports` to collect the signed
-//! RUM reports, `import` to install an ACK) or RESTCONF (section 4.2: the `cisco-smart-license`
+//! REST API (`docs/protocol.md` section 4.1: `close-reports` then `all-reports` to collect the
+//! signed RUM reports, `import` to install an ACK) or RESTCONF (section 4.2: the `cisco-smart-license`
 //! RPCs, with the file moving through a one-time Outpost URL).
 //!
 //! Devices carry self-signed certificates, so a CA cannot vouch for them: the certificate's

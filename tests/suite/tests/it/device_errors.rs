@@ -1,4 +1,4 @@
-//! Every error case of the device protocol (`PROTOCOL.md` section 3): a JSON answer with the
+//! Every error case of the device protocol (`docs/protocol.md` section 3): a JSON answer with the
 //! right HTTP status and `message_code`, nothing stored, never a 5xx.
 
 use std::time::Duration;

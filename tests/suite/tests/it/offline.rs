@@ -1,5 +1,5 @@
-//! Air-gapped synchronisation (`PROTOCOL.md` section 7): usage export, the CSSM portal's answer,
-//! ACK import, offline registration and device files, with no network between Outpost and CSSM.
+//! Air-gapped synchronisation (`docs/protocol.md` section 7): usage export, the CSSM portal's
+//! answer, ACK import, offline registration and device files, with no network between Outpost and CSSM.
 
 use std::io::Write;
 use std::process::Command;
