@@ -2,8 +2,49 @@
 //! naming the field at fault.
 
 use outpost_core::schedule::Schedule;
+use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, AppResult};
+
+/// One row of a CSV upload: its line number as a spreadsheet shows it (the header is line 1)
+/// and the row, or why it cannot be read.
+pub type CsvRow<T> = (usize, Result<T, String>);
+
+/// Reads a CSV upload into rows of `T`: a UTF-8 byte order mark is skipped, cells are trimmed,
+/// every row must have the header's columns. `check_header` accepts or refuses the header
+/// row; a file of more than `max_rows` rows is refused whole (split it).
+pub fn csv_rows<T: DeserializeOwned>(
+    text: &str,
+    max_rows: usize,
+    check_header: impl FnOnce(&csv::StringRecord) -> AppResult<()>,
+) -> AppResult<Vec<CsvRow<T>>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| AppError::invalid(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    check_header(&headers)?;
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        if index >= max_rows {
+            return Err(AppError::invalid(format!(
+                "the file has more than {max_rows} rows; split it"
+            )));
+        }
+        let row = record
+            .map_err(|e| format!("unreadable CSV: {e}"))
+            .and_then(|r| {
+                r.deserialize::<T>(Some(&headers))
+                    .map_err(|e| format!("unreadable row: {e}"))
+            });
+        rows.push((index + 2, row));
+    }
+    Ok(rows)
+}
 
 /// At most `max` characters and no control character (PostgreSQL refuses NUL in text, and the
 /// others have no business in names). The message names the field.

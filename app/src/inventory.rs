@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{AppError, AppResult, Code};
-use crate::input::check_text;
+use crate::input::{CsvRow as CsvLine, check_text, csv_rows};
 
 /// Columns of the CSV template, import and export, in order.
 pub const CSV_COLUMNS: &[&str] = &[
@@ -432,47 +432,27 @@ impl CsvRow {
     }
 }
 
-/// Reads an inventory CSV file into descriptions, one per row with its line number (as a
-/// spreadsheet shows it: the header is line 1). Refused when the header has unknown columns
-/// or the file more than [`MAX_IMPORT_ROWS`] rows.
-pub fn read_csv(text: &str) -> AppResult<Vec<(usize, Result<PiInput, String>)>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| AppError::invalid(format!("the CSV header cannot be read: {e}")))?
-        .clone();
-    let unknown: Vec<&str> = headers
-        .iter()
-        .filter(|h| !CSV_COLUMNS.contains(h) && !CSV_INFORMATIONAL.contains(h))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(AppError::invalid(format!(
+/// Reads an inventory CSV file into descriptions, one per row with its line number. Refused
+/// when the header has unknown columns or the file more than [`MAX_IMPORT_ROWS`] rows.
+pub fn read_csv(text: &str) -> AppResult<Vec<CsvLine<PiInput>>> {
+    let rows = csv_rows::<CsvRow>(text, MAX_IMPORT_ROWS, |headers| {
+        let unknown: Vec<&str> = headers
+            .iter()
+            .filter(|h| !CSV_COLUMNS.contains(h) && !CSV_INFORMATIONAL.contains(h))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(AppError::invalid(format!(
             "unknown CSV column(s) {}; the template has: {}",
             unknown.join(", "),
             CSV_COLUMNS.join(",")
-        )));
-    }
-    let mut rows = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        if index >= MAX_IMPORT_ROWS {
-            return Err(AppError::invalid(format!(
-                "the file has more than {MAX_IMPORT_ROWS} rows; split it"
-            )));
-        }
-        let row = record
-            .map_err(|e| format!("unreadable CSV: {e}"))
-            .and_then(|r| {
-                r.deserialize::<CsvRow>(Some(&headers))
-                    .map_err(|e| format!("unreadable row: {e}"))
-            })
-            .and_then(CsvRow::input);
-        rows.push((index + 2, row));
-    }
-    Ok(rows)
+        )))
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(line, row)| (line, row.and_then(CsvRow::input)))
+        .collect())
 }
 
 /// Imports product instances from a CSV file (the template's columns): every row is checked

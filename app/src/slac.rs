@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::{AppError, AppResult, OrNotFound};
+use crate::input::{CsvRow, csv_rows};
 use crate::inventory::rows_refused;
 
 /// Columns of the SLAC CSV.
@@ -99,42 +100,26 @@ fn read_rows(
     text: &str,
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
-) -> AppResult<Vec<(usize, Result<CheckedRow, String>)>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| AppError::invalid(format!("the CSV header cannot be read: {e}")))?
-        .clone();
-    if headers.iter().collect::<Vec<_>>() != SLAC_COLUMNS {
-        return Err(AppError::invalid(format!(
+) -> AppResult<Vec<CsvRow<CheckedRow>>> {
+    let rows = csv_rows::<SlacRow>(text, MAX_ROWS, |headers| {
+        if headers.iter().collect::<Vec<_>>() == SLAC_COLUMNS {
+            return Ok(());
+        }
+        Err(AppError::invalid(format!(
             "the CSV header must be: {}",
             SLAC_COLUMNS.join(",")
-        )));
-    }
-    let mut rows = Vec::new();
-    for (index, record) in reader.records().enumerate() {
-        if index >= MAX_ROWS {
-            return Err(AppError::invalid(format!(
-                "the file has more than {MAX_ROWS} rows; split it"
-            )));
-        }
-        let row = record
-            .map_err(|e| format!("unreadable CSV: {e}"))
-            .and_then(|r| {
-                r.deserialize::<SlacRow>(Some(&headers))
-                    .map_err(|e| format!("unreadable row: {e}"))
-            })
-            .and_then(|row| {
+        )))
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(line, row)| {
+            let checked = row.and_then(|row| {
                 let (count, code) = check_row(&row, verifier, now)?;
                 Ok((row, count, code.data.confirm_code))
             });
-        rows.push((index + 2, row));
-    }
-    Ok(rows)
+            (line, checked)
+        })
+        .collect())
 }
 
 /// Imports a SLAC CSV into `account`: codes of devices not in the inventory draw on LVA
