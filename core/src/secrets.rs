@@ -1,14 +1,26 @@
-//! Sealing secrets at rest (pull credentials of product instances) with AES-256-GCM. The key
-//! lives in a file outside the database, so a database dump alone does not reveal them.
+//! Sealing secrets at rest with AES-256-GCM: the pull credentials of product instances, the CSSM
+//! client secrets, webhook secrets, the access-token key and the instance's private key. The
+//! key lives in a file outside the database, so a database dump alone reveals none of them.
 
 use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 /// Version byte in front of every sealed value, so the format can change later.
 const VERSION: u8 = 1;
+
+/// How a sealed text value begins (then the base64 of the sealed bytes), so a value stored
+/// before secrets were sealed is told apart and sealed once.
+const SEALED_PREFIX: &str = "sealed:1:";
+
+/// Whether a stored text value is sealed (as [`CredentialKey::seal_text`] writes it).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
+}
 
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +133,10 @@ impl CredentialKey {
         }
     }
 
-    /// Seals credentials; `context` (the owning account's id) is authenticated with them, so a
-    /// sealed value copied to another tenant's row does not open there.
-    pub fn seal(&self, credentials: &Credentials, context: &[u8]) -> Result<Vec<u8>, SecretError> {
-        let mut data = serde_json::to_vec(credentials).map_err(|_| SecretError::Seal)?;
+    /// Seals bytes; `context` (e.g. the owning account's id) is authenticated with them, so a
+    /// sealed value copied to another row does not open there.
+    pub fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let mut data = plain.to_vec();
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         self.key
             .seal_in_place_append_tag(
@@ -140,8 +152,8 @@ impl CredentialKey {
         Ok(out)
     }
 
-    /// Opens what [`seal`](Self::seal) produced with the same `context`.
-    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Credentials, SecretError> {
+    /// Opens what [`seal_bytes`](Self::seal_bytes) produced with the same `context`.
+    pub fn open_bytes(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SecretError> {
         let Some((&VERSION, rest)) = sealed.split_first() else {
             return Err(SecretError::Open);
         };
@@ -155,7 +167,34 @@ impl CredentialKey {
             .key
             .open_in_place(nonce, Aad::from(context), &mut buffer)
             .map_err(|_| SecretError::Open)?;
-        serde_json::from_slice(plain).map_err(|_| SecretError::Open)
+        Ok(plain.to_vec())
+    }
+
+    /// Seals credentials for the account `context` names.
+    pub fn seal(&self, credentials: &Credentials, context: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let data = serde_json::to_vec(credentials).map_err(|_| SecretError::Seal)?;
+        self.seal_bytes(&data, context)
+    }
+
+    /// Opens what [`seal`](Self::seal) produced with the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Credentials, SecretError> {
+        let plain = self.open_bytes(sealed, context)?;
+        serde_json::from_slice(&plain).map_err(|_| SecretError::Open)
+    }
+
+    /// Seals a text secret into text (`sealed:1:<base64>`), for a text column.
+    pub fn seal_text(&self, plain: &str, context: &[u8]) -> Result<String, SecretError> {
+        let sealed = self.seal_bytes(plain.as_bytes(), context)?;
+        Ok(format!("{SEALED_PREFIX}{}", BASE64.encode(sealed)))
+    }
+
+    /// Opens what [`seal_text`](Self::seal_text) produced with the same `context`; a value
+    /// that is not sealed text does not open.
+    pub fn open_text(&self, stored: &str, context: &[u8]) -> Result<String, SecretError> {
+        let encoded = stored.strip_prefix(SEALED_PREFIX).ok_or(SecretError::Open)?;
+        let sealed = BASE64.decode(encoded).map_err(|_| SecretError::Open)?;
+        let plain = self.open_bytes(&sealed, context)?;
+        String::from_utf8(plain).map_err(|_| SecretError::Open)
     }
 }
 
@@ -188,6 +227,20 @@ mod tests {
         }
         assert!(key.open(&tampered, b"account-a").is_err());
         assert!(key.open(&[], b"account-a").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn sealed_text_opens_with_its_key_and_context_only() -> Result<(), SecretError> {
+        let key = CredentialKey::from_bytes(&[7; 32])?;
+        let sealed = key.seal_text("cssm-client-secret", b"account-a")?;
+        assert!(is_sealed(&sealed) && !sealed.contains("cssm-client"), "{sealed}");
+        assert_eq!(key.open_text(&sealed, b"account-a")?, "cssm-client-secret");
+        assert!(key.open_text(&sealed, b"account-b").is_err());
+        assert!(CredentialKey::from_bytes(&[8; 32])?.open_text(&sealed, b"account-a").is_err());
+        assert!(!is_sealed("cssm-client-secret"));
+        assert!(key.open_text("cssm-client-secret", b"account-a").is_err());
+        assert!(key.open_text("sealed:1:!!", b"account-a").is_err());
         Ok(())
     }
 
