@@ -520,24 +520,31 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Describes a tokio-postgres error with the server's own message, which `Display` omits.
+/// Describes a tokio-postgres error with the server's own message, or the cause of a client
+/// side failure (a refused connection, a refused certificate), both of which `Display` omits.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
-/// Connects to a maintenance database with tokio-postgres (no diesel needed for DDL).
+/// Connects to a maintenance database with tokio-postgres (no diesel needed for DDL), with the
+/// TLS the URL asks for.
 pub async fn maintenance_client(conn_str: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(conn_str, tokio_postgres::NoTls)
+    crate::connector::PgConnector::new(conn_str)
+        .map_err(|e| e.to_string())?
+        .client(None)
         .await
-        .map_err(|e| describe_pg_error(&e))?;
-    tokio::spawn(async move {
-        // The connection ends when the client is dropped; an error then is expected.
-        let _ended = connection.await;
-    });
-    Ok(client)
 }
 
 /// `CREATE DATABASE name` unless it exists, through the maintenance connection `conn_str`.
