@@ -168,6 +168,25 @@ impl PgBinaries {
     pub fn program(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// The version of these programs as `pg_ctl --version` prints it (`15.14`), for
+    /// `outpost check-config`.
+    pub fn version(&self) -> Result<String, EmbeddedError> {
+        let output = Command::new(self.program("pg_ctl"))
+            .arg("--version")
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(io_error(&self.dir))?;
+        // "pg_ctl (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .ok_or_else(|| EmbeddedError::Command {
+                step: "pg_ctl --version",
+                detail: text.trim().to_owned(),
+            })
+    }
 }
 
 /// Result of [`EmbeddedPostgres::start`].
