@@ -209,6 +209,7 @@ pub struct EmbeddedPostgres {
     log_file: PathBuf,
     run_as: Option<(Uid, Gid, String)>,
     durable: bool,
+    extra_options: String,
 }
 
 impl EmbeddedPostgres {
@@ -266,7 +267,16 @@ impl EmbeddedPostgres {
             socket_dir,
             run_as,
             durable,
+            extra_options: String::new(),
         })
+    }
+
+    /// Server options (`-c name=value ...`) given after Outpost's own, which they override:
+    /// tests use it for a TCP listener with TLS. Values are read by a shell (`pg_ctl -o`), so
+    /// quote paths with single quotes.
+    pub fn with_server_options(mut self, options: &str) -> Self {
+        self.extra_options = options.to_owned();
+        self
     }
 
     /// The data directory (`PGDATA`).
@@ -461,6 +471,10 @@ impl EmbeddedPostgres {
         );
         if !self.durable {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        if !self.extra_options.is_empty() {
+            options.push(' ');
+            options.push_str(&self.extra_options);
         }
         let mut cmd = self.command("pg_ctl");
         cmd.arg("start")
