@@ -458,7 +458,7 @@ impl MakeTlsConnect<Socket> for MakeRustls {
         // Unix sockets come with an empty host and never reach the handshake (the server
         // offers no TLS there). A name rustls cannot carry only matters to verify-full.
         let server_name = ServerName::try_from(host.to_owned()).or_else(|e| {
-            if self.mode == SslMode::VerifyFull {
+            if self.mode == SslMode::VerifyFull && !host.is_empty() {
                 Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
