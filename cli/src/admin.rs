@@ -134,7 +134,7 @@ pub enum AdminCommand {
 /// Runs an admin command.
 pub async fn run(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let db = database::open(&settings).await?;
+    let db = database::open(&settings, false).await?;
     let admin = Admin {
         settings,
         clock: Arc::new(SystemClock),

@@ -1,5 +1,7 @@
 //! Where the database is: `database.url`, or the embedded PostgreSQL under the data directory,
-//! started on demand. Every command migrates it (under an advisory lock) before use.
+//! started on demand. Every command checks the server (version, extensions); only `migrate`,
+//! `serve` and `api`/`worker --migrate` migrate it (under an advisory lock), the others refuse
+//! an outdated schema.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,9 @@ pub struct Database {
     pub pool: DbPool,
 }
 
-/// Finds or starts the database, migrates it and opens a pool.
-pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
+/// Finds or starts the database, checks the server, migrates it when `migrate` (else checks
+/// its schema is current) and opens a pool.
+pub async fn open(settings: &Arc<Settings>, migrate: bool) -> anyhow::Result<Database> {
     let (url, embedded, started_here) = if settings.database.url.is_empty() {
         let cluster = EmbeddedPostgres::open(
             &settings.embedded_postgres.bin_dir,
@@ -52,14 +55,52 @@ pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
         (settings.database.url.expose().to_owned(), None, false)
     };
 
-    let applied = outpost_db::migrations::run_pending(&url)
-        .await
-        .context("migrating the database")?;
-    if !applied.is_empty() {
-        tracing::info!(migrations = ?applied, "applied database migrations");
+    let prepared = prepare(settings, &url, migrate).await;
+    if let (Err(_), Some(cluster), true) = (&prepared, &embedded, started_here) {
+        // Leave no cluster behind that this command started for nothing.
+        let _stopped = cluster.stop().await;
+    }
+    let pool = prepared?;
+    Ok(Database {
+        url,
+        embedded,
+        started_here,
+        pool,
+    })
+}
+
+/// Checks the server and the schema (migrating it when asked) and opens the pool.
+async fn prepare(settings: &Settings, url: &str, migrate: bool) -> anyhow::Result<DbPool> {
+    let connect_timeout = Duration::from_secs(settings.database.connect_timeout_secs);
+    let server = outpost_db::preflight::check(url, connect_timeout).await?;
+    tracing::info!(
+        version = %server.version,
+        tls = server.tls.as_deref().unwrap_or("none"),
+        "database server checked"
+    );
+    if migrate {
+        let applied = outpost_db::migrations::run_pending(url)
+            .await
+            .context("migrating the database")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+    } else {
+        let pending = outpost_db::migrations::pending(url)
+            .await
+            .context("reading the database schema version")?;
+        if !pending.is_empty() {
+            anyhow::bail!(
+                "the database schema is older than this Outpost ({} migration(s) pending: {}): \
+                 run `outpost migrate` first (`outpost serve`, and `outpost api`/`outpost worker` \
+                 with --migrate, also apply them)",
+                pending.len(),
+                pending.join(", ")
+            );
+        }
     }
     let pool = DbPool::new(
-        &url,
+        url,
         usize::try_from(settings.database.pool_size).unwrap_or(16),
         Duration::from_secs(settings.database.connect_timeout_secs),
         Duration::from_millis(settings.database.acquire_timeout_ms),
@@ -70,12 +111,7 @@ pub async fn open(settings: &Arc<Settings>) -> anyhow::Result<Database> {
         .await
         .context("connecting to the database")?;
     drop(conn);
-    Ok(Database {
-        url,
-        embedded,
-        started_here,
-        pool,
-    })
+    Ok(pool)
 }
 
 impl Database {

@@ -4,6 +4,7 @@
 #![expect(clippy::print_stdout, reason = "the CLI's output is its interface")]
 
 mod admin;
+mod check;
 mod database;
 mod files;
 mod serve;
@@ -15,9 +16,17 @@ use clap::{Parser, Subcommand};
 use outpost_core::settings::{LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// `outpost --version`: the version and the git commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OUTPOST_GIT_COMMIT"),
+    ")"
+);
+
 /// Outpost, an on-premises Smart Licensing server.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "outpost", version = VERSION, about)]
 struct Cli {
     /// Settings file (TOML); OUTPOST_* environment variables override it.
     #[arg(long, short, global = true, env = "OUTPOST_CONFIG")]
@@ -29,14 +38,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API and the worker in one process (embedded PostgreSQL unless database.url is set).
-    Serve,
+    Serve {
+        /// Apply pending database migrations first (the default); with --migrate=false an
+        /// outdated schema stops the start instead.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+        migrate: bool,
+    },
     /// Run the API tier only.
-    Api,
+    Api {
+        /// Apply pending database migrations first. Off by default: with many nodes, run
+        /// `outpost migrate` once per upgrade; an outdated schema stops the start.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+        migrate: bool,
+    },
     /// Run the worker tier only.
-    Worker,
+    Worker {
+        /// Apply pending database migrations first. Off by default, as for `api`.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+        migrate: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Validate the settings and exit.
+    /// Check the settings, the database (reachable, version, schema), the certificate files
+    /// and the listen addresses; exits 1 when a check fails.
     CheckConfig,
     /// Administration commands.
     Admin {
@@ -67,8 +94,7 @@ fn main() -> ExitCode {
         }
     };
     if let Command::CheckConfig = cli.command {
-        println!("settings are valid");
-        return ExitCode::SUCCESS;
+        return check::run(&settings, cli.config.as_deref());
     }
     init_tracing(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -83,9 +109,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve::run(settings, serve::Tiers::Both).await,
-            Command::Api => serve::run(settings, serve::Tiers::Api).await,
-            Command::Worker => serve::run(settings, serve::Tiers::Worker).await,
+            Command::Serve { migrate } => serve::run(settings, serve::Tiers::Both, migrate).await,
+            Command::Api { migrate } => serve::run(settings, serve::Tiers::Api, migrate).await,
+            Command::Worker { migrate } => {
+                serve::run(settings, serve::Tiers::Worker, migrate).await
+            }
             Command::Migrate => serve::migrate(settings).await,
             Command::Admin { command } => admin::run(settings, command).await,
             Command::CheckConfig => Ok(()),

@@ -52,11 +52,11 @@ impl ShutdownSignals {
     }
 }
 
-/// Runs the tiers until a shutdown signal.
-pub async fn run(settings: Settings, tiers: Tiers) -> anyhow::Result<()> {
+/// Runs the tiers until a shutdown signal; `migrate`: apply pending migrations first.
+pub async fn run(settings: Settings, tiers: Tiers, migrate: bool) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install()?;
     let settings = Arc::new(settings);
-    let db = database::open(&settings).await?;
+    let db = database::open(&settings, migrate).await?;
     let result = serve(&settings, &db, tiers, signals).await;
     // `serve` owns its embedded cluster; separate tiers leave it to whoever started it.
     db.close(tiers == Tiers::Both).await;
@@ -171,7 +171,7 @@ async fn serve(
 
 /// `outpost migrate`.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let db = database::open(&Arc::new(settings)).await?;
+    let db = database::open(&Arc::new(settings), true).await?;
     println!("the database schema is up to date");
     db.close(false).await;
     Ok(())

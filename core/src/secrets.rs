@@ -191,7 +191,9 @@ impl CredentialKey {
     /// Opens what [`seal_text`](Self::seal_text) produced with the same `context`; a value
     /// that is not sealed text does not open.
     pub fn open_text(&self, stored: &str, context: &[u8]) -> Result<String, SecretError> {
-        let encoded = stored.strip_prefix(SEALED_PREFIX).ok_or(SecretError::Open)?;
+        let encoded = stored
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or(SecretError::Open)?;
         let sealed = BASE64.decode(encoded).map_err(|_| SecretError::Open)?;
         let plain = self.open_bytes(&sealed, context)?;
         String::from_utf8(plain).map_err(|_| SecretError::Open)
@@ -234,10 +236,17 @@ mod tests {
     fn sealed_text_opens_with_its_key_and_context_only() -> Result<(), SecretError> {
         let key = CredentialKey::from_bytes(&[7; 32])?;
         let sealed = key.seal_text("cssm-client-secret", b"account-a")?;
-        assert!(is_sealed(&sealed) && !sealed.contains("cssm-client"), "{sealed}");
+        assert!(
+            is_sealed(&sealed) && !sealed.contains("cssm-client"),
+            "{sealed}"
+        );
         assert_eq!(key.open_text(&sealed, b"account-a")?, "cssm-client-secret");
         assert!(key.open_text(&sealed, b"account-b").is_err());
-        assert!(CredentialKey::from_bytes(&[8; 32])?.open_text(&sealed, b"account-a").is_err());
+        assert!(
+            CredentialKey::from_bytes(&[8; 32])?
+                .open_text(&sealed, b"account-a")
+                .is_err()
+        );
         assert!(!is_sealed("cssm-client-secret"));
         assert!(key.open_text("cssm-client-secret", b"account-a").is_err());
         assert!(key.open_text("sealed:1:!!", b"account-a").is_err());

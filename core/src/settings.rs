@@ -147,7 +147,10 @@ pub struct LogSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// libpq-style URL or key/value string; empty: run the embedded PostgreSQL. For HA give
-    /// every node: `postgres://outpost@db1,db2/outpost?target_session_attrs=read-write`.
+    /// every node: `postgres://outpost@db1,db2/outpost?target_session_attrs=read-write`. TLS
+    /// as in libpq: `sslmode` (`disable`, `prefer` by default, `require`, `verify-ca`,
+    /// `verify-full`) and `sslrootcert` (a CA file, or `system`); see
+    /// `outpost_db::connector`.
     pub url: Secret,
     /// Connections in the pool of each process.
     pub pool_size: u32,
@@ -672,6 +675,19 @@ mod tests {
             "deploy/config.example.toml differs from Settings::default()"
         );
         assert_eq!(Settings::from_toml(EXAMPLE).unwrap(), Settings::default());
+    }
+
+    /// The Debian package's /etc/outpost/outpost.toml loads and keeps its state where the
+    /// package and the units put it.
+    #[test]
+    fn packaged_config_loads() {
+        let packaged = include_str!("../../deploy/debian/outpost.toml");
+        let s = Settings::from_toml(packaged).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/outpost"));
+        assert_eq!(s.embedded_postgres.run_as_user, "outpost");
+        assert_eq!(s.device.https_listen, "0.0.0.0:443".parse().unwrap());
+        assert_eq!(s.admin.https_listen, "0.0.0.0:8443".parse().unwrap());
+        assert!(s.database.url.is_empty());
     }
 
     #[test]

@@ -168,6 +168,25 @@ impl PgBinaries {
     pub fn program(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// The version of these programs as `pg_ctl --version` prints it (`15.14`), for
+    /// `outpost check-config`.
+    pub fn version(&self) -> Result<String, EmbeddedError> {
+        let output = Command::new(self.program("pg_ctl"))
+            .arg("--version")
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(io_error(&self.dir))?;
+        // "pg_ctl (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .ok_or_else(|| EmbeddedError::Command {
+                step: "pg_ctl --version",
+                detail: text.trim().to_owned(),
+            })
+    }
 }
 
 /// Result of [`EmbeddedPostgres::start`].
@@ -190,6 +209,7 @@ pub struct EmbeddedPostgres {
     log_file: PathBuf,
     run_as: Option<(Uid, Gid, String)>,
     durable: bool,
+    extra_options: String,
 }
 
 impl EmbeddedPostgres {
@@ -247,7 +267,16 @@ impl EmbeddedPostgres {
             socket_dir,
             run_as,
             durable,
+            extra_options: String::new(),
         })
+    }
+
+    /// Server options (`-c name=value ...`) given after Outpost's own, which they override:
+    /// tests use it for a TCP listener with TLS. Values are read by a shell (`pg_ctl -o`), so
+    /// quote paths with single quotes.
+    pub fn with_server_options(mut self, options: &str) -> Self {
+        self.extra_options = options.to_owned();
+        self
     }
 
     /// The data directory (`PGDATA`).
@@ -443,6 +472,10 @@ impl EmbeddedPostgres {
         if !self.durable {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
+        if !self.extra_options.is_empty() {
+            options.push(' ');
+            options.push_str(&self.extra_options);
+        }
         let mut cmd = self.command("pg_ctl");
         cmd.arg("start")
             .arg("-D")
@@ -520,24 +553,31 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Describes a tokio-postgres error with the server's own message, which `Display` omits.
+/// Describes a tokio-postgres error with the server's own message, or the cause of a client
+/// side failure (a refused connection, a refused certificate), both of which `Display` omits.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
-/// Connects to a maintenance database with tokio-postgres (no diesel needed for DDL).
+/// Connects to a maintenance database with tokio-postgres (no diesel needed for DDL), with the
+/// TLS the URL asks for.
 pub async fn maintenance_client(conn_str: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(conn_str, tokio_postgres::NoTls)
+    crate::connector::PgConnector::new(conn_str)
+        .map_err(|e| e.to_string())?
+        .client(None)
         .await
-        .map_err(|e| describe_pg_error(&e))?;
-    tokio::spawn(async move {
-        // The connection ends when the client is dropped; an error then is expected.
-        let _ended = connection.await;
-    });
-    Ok(client)
 }
 
 /// `CREATE DATABASE name` unless it exists, through the maintenance connection `conn_str`.

@@ -1,6 +1,6 @@
 //! The connection pool and the database error every query returns.
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::Runtime;
@@ -9,6 +9,9 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use futures_util::FutureExt;
+
+use crate::connector::PgConnector;
+use crate::embedded::describe_pg_error;
 
 /// A pooled connection; derefs to [`AsyncPgConnection`].
 pub type PooledConnection = Object<AsyncPgConnection>;
@@ -23,6 +26,9 @@ pub enum DbError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] DieselError),
+    /// `database.url` cannot be used (the message says why); not worth retrying.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl DbError {
@@ -72,7 +78,7 @@ impl DbError {
                     | DatabaseErrorKind::UnableToSendCommand
             ),
             DbError::Query(DieselError::BrokenTransactionManager) => true,
-            DbError::Query(_) => false,
+            DbError::Query(_) | DbError::Config(_) => false,
         }
     }
 }
@@ -94,35 +100,47 @@ impl std::fmt::Debug for DbPool {
     }
 }
 
-/// Opens one connection with a connect timeout. tokio-postgres understands multi-host URLs
-/// with `target_session_attrs=read-write`, which is how a failover is followed.
+/// Opens one connection with a connect timeout, with the TLS `url` asks for
+/// ([`PgConnector`]). tokio-postgres understands multi-host URLs with
+/// `target_session_attrs=read-write`, which is how a failover is followed. The worker's
+/// advisory-lock connections come from here.
 pub async fn establish(
     url: &str,
     connect_timeout: Duration,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut config = tokio_postgres::Config::from_str(url)
+    let connector = PgConnector::new(url)
         .map_err(|e| diesel::ConnectionError::InvalidConnectionUrl(e.to_string()))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(connect_timeout);
-    }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+    establish_with(&connector, connect_timeout).await
+}
+
+/// [`establish`] with a URL read already.
+pub async fn establish_with(
+    connector: &PgConnector,
+    connect_timeout: Duration,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let (client, connection) = connector
+        .connect(Some(connect_timeout))
         .await
-        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+        .map_err(|e| diesel::ConnectionError::BadConnection(describe_pg_error(&e)))?;
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
 impl DbPool {
     /// A pool of up to `size` connections; `acquire_timeout` bounds every wait for one.
+    /// The URL is read (and its `sslrootcert` loaded) once, here.
     pub fn new(
         url: &str,
         size: usize,
         connect_timeout: Duration,
         acquire_timeout: Duration,
     ) -> Result<Self, DbError> {
+        let connector =
+            Arc::new(PgConnector::new(url).map_err(|e| DbError::Config(e.to_string()))?);
         let mut manager_config = ManagerConfig::default();
-        manager_config.custom_setup =
-            Box::new(move |url| establish_owned(url.to_owned(), connect_timeout).boxed());
+        manager_config.custom_setup = Box::new(move |_url| {
+            let connector = connector.clone();
+            async move { establish_with(&connector, connect_timeout).await }.boxed()
+        });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
         let inner = Pool::builder(manager)
@@ -149,11 +167,4 @@ impl DbPool {
         let status = self.inner.status();
         (status.size, status.available)
     }
-}
-
-async fn establish_owned(
-    url: String,
-    connect_timeout: Duration,
-) -> diesel::ConnectionResult<AsyncPgConnection> {
-    establish(&url, connect_timeout).await
 }

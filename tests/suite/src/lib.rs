@@ -623,12 +623,13 @@ impl OutpostProcess {
         Self::start("serve", env, log).await
     }
 
-    /// Runs `outpost <command>` (`serve`, `api` or `worker`) and waits until it is up.
+    /// Runs `outpost <command>` (`serve`, `api` or `worker`, with any flags: `worker
+    /// --migrate`) and waits until it is up.
     pub async fn start(command: &str, env: &[(String, String)], log: PathBuf) -> Self {
         use tokio::io::AsyncBufReadExt;
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = tokio::process::Command::new(outpost_binary())
-            .arg(command)
+            .args(command.split_whitespace())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

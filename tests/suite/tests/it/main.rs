@@ -10,7 +10,9 @@
 
 mod admin_api;
 mod cli;
+mod db_tls;
 mod deadlines;
+mod deploy;
 mod device_errors;
 mod ha_sets;
 mod inventory;
