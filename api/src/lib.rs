@@ -158,8 +158,11 @@ impl Application {
         clock: SharedClock,
         tls: &TlsMaterial,
     ) -> Result<Self, StartError> {
+        let credentials =
+            outpost_core::secrets::CredentialKey::load_or_create(&settings.credentials_key_path())?;
         let jwt = JwtKeys::load(
             &pool,
+            &credentials,
             settings.auth.jwt_secret.expose(),
             settings.auth.token_lifetime_secs,
         )
@@ -168,8 +171,6 @@ impl Application {
             outpost_core::crypto::load_verifier(&settings.cssm.signing_certificate_file)
                 .map_err(StartError::SigningCertificate)?
                 .map(Arc::new);
-        let credentials =
-            outpost_core::secrets::CredentialKey::load_or_create(&settings.credentials_key_path())?;
         let state = web::Data::new(AppState {
             credentials: Arc::new(credentials),
             login_limiter: Arc::new(admin::auth::LoginLimiter::default()),

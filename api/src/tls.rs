@@ -54,6 +54,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), TlsSetupError> {
         .mode(0o600)
         .open(path)
         .map_err(io)?;
+    // `mode` applies only to a new file: an existing one is narrowed too.
+    use std::os::unix::fs::PermissionsExt as _;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
     file.write_all(text.as_bytes()).map_err(io)
 }
 

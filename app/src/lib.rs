@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod offline;
 pub mod registration;
+pub mod secrets;
 pub mod settings;
 pub mod slac;
 pub mod users;

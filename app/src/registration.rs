@@ -10,16 +10,18 @@ use outpost_core::cssm::{
     REGISTRATION_REQUEST_FILE, REGISTRATION_RESPONSE_FILE, RegistrationRequest,
     RegistrationRequestData, RegistrationResponse, RegistrationResponseData, SignedFile,
 };
+use outpost_core::secrets::CredentialKey;
 use outpost_db::accounts::{self, LocalAccount, Registration};
 use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::jobs::{self, JobPayload, catalog::AccountRegistration};
-use outpost_db::{AccountId, AsyncConnection, AsyncPgConnection, JobId, system};
+use outpost_db::{AccountId, AsyncConnection, AsyncPgConnection, JobId};
 use serde_json::json;
 
 use crate::accounts::may_register;
 use crate::error::{AppError, AppResult, OrNotFound};
 use crate::offline::{file_safe, rejected};
+use crate::secrets;
 
 /// Queues the online registration of an approved account for the worker: (job, newly queued).
 pub async fn queue_online(
@@ -50,22 +52,17 @@ pub async fn queue_online(
     Ok((job_id, created))
 }
 
-/// This Outpost's instance key (PKCS#8 PEM), made by the first node that needs it.
-async fn instance_key(conn: &mut AsyncPgConnection) -> AppResult<String> {
-    let (candidate, _) = crypto::generate_key_pair().map_err(AppError::internal)?;
-    Ok(system::instance_key_or_init(conn, &candidate).await?)
-}
-
 /// What to send CSSM to register the account online; refused unless it may register.
 pub async fn prepare_online(
     conn: &mut AsyncPgConnection,
+    key: &CredentialKey,
     id: AccountId,
 ) -> AppResult<(LocalAccount, RegistrationRequest)> {
     let account = accounts::find_account(conn, id)
         .await
         .or_not_found("account")?;
     may_register(&account)?;
-    let private_key = instance_key(conn).await?;
+    let private_key = secrets::instance_key(conn, key).await?;
     let request = RegistrationRequest {
         name: account.name.clone(),
         smart_account: account.smart_account.clone(),
@@ -76,12 +73,13 @@ pub async fn prepare_online(
 }
 
 /// Records what CSSM answered (online or in a response file): the account becomes active with
-/// its client credentials. Checked again on the locked row, so a deactivation that came in
-/// between is not undone.
+/// its client credentials (the secret sealed). Checked again on the locked row, so a
+/// deactivation that came in between is not undone.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
+    key: &CredentialKey,
     id: AccountId,
-    answer: RegistrationResponse,
+    mut answer: RegistrationResponse,
     mode: &str,
     actor: &str,
     now: DateTime<Utc>,
@@ -91,6 +89,7 @@ pub async fn complete(
             .await
             .or_not_found("account")?;
         may_register(&account)?;
+        answer.client_secret = secrets::seal_client_secret(key, account.id, &answer.client_secret)?;
         let registration_id = answer.registration_id.clone();
         let account =
             accounts::record_registration(conn, account.id, &Registration::active(answer, now))
@@ -135,12 +134,13 @@ pub async fn record_failure(
 /// request can be answered.
 pub async fn request_file(
     conn: &mut AsyncPgConnection,
+    key: &CredentialKey,
     id: AccountId,
     actor: &str,
     now: DateTime<Utc>,
 ) -> AppResult<(String, String)> {
-    let (account, request) = prepare_online(conn, id).await?;
-    let private_key = instance_key(conn).await?;
+    let (account, request) = prepare_online(conn, key, id).await?;
+    let private_key = secrets::instance_key(conn, key).await?;
     let signer = EcdsaSigner::from_pkcs8_pem(&private_key).map_err(AppError::internal)?;
     let nonce = crypto::random_alphanumeric(24);
     let data = RegistrationRequestData {
@@ -169,6 +169,7 @@ pub async fn request_file(
 /// latest request.
 pub async fn response_file(
     conn: &mut AsyncPgConnection,
+    key: &CredentialKey,
     verifier: &SignatureVerifier,
     id: AccountId,
     text: &str,
@@ -196,5 +197,14 @@ pub async fn response_file(
             "registration response: it answers another request than the latest one of this account; send the latest request file to CSSM",
         ));
     }
-    complete(conn, account.id, data.registration, "offline", actor, now).await
+    complete(
+        conn,
+        key,
+        account.id,
+        data.registration,
+        "offline",
+        actor,
+        now,
+    )
+    .await
 }

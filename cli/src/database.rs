@@ -110,6 +110,11 @@ async fn prepare(settings: &Settings, url: &str, migrate: bool) -> anyhow::Resul
     outpost_db::ping(&mut conn)
         .await
         .context("connecting to the database")?;
+    // A node whose credentials key does not open the database's secrets stops here, saying
+    // which file to copy; secrets stored in clear by an older Outpost are sealed.
+    let key_file = settings.credentials_key_path();
+    let key = outpost_core::secrets::CredentialKey::load_or_create(&key_file)?;
+    outpost_app::secrets::check_and_seal(&mut conn, &key, &key_file).await?;
     drop(conn);
     Ok(pool)
 }

@@ -107,6 +107,11 @@ pub async fn run(
         let mut conn = db.pool.get().await?;
         anyhow::Ok(accounts::find(&mut conn, &key).await?)
     };
+    let key = || -> anyhow::Result<_> {
+        Ok(outpost_core::secrets::CredentialKey::load_or_create(
+            &settings.credentials_key_path(),
+        )?)
+    };
     let verifier = || -> anyhow::Result<_> {
         outpost_core::crypto::load_verifier(&settings.cssm.signing_certificate_file)
             .map_err(|e| anyhow::anyhow!("cssm.signing_certificate_file {e}"))?
@@ -238,7 +243,7 @@ pub async fn run(
             let account = account_of(account).await?;
             let mut conn = db.pool.get().await?;
             let (name, text) =
-                registration::request_file(&mut conn, account.id, &actor(), now).await?;
+                registration::request_file(&mut conn, &key()?, account.id, &actor(), now).await?;
             let path = target(output, &name);
             std::fs::write(&path, text).with_context(|| path.display().to_string())?;
             println!(
@@ -252,9 +257,16 @@ pub async fn run(
             let text =
                 std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
             let mut conn = db.pool.get().await?;
-            let account =
-                registration::response_file(&mut conn, &verifier, account.id, &text, &actor(), now)
-                    .await?;
+            let account = registration::response_file(
+                &mut conn,
+                &key()?,
+                &verifier,
+                account.id,
+                &text,
+                &actor(),
+                now,
+            )
+            .await?;
             println!(
                 "registered '{}' with CSSM (Smart Account '{}', Virtual Account '{}')",
                 account.name, account.smart_account, account.virtual_account

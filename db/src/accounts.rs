@@ -216,6 +216,38 @@ pub async fn lock_account(
         .await?)
 }
 
+/// Every stored CSSM client secret, with its account.
+pub async fn client_secrets(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(AccountId, String)>, DbError> {
+    Ok(local_accounts::table
+        .filter(local_accounts::cssm_client_secret.is_not_null())
+        .select((
+            local_accounts::id,
+            local_accounts::cssm_client_secret.assume_not_null(),
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// Replaces an account's stored CSSM client secret, only if it still is `old`.
+pub async fn replace_client_secret(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+    old: &str,
+    new: &str,
+) -> Result<(), DbError> {
+    diesel::update(
+        local_accounts::table
+            .find(id)
+            .filter(local_accounts::cssm_client_secret.eq(old)),
+    )
+    .set(local_accounts::cssm_client_secret.eq(new))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// An account by id.
 pub async fn find_account(
     conn: &mut AsyncPgConnection,

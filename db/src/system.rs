@@ -79,6 +79,63 @@ pub async fn instance_key_or_init(
         .await?)
 }
 
+/// The secrets of the `system_settings` row as stored (sealed, or in clear from before
+/// secrets were sealed).
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredSecrets {
+    /// The access-token key, if made.
+    pub jwt_secret: Option<String>,
+    /// The instance private key, if made.
+    pub instance_private_key_pem: Option<String>,
+}
+
+/// The secrets of the `system_settings` row.
+pub async fn stored_secrets(conn: &mut AsyncPgConnection) -> Result<StoredSecrets, DbError> {
+    Ok(system_settings::table
+        .select((
+            system_settings::jwt_secret,
+            system_settings::instance_private_key_pem,
+        ))
+        .first(conn)
+        .await?)
+}
+
+/// A secret column of `system_settings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretColumn {
+    /// `jwt_secret`.
+    JwtSecret,
+    /// `instance_private_key_pem`.
+    InstanceKey,
+}
+
+/// Replaces a secret's stored value, only if it still is `old` (two nodes sealing the same
+/// value at once both succeed, once).
+pub async fn replace_secret(
+    conn: &mut AsyncPgConnection,
+    column: SecretColumn,
+    old: &str,
+    new: &str,
+) -> Result<(), DbError> {
+    match column {
+        SecretColumn::JwtSecret => {
+            diesel::update(system_settings::table.filter(system_settings::jwt_secret.eq(old)))
+                .set(system_settings::jwt_secret.eq(new))
+                .execute(conn)
+                .await?
+        }
+        SecretColumn::InstanceKey => {
+            diesel::update(
+                system_settings::table.filter(system_settings::instance_private_key_pem.eq(old)),
+            )
+            .set(system_settings::instance_private_key_pem.eq(new))
+            .execute(conn)
+            .await?
+        }
+    };
+    Ok(())
+}
+
 #[derive(diesel::QueryableByName)]
 struct Recovery {
     #[diesel(sql_type = diesel::sql_types::Bool)]

@@ -59,6 +59,30 @@ pub async fn create(
         .await?)
 }
 
+/// Every webhook's stored secret: (webhook, account, secret).
+pub async fn secrets(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<(WebhookId, AccountId, String)>, DbError> {
+    Ok(webhooks::table
+        .select((webhooks::id, webhooks::account_id, webhooks::secret))
+        .load(conn)
+        .await?)
+}
+
+/// Replaces a webhook's stored secret, only if it still is `old`.
+pub async fn replace_secret(
+    conn: &mut AsyncPgConnection,
+    id: WebhookId,
+    old: &str,
+    new: &str,
+) -> Result<(), DbError> {
+    diesel::update(webhooks::table.find(id).filter(webhooks::secret.eq(old)))
+        .set(webhooks::secret.eq(new))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The webhooks of an account, oldest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
@@ -237,10 +261,13 @@ pub(crate) async fn alert_raised(
 /// What the delivery job needs: the endpoint, its key, the body.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Outgoing {
+    /// The account whose webhook it is.
+    #[diesel(sql_type = SqlUuid)]
+    pub account_id: AccountId,
     /// The endpoint.
     #[diesel(sql_type = Text)]
     pub url: String,
-    /// The HMAC key.
+    /// The HMAC key, sealed (`outpost_app::secrets`).
     #[diesel(sql_type = Text)]
     pub secret: String,
     /// Event name.
@@ -263,7 +290,7 @@ pub async fn outgoing(
     delivery: DeliveryId,
 ) -> Result<Option<Outgoing>, DbError> {
     Ok(diesel::sql_query(
-        "SELECT w.url, w.secret, d.event, d.body, d.state, d.attempts
+        "SELECT w.account_id, w.url, w.secret, d.event, d.body, d.state, d.attempts
            FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
           WHERE d.id = $1",
     )

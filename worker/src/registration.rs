@@ -27,7 +27,7 @@ pub async fn register_online(
     actor: &str,
 ) -> Result<LocalAccount, RegistrationError> {
     let mut conn = ctx.pool.get().await.map_err(AppError::from)?;
-    let (account, request) = prepare_online(&mut conn, account_id).await?;
+    let (account, request) = prepare_online(&mut conn, &ctx.credentials, account_id).await?;
     let token = ctx.settings.cssm.registration_token.expose();
     let answer = ctx
         .cssm
@@ -35,7 +35,16 @@ pub async fn register_online(
         .await;
     let now = ctx.clock.now();
     match answer {
-        Ok(answer) => Ok(complete(&mut conn, account.id, answer, "online", actor, now).await?),
+        Ok(answer) => Ok(complete(
+            &mut conn,
+            &ctx.credentials,
+            account.id,
+            answer,
+            "online",
+            actor,
+            now,
+        )
+        .await?),
         Err(e) => {
             record_failure(&mut conn, account.id, &e.to_string(), actor, now).await?;
             Err(e.into())

@@ -8,9 +8,10 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use outpost_core::secrets::CredentialKey;
 use outpost_db::enums::{AccountRole, Role};
 use outpost_db::users::{self, AccountGrant, User};
-use outpost_db::{AccountId, DbPool, UserId, system};
+use outpost_db::{AccountId, DbPool, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -69,9 +70,10 @@ impl JwtKeys {
         }
     }
 
-    /// The configured secret, or the one kept in the database (created by the first node).
+    /// The configured secret, or the one kept (sealed) in the database, made by the first node.
     pub async fn load(
         pool: &DbPool,
+        key: &CredentialKey,
         configured: &str,
         lifetime_secs: u64,
     ) -> Result<Self, ApiError> {
@@ -79,8 +81,7 @@ impl JwtKeys {
             return Ok(Self::new(configured.as_bytes(), lifetime_secs));
         }
         let mut conn = pool.get().await?;
-        let candidate = outpost_core::crypto::random_alphanumeric(64);
-        let secret = system::jwt_secret_or_init(&mut conn, &candidate).await?;
+        let secret = outpost_app::secrets::jwt_secret(&mut conn, key).await?;
         Ok(Self::new(secret.as_bytes(), lifetime_secs))
     }
 

@@ -123,22 +123,27 @@ impl TestApp {
     /// Runs the `outpost` command line against this app's database, data directory and CSSM
     /// settings: (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_with(args, &[])
+    }
+
+    /// [`cli`](Self::cli) with more environment variables (which win over the app's).
+    pub fn cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
         let data_dir = self.dir.path().to_string_lossy();
         let cssm = &self.settings.cssm;
-        run_outpost(
-            args,
-            &[
-                ("OUTPOST_DATABASE__URL", self.db.url()),
-                ("OUTPOST_DATA_DIR", &data_dir),
-                (
-                    "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
-                    &cssm.signing_certificate_file,
-                ),
-                ("OUTPOST_CSSM__CA_FILE", &cssm.ca_file),
-                ("OUTPOST_CSSM__API_URL", &cssm.api_url),
-                ("OUTPOST_CSSM__TOKEN_URL", &cssm.token_url),
-            ],
-        )
+        let mut env = vec![
+            ("OUTPOST_DATABASE__URL", self.db.url()),
+            ("OUTPOST_DATA_DIR", &data_dir),
+            (
+                "OUTPOST_CSSM__SIGNING_CERTIFICATE_FILE",
+                &cssm.signing_certificate_file,
+            ),
+            ("OUTPOST_CSSM__CA_FILE", &cssm.ca_file),
+            ("OUTPOST_CSSM__API_URL", &cssm.api_url),
+            ("OUTPOST_CSSM__TOKEN_URL", &cssm.token_url),
+        ];
+        env.retain(|(name, _)| !extra.iter().any(|(other, _)| other == name));
+        env.extend_from_slice(extra);
+        run_outpost(args, &env)
     }
 
     /// Runs a query and returns its first column as text, one string per row.

@@ -50,6 +50,11 @@ impl RunJob for WebhookDelivery {
                 .await?;
             return Err(JobError::Fatal(refusal));
         }
+        let secret = outpost_app::secrets::open_webhook_secret(
+            &worker.credentials,
+            out.account_id,
+            &out.secret,
+        )?;
         let now = worker.clock.now();
         let started = Instant::now();
         let sent = worker
@@ -60,7 +65,7 @@ impl RunJob for WebhookDelivery {
             .header("X-Outpost-Delivery", self.delivery_id.to_string())
             .header(
                 SIGNATURE_HEADER,
-                signature(&out.secret, now.timestamp(), &out.body),
+                signature(&secret, now.timestamp(), &out.body),
             )
             .body(out.body.clone())
             .send()

@@ -162,9 +162,14 @@ pub async fn get_registration_request(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
-    let (name, text) =
-        registration::request_file(&mut conn, account.id, &principal.actor(), state.clock.now())
-            .await?;
+    let (name, text) = registration::request_file(
+        &mut conn,
+        &state.credentials,
+        account.id,
+        &principal.actor(),
+        state.clock.now(),
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(attachment(&name))
@@ -185,6 +190,7 @@ pub async fn create_registration_response(
     let mut conn = state.pool.get().await?;
     let account = registration::response_file(
         &mut conn,
+        &state.credentials,
         verifier,
         account.id,
         &text,

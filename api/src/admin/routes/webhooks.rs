@@ -103,8 +103,10 @@ pub async fn create_webhook(
     }
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
+    let sealed =
+        outpost_app::secrets::seal_webhook_secret(&state.credentials, account.id, &secret)?;
     let webhook =
-        webhooks::create(&mut conn, account.id, &body.url, &secret, &body.kinds, now).await?;
+        webhooks::create(&mut conn, account.id, &body.url, &sealed, &body.kinds, now).await?;
     audit(
         &mut conn,
         &principal,

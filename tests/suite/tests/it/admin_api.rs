@@ -94,16 +94,32 @@ async fn login_and_tokens() {
     payload["exp"] = json!(now + 100_000);
     parts[1] = b64(&payload);
     let tampered = parts.join(".");
-    // With the real key (kept in the database: test apps leave auth.jwt_secret empty): a
-    // well-formed token works, an expired one or one for another audience does not.
+    // The key kept in the database (test apps leave auth.jwt_secret empty) is sealed: signed
+    // with what a dump of the database shows, a token is refused.
     let client = outpost_db::embedded::maintenance_client(app.db.url())
         .await
         .unwrap();
-    let secret: String = client
+    let stored: String = client
         .query_one("SELECT jwt_secret FROM system_settings", &[])
         .await
         .unwrap()
         .get(0);
+    let dumped_key = jsonwebtoken::EncodingKey::from_secret(stored.as_bytes());
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims("outpost-admin-api", now + 600),
+        &dumped_key,
+    )
+    .unwrap();
+    assert_eq!(get(&app, &forged, "/api/v1/accounts").await.0, 401);
+    // With the real key, opened with the credentials key: a well-formed token works, an
+    // expired one or one for another audience does not.
+    let credentials =
+        outpost_core::secrets::CredentialKey::load_or_create(&app.settings.credentials_key_path())
+            .unwrap();
+    let secret = outpost_app::secrets::jwt_secret(&mut *app.conn().await, &credentials)
+        .await
+        .unwrap();
     let real_key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     let sign = |claims: &Value| {
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &real_key).unwrap()

@@ -23,6 +23,7 @@ mod process;
 mod pull;
 mod push;
 mod schema;
+mod secrets;
 mod simulators;
 mod slac;
 mod sync;

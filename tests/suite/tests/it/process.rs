@@ -67,9 +67,10 @@ impl World {
 
     /// Creates and registers "Acme Campus" through the library, against the same database.
     async fn onboard(&self) -> outpost_db::accounts::LocalAccount {
-        // The process's data directory (its credentials key), never the working directory.
+        // The processes' data directory (their credentials key, which seals the client secret
+        // registration stores), never the working directory.
         let mut settings = outpost_core::settings::Settings {
-            data_dir: self.dir.path().to_path_buf(),
+            data_dir: self.dir.path().join("data"),
             ..Default::default()
         };
         settings.cssm.api_url = self.cssm.url().to_owned();

@@ -266,9 +266,16 @@ async fn webhooks_cannot_reach_private_addresses_by_default() {
         .next()
         .unwrap()
         .to_owned();
+    let key =
+        outpost_core::secrets::CredentialKey::load_or_create(&app.settings.credentials_key_path())
+            .unwrap();
+    let account_id = app.account("Acme").await.id;
+    let secret =
+        outpost_app::secrets::seal_webhook_secret(&key, account_id, "sixteen-chars-secret")
+            .unwrap();
     app.execute(&format!(
         "INSERT INTO webhooks (id, account_id, url, secret, created_at)
-         VALUES (gen_random_uuid(), '{account}', 'https://localhost:{port}/hook', 'sixteen-chars-secret', now())"
+         VALUES (gen_random_uuid(), '{account}', 'https://localhost:{port}/hook', '{secret}', now())"
     ))
     .await;
     let mut device = Device::new("C9300-24UX", "FCWHOOK0003");

@@ -51,7 +51,9 @@ pub(crate) async fn account_token(
             account.name
         )));
     };
-    Ok(worker.cssm.token(client_id, client_secret).await?)
+    let client_secret =
+        outpost_app::secrets::open_client_secret(&worker.credentials, account.id, client_secret)?;
+    Ok(worker.cssm.token(client_id, &client_secret).await?)
 }
 
 impl From<CssmError> for JobError {
