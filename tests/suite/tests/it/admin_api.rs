@@ -105,13 +105,13 @@ async fn login_and_tokens() {
         .unwrap()
         .get(0);
     let dumped_key = jsonwebtoken::EncodingKey::from_secret(stored.as_bytes());
-    let forged = jsonwebtoken::encode(
+    let from_dump = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims("outpost-admin-api", now + 600),
         &dumped_key,
     )
     .unwrap();
-    assert_eq!(get(&app, &forged, "/api/v1/accounts").await.0, 401);
+    assert_eq!(get(&app, &from_dump, "/api/v1/accounts").await.0, 401);
     // With the real key, opened with the credentials key: a well-formed token works, an
     // expired one or one for another audience does not.
     let credentials =
