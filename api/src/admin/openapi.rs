@@ -3,9 +3,11 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::routes::*;
+use crate::error::ErrorEnvelope;
 
 /// Every admin route.
 #[derive(OpenApi)]
@@ -39,7 +41,8 @@ use super::routes::*;
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::delete_webhook,
         webhooks::list_webhook_deliveries,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(ErrorEnvelope)),
+    modifiers(&BearerAuth, &ErrorAnswers),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -59,6 +62,38 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Gives every 4xx and 5xx answer that documents no body of its own the error envelope: one
+/// place, so an annotation cannot forget it.
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let envelope = Ref::from_schema_name(ErrorEnvelope::name());
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && response.content.is_empty()
+                    {
+                        response.content.insert(
+                            "application/json".into(),
+                            Content::new(Some(envelope.clone())),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -98,6 +133,57 @@ mod tests {
             committed == generated,
             "api/openapi.json is out of date: run `UPDATE_SNAPSHOTS=1 cargo test -p outpost_api openapi` and review the diff"
         );
+    }
+
+    /// Whether a schema says what is in the answer: a reference to a named schema, or an object
+    /// with properties, or a composition of such; not `{}` or a bare `{"type": "object"}`.
+    fn describes(schema: &serde_json::Value) -> bool {
+        if schema.get("$ref").is_some() {
+            return true;
+        }
+        if schema["properties"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return true;
+        }
+        ["allOf", "oneOf", "anyOf"].iter().any(|key| {
+            schema[*key]
+                .as_array()
+                .is_some_and(|parts| !parts.is_empty() && parts.iter().all(describes))
+        })
+    }
+
+    /// The schemas a success answer references all exist, and the error envelope is among
+    /// them, with every refusal pointing at it.
+    #[test]
+    fn references_resolve_and_refusals_use_the_envelope() {
+        let text = document();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            schemas.contains_key("ErrorEnvelope"),
+            "ErrorEnvelope is not in components"
+        );
+        for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "dangling reference to {name}");
+        }
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    if status.starts_with('4') {
+                        assert!(
+                            describes(&response["content"]["application/json"]["schema"]),
+                            "{method} {path} {status} documents no error body"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// (method, path) of every `.route(...)` in the route table of `admin/mod.rs`.
