@@ -135,6 +135,35 @@ mod tests {
         );
     }
 
+    /// Answers that are files, not JSON documents: (method, path, content type).
+    const FILE_ANSWERS: &[(&str, &str, &str)] = &[
+        (
+            "get",
+            "/api/v1/accounts/{id}/usage-export",
+            "application/gzip",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/registration-request",
+            "text/plain",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/{pi}/ack-file",
+            "text/plain",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/template.csv",
+            "text/csv",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/export.csv",
+            "text/csv",
+        ),
+    ];
+
     /// Whether a schema says what is in the answer: a reference to a named schema, or an object
     /// with properties, or a composition of such; not `{}` or a bare `{"type": "object"}`.
     fn describes(schema: &serde_json::Value) -> bool {
@@ -152,6 +181,53 @@ mod tests {
                 .as_array()
                 .is_some_and(|parts| !parts.is_empty() && parts.iter().all(describes))
         })
+    }
+
+    /// Every 2xx answer documents what it holds: a JSON answer a schema with its fields (so a
+    /// `json!` answer cannot slip in undocumented), a file its content type.
+    #[test]
+    fn every_success_answer_has_a_schema() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap_or_default();
+        let mut bare = Vec::new();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                operations += 1;
+                let responses = operation["responses"].as_object().into_iter().flatten();
+                for (status, response) in responses.filter(|(s, _)| s.starts_with('2')) {
+                    let content = response["content"].as_object();
+                    if status == "204" {
+                        if content.is_some_and(|c| !c.is_empty()) {
+                            bare.push(format!("{method} {path} {status}: 204 with a body"));
+                        }
+                        continue;
+                    }
+                    let Some(content) = content.filter(|c| !c.is_empty()) else {
+                        bare.push(format!("{method} {path} {status}: no content"));
+                        continue;
+                    };
+                    for (content_type, media) in content {
+                        let is_file = FILE_ANSWERS.iter().any(|f| {
+                            (f.0, f.1, f.2)
+                                == (method.as_str(), path.as_str(), content_type.as_str())
+                        });
+                        if content_type == "application/json" {
+                            if !describes(&media["schema"]) {
+                                bare.push(format!("{method} {path} {status}: {}", media["schema"]));
+                            }
+                        } else if !is_file {
+                            bare.push(format!("{method} {path} {status}: {content_type} is not a known file answer"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(operations > 40, "no operations found");
+        assert!(
+            bare.is_empty(),
+            "answers without a schema:\n{}",
+            bare.join("\n")
+        );
     }
 
     /// The schemas a success answer references all exist, and the error envelope is among
