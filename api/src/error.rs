@@ -5,7 +5,29 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use outpost_app::{AppError, Code};
 use outpost_db::DbError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every refusal of the admin API: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// The inside of the error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code (`not_found`, `invalid_value`, `name_taken`, ...).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+    /// Machine-readable particulars of some refusals (e.g. `rows` of a refused import); absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
 
 /// An admin API error with a stable snake_case code.
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +135,13 @@ impl ResponseError for ApiError {
         } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "5"));
         }
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = &self.details {
-            error["details"] = details.clone();
-        }
-        response.json(json!({ "error": error }))
+        response.json(ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        })
     }
 }
 

@@ -37,7 +37,7 @@ pub mod kinds {
 }
 
 /// An alert row.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = alerts, check_for_backend(diesel::pg::Pg))]
 pub struct Alert {
     /// Id.

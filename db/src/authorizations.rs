@@ -24,7 +24,7 @@ use crate::schema::authorizations;
 pub const HOLDING: [&str; 3] = ["requested", "issued", "confirmed"];
 
 /// An authorization code row.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = authorizations, check_for_backend(diesel::pg::Pg))]
 pub struct Authorization {
     /// Id.

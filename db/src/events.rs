@@ -54,7 +54,7 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg))]
 pub struct Event {
     /// Id.
@@ -69,7 +69,8 @@ pub struct Event {
     pub action: String,
     /// Outcome.
     pub result: EventResult,
-    /// Details.
+    /// Details (free-form: what the action was about).
+    #[schema(value_type = Object)]
     pub detail: Value,
     /// When.
     pub created_at: DateTime<Utc>,

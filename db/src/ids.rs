@@ -10,14 +10,35 @@ use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use uuid::Uuid;
 
+/// The schema of every id: a UUID string, described by what it names.
+fn uuid_schema(names: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .description(Some(format!("Id (UUID) of: {names}")))
+        .into()
+}
+
 macro_rules! uuid_id {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
-            Serialize, Deserialize, AsExpression, FromSqlRow,
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            AsExpression,
+            FromSqlRow,
         )]
         #[diesel(sql_type = sql_types::Uuid)]
         #[serde(transparent)]
@@ -60,54 +81,30 @@ macro_rules! uuid_id {
                 <Uuid as FromSql<sql_types::Uuid, Pg>>::from_sql(bytes).map(Self)
             }
         }
+
+        /// In the OpenAPI document: a UUID string (serde is transparent).
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                uuid_schema($doc)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
+uuid_id!(AccountId, "A local account (tenant).");
+uuid_id!(LvaId, "A local virtual account.");
+uuid_id!(ProductInstanceId, "A product instance.");
+uuid_id!(JobId, "A durable job.");
+uuid_id!(AckId, "A stored ACK.");
+uuid_id!(UploadId, "A reportusage batch sent to CSSM.");
+uuid_id!(SyncRunId, "A row of the synchronisation ledger.");
+uuid_id!(DevicePollId, "A poll id handed to a device.");
+uuid_id!(UserId, "An admin user.");
+uuid_id!(WebhookId, "A webhook endpoint of an account.");
+uuid_id!(DeliveryId, "One event on its way to one webhook.");
 uuid_id!(
-    /// A local account (tenant).
-    AccountId
-);
-uuid_id!(
-    /// A local virtual account.
-    LvaId
-);
-uuid_id!(
-    /// A product instance.
-    ProductInstanceId
-);
-uuid_id!(
-    /// A durable job.
-    JobId
-);
-uuid_id!(
-    /// A stored ACK.
-    AckId
-);
-uuid_id!(
-    /// A reportusage batch sent to CSSM.
-    UploadId
-);
-uuid_id!(
-    /// A row of the synchronisation ledger.
-    SyncRunId
-);
-uuid_id!(
-    /// A poll id handed to a device.
-    DevicePollId
-);
-uuid_id!(
-    /// An admin user.
-    UserId
-);
-uuid_id!(
-    /// A webhook endpoint of an account.
-    WebhookId
-);
-uuid_id!(
-    /// One event on its way to one webhook.
-    DeliveryId
-);
-uuid_id!(
-    /// An authorization code (SLAC) for one device and entitlement.
-    AuthorizationId
+    AuthorizationId,
+    "An authorization code (SLAC) for one device and entitlement."
 );

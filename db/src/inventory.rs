@@ -157,7 +157,7 @@ impl Cursor {
 }
 
 /// One row of the inventory list.
-#[derive(Debug, Clone, QueryableByName, Serialize)]
+#[derive(Debug, Clone, QueryableByName, Serialize, utoipa::ToSchema)]
 pub struct InventoryRow {
     /// Id.
     #[diesel(sql_type = SqlUuid)]

@@ -139,7 +139,7 @@ pub async fn apply_cssm_totals(
 }
 
 /// One entitlement in one LVA: purchased, in use, and the shortfall.
-#[derive(Debug, Clone, QueryableByName, Serialize)]
+#[derive(Debug, Clone, QueryableByName, Serialize, utoipa::ToSchema)]
 pub struct Position {
     /// LVA number.
     #[diesel(sql_type = Integer)]

@@ -153,9 +153,10 @@ pub async fn mark_trust_installed(
 }
 
 /// A trust code of a device as the PI detail shows it.
-#[derive(Debug, Clone, Queryable, Serialize)]
+#[derive(Debug, Clone, Queryable, Serialize, utoipa::ToSchema)]
 pub struct TrustCodeState {
-    /// The device it is for.
+    /// The device it is for (its SUDI as the ACK named it).
+    #[schema(value_type = Option<Object>)]
     pub sudi: Option<Value>,
     /// When CSSM's ACK brought it.
     pub received_at: DateTime<Utc>,

@@ -304,7 +304,7 @@ pub async fn count_unacknowledged_of_pi(
 }
 
 /// A report as the PI detail lists it (without its payload).
-#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = rum_reports, check_for_backend(diesel::pg::Pg))]
 pub struct ReportSummary {
     /// The device's report id.

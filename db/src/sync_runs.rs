@@ -11,7 +11,7 @@ use crate::pool::DbError;
 use crate::schema::sync_runs;
 
 /// A ledger row.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = sync_runs, check_for_backend(diesel::pg::Pg))]
 pub struct SyncRun {
     /// Id.

@@ -30,7 +30,18 @@ pub struct User {
 }
 
 /// A role on one account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Queryable,
+    Selectable,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[diesel(table_name = user_account_roles, check_for_backend(diesel::pg::Pg))]
 pub struct AccountGrant {
     /// The account.

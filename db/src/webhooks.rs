@@ -17,7 +17,7 @@ use crate::schema::{webhook_attempts, webhook_deliveries, webhooks};
 pub const MAX_ATTEMPTS: i32 = 8;
 
 /// A webhook as the API shows it (never its secret).
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = webhooks, check_for_backend(diesel::pg::Pg))]
 pub struct Webhook {
     /// Id.
@@ -113,7 +113,7 @@ pub async fn delete(
 }
 
 /// One attempt of a delivery, as the log shows it.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = webhook_attempts, check_for_backend(diesel::pg::Pg))]
 pub struct Attempt {
     /// 1 for the first try.
@@ -129,7 +129,7 @@ pub struct Attempt {
 }
 
 /// A delivery with its attempts, for the log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryLog {
     /// Id (also the `X-Outpost-Delivery` header).
     pub id: DeliveryId,
@@ -138,6 +138,7 @@ pub struct DeliveryLog {
     /// `pending`, `delivered` or `failed`.
     pub state: String,
     /// The JSON body sent.
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
     /// Created.
     pub created_at: DateTime<Utc>,

@@ -3,9 +3,11 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::routes::*;
+use crate::error::ErrorEnvelope;
 
 /// Every admin route.
 #[derive(OpenApi)]
@@ -39,7 +41,8 @@ use super::routes::*;
         webhooks::list_webhooks, webhooks::create_webhook, webhooks::delete_webhook,
         webhooks::list_webhook_deliveries,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(ErrorEnvelope)),
+    modifiers(&BearerAuth, &ErrorAnswers),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -59,6 +62,38 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Gives every 4xx and 5xx answer that documents no body of its own the error envelope: one
+/// place, so an annotation cannot forget it.
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let envelope = Ref::from_schema_name(ErrorEnvelope::name());
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && (status.starts_with('4') || status.starts_with('5'))
+                        && response.content.is_empty()
+                    {
+                        response.content.insert(
+                            "application/json".into(),
+                            Content::new(Some(envelope.clone())),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -98,6 +133,133 @@ mod tests {
             committed == generated,
             "api/openapi.json is out of date: run `UPDATE_SNAPSHOTS=1 cargo test -p outpost_api openapi` and review the diff"
         );
+    }
+
+    /// Answers that are files, not JSON documents: (method, path, content type).
+    const FILE_ANSWERS: &[(&str, &str, &str)] = &[
+        (
+            "get",
+            "/api/v1/accounts/{id}/usage-export",
+            "application/gzip",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/registration-request",
+            "text/plain",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/{pi}/ack-file",
+            "text/plain",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/template.csv",
+            "text/csv",
+        ),
+        (
+            "get",
+            "/api/v1/accounts/{id}/product-instances/export.csv",
+            "text/csv",
+        ),
+    ];
+
+    /// Whether a schema says what is in the answer: a reference to a named schema, or an object
+    /// with properties, or a composition of such; not `{}` or a bare `{"type": "object"}`.
+    fn describes(schema: &serde_json::Value) -> bool {
+        if schema.get("$ref").is_some() {
+            return true;
+        }
+        if schema["properties"]
+            .as_object()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return true;
+        }
+        ["allOf", "oneOf", "anyOf"].iter().any(|key| {
+            schema[*key]
+                .as_array()
+                .is_some_and(|parts| !parts.is_empty() && parts.iter().all(describes))
+        })
+    }
+
+    /// Every 2xx answer documents what it holds: a JSON answer a schema with its fields (so a
+    /// `json!` answer cannot slip in undocumented), a file its content type.
+    #[test]
+    fn every_success_answer_has_a_schema() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap_or_default();
+        let mut bare = Vec::new();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                operations += 1;
+                let responses = operation["responses"].as_object().into_iter().flatten();
+                for (status, response) in responses.filter(|(s, _)| s.starts_with('2')) {
+                    let content = response["content"].as_object();
+                    if status == "204" {
+                        if content.is_some_and(|c| !c.is_empty()) {
+                            bare.push(format!("{method} {path} {status}: 204 with a body"));
+                        }
+                        continue;
+                    }
+                    let Some(content) = content.filter(|c| !c.is_empty()) else {
+                        bare.push(format!("{method} {path} {status}: no content"));
+                        continue;
+                    };
+                    for (content_type, media) in content {
+                        let is_file = FILE_ANSWERS.iter().any(|f| {
+                            (f.0, f.1, f.2)
+                                == (method.as_str(), path.as_str(), content_type.as_str())
+                        });
+                        if content_type == "application/json" {
+                            if !describes(&media["schema"]) {
+                                bare.push(format!("{method} {path} {status}: {}", media["schema"]));
+                            }
+                        } else if !is_file {
+                            bare.push(format!("{method} {path} {status}: {content_type} is not a known file answer"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(operations > 40, "no operations found");
+        assert!(
+            bare.is_empty(),
+            "answers without a schema:\n{}",
+            bare.join("\n")
+        );
+    }
+
+    /// The schemas a success answer references all exist, and the error envelope is among
+    /// them, with every refusal pointing at it.
+    #[test]
+    fn references_resolve_and_refusals_use_the_envelope() {
+        let text = document();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let schemas = doc["components"]["schemas"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            schemas.contains_key("ErrorEnvelope"),
+            "ErrorEnvelope is not in components"
+        );
+        for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "dangling reference to {name}");
+        }
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    if status.starts_with('4') {
+                        assert!(
+                            describes(&response["content"]["application/json"]["schema"]),
+                            "{method} {path} {status} documents no error body"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// (method, path) of every `.route(...)` in the route table of `admin/mod.rs`.

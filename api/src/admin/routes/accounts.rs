@@ -7,13 +7,12 @@ use chrono::{DateTime, Utc};
 use outpost_app::accounts::{self as lifecycle, AccountUpdate, Deleted, NewAccount};
 use outpost_app::registration;
 use outpost_db::accounts::{self, LocalAccount};
-use outpost_db::enums::AccountStatus;
+use outpost_db::enums::{AccountRole, AccountStatus};
 use outpost_db::{AccountId, JobId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{ADMINS, OPERATORS, operable_account, visible_account};
+use super::{ADMINS, Items, OPERATORS, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,9 +71,23 @@ impl From<&LocalAccount> for AccountView {
     }
 }
 
+/// One account with what only its detail shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDetail {
+    /// The account.
+    #[serde(flatten)]
+    pub account: AccountView,
+    /// Its former names (still accepted in transport URLs).
+    pub former_names: Vec<String>,
+    /// How many product instances it holds.
+    pub product_instances: i64,
+    /// The caller's role on this account (`null`: none, it sees it by a system role).
+    pub your_role: Option<AccountRole>,
+}
+
 /// Lists the local accounts the caller may see.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
-    responses((status = 200, description = "`{items: [Account]}`", body = serde_json::Value)))]
+    responses((status = 200, body = Items<AccountView>)))]
 pub async fn list_accounts(
     state: web::Data<AppState>,
     principal: Principal,
@@ -86,13 +99,13 @@ pub async fn list_accounts(
         .filter(|a| principal.can_see(a.id))
         .map(AccountView::from)
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 /// Shows one account with its former names (still accepted in transport URLs).
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, description = "No such account")))]
+    responses((status = 200, body = AccountDetail), (status = 404, description = "No such account")))]
 pub async fn get_account(
     state: web::Data<AppState>,
     principal: Principal,
@@ -102,11 +115,12 @@ pub async fn get_account(
     let mut conn = state.pool.get().await?;
     let former_names = accounts::former_names(&mut conn, account.id).await?;
     let product_instances = accounts::count_product_instances(&mut conn, account.id).await?;
-    let mut body = serde_json::to_value(AccountView::from(&account)).map_err(ApiError::internal)?;
-    body["former_names"] = json!(former_names);
-    body["product_instances"] = json!(product_instances);
-    body["your_role"] = json!(principal.account_role(account.id));
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(AccountDetail {
+        account: AccountView::from(&account),
+        former_names,
+        product_instances,
+        your_role: principal.account_role(account.id),
+    }))
 }
 
 /// Body of an account request.
@@ -208,7 +222,7 @@ pub async fn approve_account(
 /// Registers an approved account with CSSM online; the worker does it (`{job_id}`).
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/register", tag = "accounts",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 202, description = "`{job_id}`", body = serde_json::Value), (status = 404), (status = 409)))]
+    responses((status = 202, body = JobQueued), (status = 404), (status = 409)))]
 pub async fn register_account(
     state: web::Data<AppState>,
     principal: Principal,
@@ -284,7 +298,7 @@ pub struct DeleteQuery {
 /// forced. The event log keeps what went.
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts",
     params(("id" = uuid::Uuid, Path, description = "Account id"), DeleteQuery),
-    responses((status = 200, body = serde_json::Value), (status = 403), (status = 404),
+    responses((status = 200, body = Deleted), (status = 403), (status = 404),
         (status = 409, description = "Holds product instances")))]
 pub async fn delete_account(
     state: web::Data<AppState>,

@@ -9,12 +9,11 @@
 use actix_web::{HttpResponse, web};
 use outpost_app::slac::{self, SlacImported};
 use outpost_db::AccountId;
-use outpost_db::authorizations;
+use outpost_db::authorizations::{self, Authorization};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::offline_files::{spool_text, verifier};
-use super::{Limit, operable_account, visible_account};
+use super::{Items, Limit, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,7 +21,7 @@ use crate::state::AppState;
 /// Lists the account's authorization codes, newest first.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/authorizations", tag = "licenses",
     params(("id" = uuid::Uuid, Path, description = "Account id"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, description = "`{items: [{id, pi_id, udi_pid, udi_serial_number, entitlement_tag, count, state, source, requested_at, issued_at, delivered_at, confirmed_at, returned_at, return_forwarded_at, error}]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = Items<Authorization>), (status = 404)))]
 pub async fn list_authorizations(
     state: web::Data<AppState>,
     principal: Principal,
@@ -32,7 +31,7 @@ pub async fn list_authorizations(
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let items = authorizations::list(&mut conn, account.id, None, limit.value()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 /// `?lva=` of an import.
@@ -48,7 +47,7 @@ pub struct ImportQuery {
     params(("id" = uuid::Uuid, Path, description = "Account id"),
         ("lva" = Option<i32>, Query, description = "LVA for codes of devices not in the inventory; default 1")),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "`{imported, already_imported}`", body = serde_json::Value),
+    responses((status = 200, body = SlacImported),
         (status = 404), (status = 409, description = "The account is not registered"),
         (status = 422, description = "`error.details.rows`: `[{line, reason}]`")))]
 pub async fn import_authorizations(

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::users;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -20,6 +20,17 @@ pub struct Login {
     password: String,
 }
 
+/// A signed-in session's token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccessToken {
+    /// The JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+}
+
 /// A hash of a random password, made once, checked against for unknown users.
 async fn dummy_hash() -> Result<String, ApiError> {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
@@ -31,7 +42,7 @@ async fn dummy_hash() -> Result<String, ApiError> {
 }
 
 /// Issues an access token.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, security(()), responses((status = 200, description = "`{access_token, token_type, expires_in}`", body = serde_json::Value), (status = 401), (status = 429)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, security(()), responses((status = 200, body = AccessToken), (status = 401), (status = 429)))]
 pub async fn create_login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -68,11 +79,11 @@ pub async fn create_login(
     }
     state.login_limiter.succeeded(&address, &username);
     let token = state.jwt.issue(user.id)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": state.jwt.lifetime_secs(),
-    })))
+    Ok(HttpResponse::Ok().json(AccessToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: state.jwt.lifetime_secs(),
+    }))
 }
 
 /// Records a failed login (already counted by the limiter) in the system event log and gives

@@ -3,13 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 use outpost_db::AccountId;
-use outpost_db::licenses::{self, TransferRefusal};
-use serde::Deserialize;
+use outpost_db::licenses::{self, Position, TransferRefusal};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::virtual_accounts::find_lva;
-use super::{audit, check_text, licensing_account, visible_account};
+use super::{Items, audit, check_text, licensing_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// Lists the license positions of an account per LVA and entitlement.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/licenses", tag = "licenses",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{items: [{lva_number, entitlement_tag, name, enforcement, term, purchased, in_use, shortfall, authorized, authorizable}]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = Items<Position>), (status = 404)))]
 pub async fn list_licenses(
     state: web::Data<AppState>,
     principal: Principal,
@@ -26,7 +26,7 @@ pub async fn list_licenses(
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let items = licenses::positions(&mut conn, account.id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 /// A quantity to move.
@@ -43,10 +43,17 @@ pub struct LicenseTransfer {
     pub quantity: i64,
 }
 
+/// What a transfer moved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transferred {
+    /// The quantity moved.
+    pub transferred: i64,
+}
+
 /// Moves purchased quantity between two LVAs of the account; never below zero.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/licenses/transfer", tag = "licenses",
     request_body = LicenseTransfer, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, body = serde_json::Value), (status = 404),
+    responses((status = 200, body = Transferred), (status = 404),
         (status = 409, description = "Not enough quantity, or the account is not registered"), (status = 422)))]
 pub async fn transfer_licenses(
     state: web::Data<AppState>,
@@ -98,5 +105,7 @@ pub async fn transfer_licenses(
     let now = state.clock.now();
     audit(&mut conn, &principal, account.id, "license.transfer",
         json!({ "entitlement_tag": body.entitlement_tag, "from_lva": body.from_lva, "to_lva": body.to_lva, "quantity": body.quantity }), now).await?;
-    Ok(HttpResponse::Ok().json(json!({ "transferred": body.quantity })))
+    Ok(HttpResponse::Ok().json(Transferred {
+        transferred: body.quantity,
+    }))
 }

@@ -1,16 +1,16 @@
 //! `GET /api/v1/accounts/{id}/alerts`: open alerts, newest first.
 
 use actix_web::{HttpResponse, web};
-use outpost_db::{AccountId, alerts};
-use serde_json::json;
+use outpost_db::AccountId;
+use outpost_db::alerts::{self, Alert};
 
-use super::visible_account;
+use super::{Items, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lists open alerts.
-#[utoipa::path(get, path = "/api/v1/accounts/{id}/alerts", tag = "status", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/alerts", tag = "status", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = Items<Alert>), (status = 404)))]
 pub async fn list_alerts(
     state: web::Data<AppState>,
     principal: Principal,
@@ -19,5 +19,5 @@ pub async fn list_alerts(
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let items = alerts::list_open(&mut conn, account.id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

@@ -5,6 +5,7 @@ pub mod authorizations;
 pub mod create_login;
 pub mod create_pull;
 pub mod create_sync;
+pub mod device_answer;
 pub mod get_job;
 pub mod health;
 pub mod licenses;
@@ -110,6 +111,19 @@ pub async fn audit(
     );
     events::record(conn, &event).await?;
     Ok(())
+}
+
+/// A list answer: `{"items": [...]}` (the lists that page say so in their own type).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    /// The entries.
+    pub items: Vec<T>,
+}
+
+impl<T> From<Vec<T>> for Items<T> {
+    fn from(items: Vec<T>) -> Self {
+        Self { items }
+    }
 }
 
 /// `?limit=` with a default and a ceiling.

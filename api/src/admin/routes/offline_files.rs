@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
+use outpost_app::offline::import::ImportSummary;
 use outpost_app::offline::{self, device_files, export, import};
 use outpost_app::registration;
 use outpost_core::device::DeviceResponse;
@@ -15,6 +16,7 @@ use outpost_db::{AccountId, ProductInstanceId};
 use serde::Deserialize;
 
 use super::accounts::AccountView;
+use super::device_answer::DeviceAnswer;
 use super::operable_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
@@ -124,7 +126,7 @@ pub struct ImportQuery {
 }
 
 /// `POST /accounts/{id}/ack-import`: "Import From Cisco" (body: the ACK bundle).
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/ack-import", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = Vec<u8>, content_type = "application/gzip"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/ack-import", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = Vec<u8>, content_type = "application/gzip"), responses((status = 200, body = ImportSummary), (status = 404), (status = 422)))]
 pub async fn create_ack_import(
     state: web::Data<AppState>,
     principal: Principal,
@@ -149,7 +151,8 @@ pub async fn create_ack_import(
         actor: &actor,
     };
     let mut conn = state.pool.get().await?;
-    let summary = import::import_ack_bundle(&mut conn, verifier, &request, file, |_, _| {}).await?;
+    let summary: ImportSummary =
+        import::import_ack_bundle(&mut conn, verifier, &request, file, |_, _| {}).await?;
     Ok(HttpResponse::Ok().json(summary))
 }
 
@@ -177,7 +180,7 @@ pub async fn get_registration_request(
 }
 
 /// `POST /accounts/{id}/registration-response`: registers the account from CSSM's response file.
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/registration-response", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/registration-response", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, body = AccountView), (status = 404), (status = 422)))]
 pub async fn create_registration_response(
     state: web::Data<AppState>,
     principal: Principal,
@@ -208,7 +211,7 @@ pub struct UsageFileQuery {
 }
 
 /// `POST /accounts/{id}/usage-files`: a RUM file written by `license smart save usage`.
-#[utoipa::path(post, path = "/api/v1/accounts/{id}/usage-files", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/usage-files", tag = "air-gapped", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "The answer a device would get for the file", body = DeviceAnswer), (status = 404), (status = 422)))]
 pub async fn create_usage_file(
     state: web::Data<AppState>,
     principal: Principal,

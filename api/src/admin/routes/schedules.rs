@@ -3,29 +3,51 @@
 //! N days at HH:MM in its own time zone; the schedule leader enqueues the job when it is due.
 
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use outpost_core::schedule::Schedule;
 use outpost_db::AccountId;
 use outpost_db::enums::EventResult;
 use outpost_db::events::{self, NewEvent};
 use outpost_db::schedules::{self, ScheduleRow, kinds};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-fn render(row: &ScheduleRow) -> serde_json::Value {
-    json!({
-        "enabled": row.enabled,
-        "every_days": row.every_days,
-        "hour": row.hour,
-        "minute": row.minute,
-        "time_zone": row.time_zone,
-        "next_run_at": row.next_run_at,
-        "last_enqueued_at": row.last_enqueued_at,
-    })
+/// A schedule as the API shows it; one never set is off and every other key is `null`.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ScheduleView {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Every N days.
+    pub every_days: Option<i32>,
+    /// Local hour.
+    pub hour: Option<i32>,
+    /// Local minute.
+    pub minute: Option<i32>,
+    /// IANA time zone.
+    pub time_zone: Option<String>,
+    /// Next run.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Last time a job was enqueued for it.
+    pub last_enqueued_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ScheduleRow> for ScheduleView {
+    fn from(row: &ScheduleRow) -> Self {
+        Self {
+            enabled: row.enabled,
+            every_days: Some(row.every_days),
+            hour: Some(row.hour),
+            minute: Some(row.minute),
+            time_zone: Some(row.time_zone.clone()),
+            next_run_at: Some(row.next_run_at),
+            last_enqueued_at: row.last_enqueued_at,
+        }
+    }
 }
 
 async fn get_schedule(
@@ -36,13 +58,12 @@ async fn get_schedule(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(state, principal, id).await?;
     let mut conn = state.pool.get().await?;
-    Ok(match schedules::get(&mut conn, account.id, kind).await? {
-        Some(row) => HttpResponse::Ok().json(render(&row)),
+    let view = match schedules::get(&mut conn, account.id, kind).await? {
+        Some(row) => ScheduleView::from(&row),
         // Never set: it does not run.
-        None => HttpResponse::Ok()
-            .json(json!({ "enabled": false, "every_days": null, "hour": null,
-            "minute": null, "time_zone": null, "next_run_at": null, "last_enqueued_at": null })),
-    })
+        None => ScheduleView::default(),
+    };
+    Ok(HttpResponse::Ok().json(view))
 }
 
 async fn put_schedule(
@@ -58,6 +79,8 @@ async fn put_schedule(
     let now = state.clock.now();
     let mut conn = state.pool.get().await?;
     let row = schedules::put(&mut conn, account.id, kind, body.enabled, &rule, now).await?;
+    let view = ScheduleView::from(&row);
+    let detail = serde_json::to_value(&view).map_err(ApiError::internal)?;
     events::record(
         &mut conn,
         &NewEvent::account(
@@ -65,12 +88,12 @@ async fn put_schedule(
             principal.actor(),
             &format!("schedule.{kind}.update"),
             EventResult::Ok,
-            render(&row),
+            detail,
             now,
         ),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(render(&row)))
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// A new schedule.
@@ -90,7 +113,7 @@ pub struct PutSchedule {
 }
 
 /// Shows the CSSM synchronisation schedule.
-#[utoipa::path(get, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = ScheduleView), (status = 404)))]
 pub async fn get_cssm_schedule(
     state: web::Data<AppState>,
     principal: Principal,
@@ -100,7 +123,7 @@ pub async fn get_cssm_schedule(
 }
 
 /// Replaces the CSSM synchronisation schedule; the next run is recomputed.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body = PutSchedule, responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/schedules/cssm-sync", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body = PutSchedule, responses((status = 200, body = ScheduleView), (status = 404), (status = 422)))]
 pub async fn put_cssm_schedule(
     state: web::Data<AppState>,
     principal: Principal,
@@ -111,7 +134,7 @@ pub async fn put_cssm_schedule(
 }
 
 /// Shows the schedule that pulls from the account's devices.
-#[utoipa::path(get, path = "/api/v1/accounts/{id}/schedules/device-pull", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/schedules/device-pull", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), responses((status = 200, body = ScheduleView), (status = 404)))]
 pub async fn get_device_pull_schedule(
     state: web::Data<AppState>,
     principal: Principal,
@@ -121,7 +144,7 @@ pub async fn get_device_pull_schedule(
 }
 
 /// Replaces the device pull schedule; the next run is recomputed.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/schedules/device-pull", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body = PutSchedule, responses((status = 200, body = serde_json::Value), (status = 404), (status = 422)))]
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/schedules/device-pull", tag = "sync", params(("id" = uuid::Uuid, Path, description = "Account id")), request_body = PutSchedule, responses((status = 200, body = ScheduleView), (status = 404), (status = 422)))]
 pub async fn put_device_pull_schedule(
     state: web::Data<AppState>,
     principal: Principal,
@@ -129,4 +152,20 @@ pub async fn put_device_pull_schedule(
     body: web::Json<PutSchedule>,
 ) -> Result<HttpResponse, ApiError> {
     put_schedule(&state, &principal, *id, kinds::DEVICE_PULL, &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schedule never set answers as it did when it was written by hand: off, every other
+    /// key present and `null`.
+    #[test]
+    fn a_schedule_never_set_is_off_with_every_key_null() {
+        assert_eq!(
+            serde_json::to_value(ScheduleView::default()).unwrap(),
+            serde_json::json!({ "enabled": false, "every_days": null, "hour": null,
+                "minute": null, "time_zone": null, "next_run_at": null, "last_enqueued_at": null })
+        );
+    }
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use outpost_app::settings::{self as switches, DeviceSwitches};
 use outpost_db::AccountId;
 use outpost_db::accounts::{self, AccountChanges};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Shows the global device switches.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "settings",
-    responses((status = 200, description = "`{validate_device, nat_support}`", body = serde_json::Value), (status = 403)))]
+    responses((status = 200, body = DeviceSwitches), (status = 403)))]
 pub async fn get_settings(
     state: web::Data<AppState>,
     principal: Principal,
@@ -38,7 +38,7 @@ pub struct SettingsBody {
 
 /// Changes the global device switches.
 #[utoipa::path(put, path = "/api/v1/settings", tag = "settings", request_body = SettingsBody,
-    responses((status = 200, body = serde_json::Value), (status = 403)))]
+    responses((status = 200, body = DeviceSwitches), (status = 403)))]
 pub async fn put_settings(
     state: web::Data<AppState>,
     principal: Principal,
@@ -53,10 +53,24 @@ pub async fn put_settings(
     Ok(HttpResponse::Ok().json(updated))
 }
 
+/// A tenant's switches: its overrides (`null`: follows the global setting) and what is in
+/// effect.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSettings {
+    /// Device validation override.
+    pub validate_device: Option<bool>,
+    /// NAT support override.
+    pub nat_support: Option<bool>,
+    /// Report at least every this many days (`null`: the policy's intervals only).
+    pub reporting_interval_days: Option<i32>,
+    /// The switches in effect: the overrides, else the global values.
+    pub effective: DeviceSwitches,
+}
+
 /// Shows a tenant's switches: its overrides and what is in effect.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/settings", tag = "settings",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = AccountSettings), (status = 404)))]
 pub async fn get_account_settings(
     state: web::Data<AppState>,
     principal: Principal,
@@ -65,17 +79,15 @@ pub async fn get_account_settings(
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let global = switches::switches(&mut conn).await?;
-    let (validate, nat) = (global.validate_device, global.nat_support);
-
-    Ok(HttpResponse::Ok().json(json!({
-        "validate_device": account.validate_device,
-        "nat_support": account.nat_support,
-        "reporting_interval_days": account.reporting_interval_days,
-        "effective": {
-            "validate_device": account.validate_device.unwrap_or(validate),
-            "nat_support": account.nat_support.unwrap_or(nat),
+    Ok(HttpResponse::Ok().json(AccountSettings {
+        validate_device: account.validate_device,
+        nat_support: account.nat_support,
+        reporting_interval_days: account.reporting_interval_days,
+        effective: DeviceSwitches {
+            validate_device: account.validate_device.unwrap_or(global.validate_device),
+            nat_support: account.nat_support.unwrap_or(global.nat_support),
         },
-    })))
+    }))
 }
 
 /// A tenant's overrides: `true`/`false`, or `null` to follow the global setting.
@@ -100,7 +112,7 @@ pub struct AccountSettingsBody {
 /// Sets a tenant's overrides of the device switches.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}/settings", tag = "settings",
     request_body = AccountSettingsBody, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = AccountSettings), (status = 404)))]
 pub async fn put_account_settings(
     state: web::Data<AppState>,
     principal: Principal,

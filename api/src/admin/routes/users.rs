@@ -2,16 +2,16 @@
 //! on single accounts, disable them.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use outpost_db::enums::{AccountRole, EventResult, Role};
 use outpost_db::events::{self, NewEvent};
 use outpost_db::users::{self, AccountGrant, User};
 use outpost_db::{AccountId, AsyncConnection, UserId, accounts};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::ADMINS;
+use super::{ADMINS, Items};
 use outpost_app::users::hash_password;
 
 use crate::admin::auth::Principal;
@@ -21,15 +21,32 @@ use crate::state::AppState;
 /// Shortest password accepted.
 const MIN_PASSWORD_LEN: usize = 12;
 
-fn render(user: &User, grants: &[AccountGrant]) -> Value {
-    json!({
-        "id": user.id,
-        "username": user.username,
-        "system_role": user.role,
-        "account_roles": grants,
-        "disabled": user.disabled,
-        "created_at": user.created_at,
-    })
+/// A user as the API shows it (never its password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: UserId,
+    /// Login name.
+    pub username: String,
+    /// System role (`null`: none).
+    pub system_role: Option<Role>,
+    /// Roles on single accounts.
+    pub account_roles: Vec<AccountGrant>,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+fn render(user: &User, grants: &[AccountGrant]) -> UserView {
+    UserView {
+        id: user.id,
+        username: user.username.clone(),
+        system_role: user.role,
+        account_roles: grants.to_vec(),
+        disabled: user.disabled,
+        created_at: user.created_at,
+    }
 }
 
 async fn system_event(
@@ -54,7 +71,7 @@ async fn system_event(
 
 /// Lists users with their roles.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
-    responses((status = 200, body = serde_json::Value), (status = 403)))]
+    responses((status = 200, body = Items<UserView>), (status = 403)))]
 pub async fn list_users(
     state: web::Data<AppState>,
     principal: Principal,
@@ -66,7 +83,7 @@ pub async fn list_users(
         let grants = users::grants(&mut conn, user.id).await?;
         items.push(render(&user, &grants));
     }
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 /// A role on one account.
@@ -139,7 +156,7 @@ async fn grants_of(
 
 /// Creates a user.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = UserBody,
-    responses((status = 201, body = serde_json::Value), (status = 403), (status = 409), (status = 422)))]
+    responses((status = 201, body = UserView), (status = 403), (status = 409), (status = 422)))]
 pub async fn create_user(
     state: web::Data<AppState>,
     principal: Principal,
@@ -203,7 +220,7 @@ pub async fn create_user(
 /// Sets a user's system role and account roles (and disables or enables it).
 #[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "users", request_body = RolesBody,
     params(("id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 200, body = serde_json::Value), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 200, body = UserView), (status = 403), (status = 404), (status = 409), (status = 422)))]
 pub async fn put_user_roles(
     state: web::Data<AppState>,
     principal: Principal,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{audit, check_text, operable_account, visible_account};
+use super::{Items, audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -87,7 +87,7 @@ pub async fn find_lva(
 /// Lists an account's local virtual accounts.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/virtual-accounts", tag = "virtual accounts",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{items: [LvaView]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = Items<LvaView>), (status = 404)))]
 pub async fn list_virtual_accounts(
     state: web::Data<AppState>,
     principal: Principal,
@@ -100,7 +100,7 @@ pub async fn list_virtual_accounts(
         .iter()
         .map(|lva| view(&state, &account, lva))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }
 
 /// A new LVA, or changes to one.

@@ -2,13 +2,13 @@
 //! (`X-Outpost-Signature`), retried with backoff, with a delivery log per webhook.
 
 use actix_web::{HttpResponse, web};
-use outpost_db::webhooks;
+use outpost_db::webhooks::{self, DeliveryLog, Webhook};
 use outpost_db::{AccountId, WebhookId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Limit, audit, check_text, operable_account, visible_account};
+use super::{Items, Limit, audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -64,7 +64,7 @@ fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
 /// Lists the account's webhooks (never their secrets).
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/webhooks", tag = "webhooks",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{items: [{id, url, kinds, enabled, created_at}]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = Items<Webhook>), (status = 404)))]
 pub async fn list_webhooks(
     state: web::Data<AppState>,
     principal: Principal,
@@ -73,13 +73,23 @@ pub async fn list_webhooks(
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
     let items = webhooks::list(&mut conn, account.id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
+}
+
+/// A webhook just registered, with its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// The webhook.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The HMAC key its deliveries are signed with; never shown again.
+    pub secret: String,
 }
 
 /// Registers a webhook. The answer carries the secret; it is never shown again.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/webhooks", tag = "webhooks",
     request_body = NewWebhook, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 201, description = "The webhook with its `secret`", body = serde_json::Value), (status = 404), (status = 422)))]
+    responses((status = 201, body = CreatedWebhook), (status = 404), (status = 422)))]
 pub async fn create_webhook(
     state: web::Data<AppState>,
     principal: Principal,
@@ -116,9 +126,7 @@ pub async fn create_webhook(
         now,
     )
     .await?;
-    let mut answer = serde_json::to_value(&webhook).unwrap_or_default();
-    answer["secret"] = json!(secret);
-    Ok(HttpResponse::Created().json(answer))
+    Ok(HttpResponse::Created().json(CreatedWebhook { webhook, secret }))
 }
 
 /// Removes a webhook and its delivery log.
@@ -152,7 +160,7 @@ pub async fn delete_webhook(
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
     params(("id" = uuid::Uuid, Path, description = "Account id"), ("webhook_id" = uuid::Uuid, Path, description = "Webhook id"),
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, description = "`{items: [{id, event, state, body, created_at, delivered_at, attempts: [{attempt, at, status_code, error, duration_ms}]}]}`", body = serde_json::Value), (status = 404)))]
+    responses((status = 200, body = Items<DeliveryLog>), (status = 404)))]
 pub async fn list_webhook_deliveries(
     state: web::Data<AppState>,
     principal: Principal,
@@ -170,5 +178,5 @@ pub async fn list_webhook_deliveries(
         return Err(ApiError::not_found("webhook"));
     }
     let items = webhooks::delivery_log(&mut conn, account.id, webhook, limit.value()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Items { items }))
 }

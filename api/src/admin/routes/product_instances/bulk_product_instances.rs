@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use outpost_db::accounts::LocalAccount;
 use outpost_db::inventory::{self, Removal};
 use outpost_db::{AccountId, ProductInstanceId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -49,10 +49,26 @@ fn bulk_ids(body: &BulkBody) -> Result<Vec<ProductInstanceId>, ApiError> {
     Ok(ids)
 }
 
+/// What a transfer moved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovedProductInstances {
+    /// How many product instances moved.
+    pub moved: usize,
+    /// The LVA they are in now (its number).
+    pub to_lva: i32,
+}
+
+/// What a removal removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemovedProductInstances {
+    /// How many product instances went, with their reports and ACKs.
+    pub removed: usize,
+}
+
 /// Moves product instances to another LVA of the account, all or none.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/product-instances/transfer", tag = "inventory",
     request_body = BulkBody, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{moved}`", body = serde_json::Value), (status = 404), (status = 422)))]
+    responses((status = 200, body = MovedProductInstances), (status = 404), (status = 422)))]
 pub async fn transfer_product_instances(
     state: web::Data<AppState>,
     principal: Principal,
@@ -81,7 +97,10 @@ pub async fn transfer_product_instances(
     }
     audit(&mut conn, &principal, account.id, "product_instance.transfer",
         json!({ "count": ids.len(), "to_lva": number, "ids": ids.iter().take(100).collect::<Vec<_>>() }), now).await?;
-    Ok(HttpResponse::Ok().json(json!({ "moved": ids.len(), "to_lva": number })))
+    Ok(HttpResponse::Ok().json(MovedProductInstances {
+        moved: ids.len(),
+        to_lva: number,
+    }))
 }
 
 /// `?force=true` removes a PI whose reports CSSM has not acknowledged yet.
@@ -140,7 +159,7 @@ pub async fn delete_product_instance(
 /// Removes several product instances, all or none.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/product-instances/remove", tag = "inventory",
     request_body = BulkBody, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "`{removed}`", body = serde_json::Value), (status = 404), (status = 409)))]
+    responses((status = 200, body = RemovedProductInstances), (status = 404), (status = 409)))]
 pub async fn remove_product_instances(
     state: web::Data<AppState>,
     principal: Principal,
@@ -158,5 +177,5 @@ pub async fn remove_product_instances(
         ));
     }
     let removed = remove(&state, &principal, &account, &ids, body.force).await?;
-    Ok(HttpResponse::Ok().json(json!({ "removed": removed })))
+    Ok(HttpResponse::Ok().json(RemovedProductInstances { removed }))
 }

@@ -3,18 +3,28 @@
 
 use actix_web::{HttpResponse, web};
 use outpost_app::inventory::{self, PiInput};
-use outpost_db::AccountId;
-use serde_json::json;
+use outpost_db::{AccountId, ProductInstanceId};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::super::operable_account;
 use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The product instance added or updated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddedProductInstance {
+    /// Its id.
+    pub id: Option<ProductInstanceId>,
+    /// It is new (else an existing one with its UDI or host was updated).
+    pub created: bool,
+}
+
 /// Adds one product instance (or updates the one with its UDI or host).
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/product-instances", tag = "inventory",
     request_body = PiInput, params(("id" = uuid::Uuid, Path, description = "Account id")),
-    responses((status = 201, body = serde_json::Value), (status = 404), (status = 422)))]
+    responses((status = 201, body = AddedProductInstance), (status = 404), (status = 422)))]
 pub async fn create_product_instance(
     state: web::Data<AppState>,
     principal: Principal,
@@ -32,6 +42,8 @@ pub async fn create_product_instance(
         state.clock.now(),
     )
     .await?;
-    Ok(HttpResponse::Created()
-        .json(json!({ "id": applied.ids.first(), "created": applied.created == 1 })))
+    Ok(HttpResponse::Created().json(AddedProductInstance {
+        id: applied.ids.first().copied(),
+        created: applied.created == 1,
+    }))
 }

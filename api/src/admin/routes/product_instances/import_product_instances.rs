@@ -5,7 +5,8 @@
 use actix_web::{HttpResponse, web};
 use outpost_app::inventory::{self, CSV_COLUMNS};
 use outpost_db::AccountId;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::super::offline_files::spool_text;
 use super::super::{operable_account, visible_account};
@@ -14,12 +15,21 @@ use crate::admin::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// What an import did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportedProductInstances {
+    /// Product instances created.
+    pub created: usize,
+    /// Existing ones updated.
+    pub updated: usize,
+}
+
 /// Imports product instances from CSV (the template's columns): every row is checked first;
 /// one bad row and nothing is imported, and the answer lists each bad row with its reason.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/product-instances/import", tag = "inventory",
     params(("id" = uuid::Uuid, Path, description = "Account id")),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "`{created, updated}`", body = serde_json::Value),
+    responses((status = 200, body = ImportedProductInstances),
         (status = 404), (status = 422, description = "`error.details.rows`: `[{line, reason}]`")))]
 pub async fn import_product_instances(
     state: web::Data<AppState>,
@@ -39,7 +49,10 @@ pub async fn import_product_instances(
         state.clock.now(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "created": applied.created, "updated": applied.updated })))
+    Ok(HttpResponse::Ok().json(ImportedProductInstances {
+        created: applied.created,
+        updated: applied.updated,
+    }))
 }
 
 /// The CSV template: the header row of an import file.

@@ -6,9 +6,9 @@ use chrono::Duration;
 use outpost_app::inventory::parse_method;
 use outpost_db::AccountId;
 use outpost_db::accounts::LocalVirtualAccount;
-use outpost_db::inventory::{self, AlertFilter, Cursor, InventoryQuery, SortKey};
-use serde::Deserialize;
-use serde_json::json;
+use outpost_db::inventory::{self, AlertFilter, Cursor, InventoryQuery, InventoryRow, SortKey};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::super::virtual_accounts::find_lva;
 use super::super::{check_text, visible_account};
@@ -127,10 +127,24 @@ impl ListQuery {
     }
 }
 
+/// One page of the inventory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryList {
+    /// The rows.
+    pub items: Vec<InventoryRow>,
+    /// `cursor` of the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+    /// Rows matching the filters, capped at 10,000 with `count=capped` (the default);
+    /// `null` with `count=none`.
+    pub total: Option<i64>,
+    /// There are more than `total` (only with `count=capped`).
+    pub total_exceeds: bool,
+}
+
 /// Lists an account's product instances, one page at a time.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/product-instances", tag = "inventory",
     params(("id" = uuid::Uuid, Path, description = "Account id"), ListQuery),
-    responses((status = 200, description = "`{items, next_cursor, total}`", body = serde_json::Value),
+    responses((status = 200, body = InventoryList),
         (status = 404), (status = 422)))]
 pub async fn list_product_instances(
     state: web::Data<AppState>,
@@ -162,10 +176,10 @@ pub async fn list_product_instances(
         None => None,
     };
     let exceeds = matches!((total, cap), (Some(t), Some(Some(c))) if t > c);
-    Ok(HttpResponse::Ok().json(json!({
-        "items": page.items,
-        "next_cursor": page.next_cursor,
-        "total": total.map(|t| if exceeds { COUNT_CAP } else { t }),
-        "total_exceeds": exceeds,
-    })))
+    Ok(HttpResponse::Ok().json(InventoryList {
+        items: page.items,
+        next_cursor: page.next_cursor,
+        total: total.map(|t| if exceeds { COUNT_CAP } else { t }),
+        total_exceeds: exceeds,
+    }))
 }
