@@ -255,7 +255,7 @@ pub fn netconf_framer(data: &[u8]) {
     let mut rest = data;
     // A few steps of 2 MiB each are enough to cross the limit; more would only fill memory.
     while let Some((&op, tail)) = rest.split_first()
-        && stream.len() < 4 * MAX_NETCONF_MESSAGE
+        && stream.len() < 2 * MAX_NETCONF_MESSAGE
     {
         let chunk: Vec<u8> = if op >= 0xF0 {
             let Some((&fill, tail)) = tail.split_first() else {
