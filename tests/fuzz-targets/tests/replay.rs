@@ -2,6 +2,13 @@
 //! and fixed (`fuzz/regressions/<target>/`) through every target, so `cargo test` re-checks them
 //! without a fuzzer.
 
+#![expect(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "a test: it fails loudly and says what it replayed"
+)]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
