@@ -27,6 +27,9 @@ use tar::{Archive, Builder, EntryType, Header};
 
 /// Name of the manifest in a usage bundle.
 pub const MANIFEST: &str = "manifest.mf";
+/// Largest manifest read: about 100 bytes per Virtual Account. Every `key: value` line becomes
+/// two strings in a map, about ten times its size, so the manifest gets a cap of its own.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 /// Why a bundle was refused; every message names the archive and, where it applies, the member.
 #[derive(Debug, thiserror::Error)]
@@ -778,6 +781,13 @@ pub fn read_usage_bundle_within(
     let mut device_files = Vec::new();
     walk(reader, archive, &meter, |name, entry, size| {
         if name == MANIFEST {
+            if size > MAX_MANIFEST_BYTES {
+                return Err(BundleError::TooLarge {
+                    archive: archive.to_owned(),
+                    member: name.to_owned(),
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
             manifest = Some(Manifest::parse(
                 &read_text(entry, size, archive, name, &meter)?,
                 archive,
@@ -1168,6 +1178,17 @@ mod tests {
             err.to_string()
                 .ends_with("the bundle holds more than the 5 members accepted"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_larger_than_any_real_one_is_refused() {
+        let lines = "k: v\n".repeat(usize::try_from(MAX_MANIFEST_BYTES).unwrap() / 5 + 1);
+        let bundle = tar_gz(&[(MANIFEST, lines.as_bytes())]);
+        let err = read_usage_bundle(bundle.as_slice(), "u").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "u: member 'manifest.mf' is larger than the 1048576 bytes accepted"
         );
     }
 
