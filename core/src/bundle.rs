@@ -10,9 +10,11 @@
 //!
 //! The writer streams: each inner archive grows in a temporary file and is appended to the outer
 //! one at the end, so memory does not grow with the number of reports. The readers accept only
-//! plain files with plain names (no `..`, no absolute paths, no links), bound every member and
-//! the total decompressed size, and name the archive and member in every error.
+//! plain files with plain names (no `..`, no absolute paths, no links), and name the archive and
+//! member in every error. They count every decompressed byte (outer and inner) and every member
+//! as they read, against [`Limits`], and never open an archive nested deeper than the format.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -25,10 +27,9 @@ use tar::{Archive, Builder, EntryType, Header};
 
 /// Name of the manifest in a usage bundle.
 pub const MANIFEST: &str = "manifest.mf";
-/// Largest text member (a device file, an ACK file) a reader accepts.
-pub const MAX_TEXT_MEMBER: u64 = 64 * 1024 * 1024;
-/// Most decompressed bytes a reader goes through (a gzip bomb stops here).
-pub const MAX_TOTAL_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// Largest manifest read: about 100 bytes per Virtual Account. Every `key: value` line becomes
+/// two strings in a map, about ten times its size, so the manifest gets a cap of its own.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 /// Why a bundle was refused; every message names the archive and, where it applies, the member.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +60,7 @@ pub enum BundleError {
         /// The member.
         member: String,
     },
-    /// A member or the whole archive is larger than any real bundle.
+    /// A member is larger than any real one ([`Limits::max_member_bytes`]).
     #[error("{archive}: member '{member}' is larger than the {limit} bytes accepted")]
     TooLarge {
         /// The archive.
@@ -68,6 +69,33 @@ pub enum BundleError {
         member: String,
         /// The limit.
         limit: u64,
+    },
+    /// The archives decompress to more than any real bundle
+    /// ([`Limits::max_decompressed_bytes`]): a gzip bomb, or a bundle bigger than allowed.
+    #[error("{archive}: the bundle decompresses to more than the {limit} bytes accepted")]
+    TooMuchData {
+        /// The archive being read when the limit was reached.
+        archive: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// More members than any real bundle ([`Limits::max_members`]).
+    #[error("{archive}: the bundle holds more than the {limit} members accepted")]
+    TooManyMembers {
+        /// The archive being read when the limit was reached.
+        archive: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// An archive inside an inner archive: the format nests once.
+    #[error(
+        "{archive}: member '{member}' is an archive inside an inner archive, which the format never holds"
+    )]
+    Nested {
+        /// The inner archive.
+        archive: String,
+        /// The member.
+        member: String,
     },
     /// Nothing of what the bundle should hold.
     #[error("{archive}: the archive holds no {what}")]
@@ -399,19 +427,107 @@ pub struct UsageBundle {
     pub device_files: Vec<TextMember>,
 }
 
-/// Counts decompressed bytes across a whole read, refusing past [`MAX_TOTAL_BYTES`].
-struct Budget<R> {
-    inner: R,
-    left: u64,
+/// What a reader goes through before it refuses a bundle. The defaults suit the server: they
+/// hold every bundle a site of tens of thousands of devices produces (an ACK file is about 1.5
+/// KiB, 2 KiB with its tar header), while what a reader keeps stays far under the 256 MiB a
+/// hostile upload may cost. A caller with bigger sites passes its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed bytes read across the outer archive and every inner one, tar headers and
+    /// skipped members included (default 128 MiB). Counted as they are read, so a gzip bomb
+    /// stops here; it also bounds the text kept, which is part of it.
+    pub max_decompressed_bytes: u64,
+    /// Largest text member: a device file, an ACK file, the manifest (default 16 MiB).
+    pub max_member_bytes: u64,
+    /// Most members, tar metadata records included, across all archives (default 100,000).
+    pub max_members: u64,
 }
 
-impl<R: Read> Read for Budget<R> {
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_decompressed_bytes: 128 * 1024 * 1024,
+            max_member_bytes: 16 * 1024 * 1024,
+            max_members: 100_000,
+        }
+    }
+}
+
+/// Largest tar metadata record (GNU long name, PAX header) read: a path is under 4 KiB.
+const MAX_METADATA_BYTES: u64 = 4096;
+
+/// The allowance of one read, shared by the outer archive and every inner one.
+struct Meter {
+    limits: Limits,
+    bytes_left: Cell<u64>,
+    members: Cell<u64>,
+    /// Set when a read was refused for the budget, so the error that tar or gzip wraps it in
+    /// is reported as what it is.
+    exhausted: Cell<bool>,
+}
+
+impl Meter {
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            bytes_left: Cell::new(limits.max_decompressed_bytes),
+            members: Cell::new(0),
+            exhausted: Cell::new(false),
+        }
+    }
+
+    fn too_much_data(&self, archive: &str) -> BundleError {
+        BundleError::TooMuchData {
+            archive: archive.to_owned(),
+            limit: self.limits.max_decompressed_bytes,
+        }
+    }
+
+    /// A read error as the caller should see it.
+    fn read_error(&self, archive: &str, error: io::Error) -> BundleError {
+        if self.exhausted.get() {
+            return self.too_much_data(archive);
+        }
+        BundleError::Corrupt {
+            archive: archive.to_owned(),
+            message: error.to_string(),
+        }
+    }
+
+    fn member(&self, archive: &str) -> Result<(), BundleError> {
+        let count = self.members.get() + 1;
+        self.members.set(count);
+        if count > self.limits.max_members {
+            return Err(BundleError::TooManyMembers {
+                archive: archive.to_owned(),
+                limit: self.limits.max_members,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Decompressed bytes pass through here and are counted as they are read, not afterwards.
+struct Metered<'m, R> {
+    inner: R,
+    meter: &'m Meter,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left = self
-            .left
-            .checked_sub(n as u64)
-            .ok_or_else(|| io::Error::other("more data than any real bundle holds"))?;
+        let left = self.meter.bytes_left.get();
+        if left == 0 {
+            // One byte more tells a stream that ends exactly at the limit from one that goes on.
+            let mut probe = [0u8; 1];
+            if buf.is_empty() || self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.meter.exhausted.set(true);
+            return Err(io::Error::other("more data than the bundle limit"));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.meter.bytes_left.set(left - n as u64);
         Ok(n)
     }
 }
@@ -429,21 +545,98 @@ fn plain_name(raw: &[u8]) -> Option<String> {
     ok.then(|| name.to_owned())
 }
 
-/// Walks the members of one (possibly nested) tar.gz, handing each plain file to `visit`.
+/// A name that says archive: the format nests exactly once, so one inside an inner archive is
+/// refused rather than skipped.
+fn archive_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".tar.gz", ".tgz", ".gz", ".tar", ".zip"]
+        .iter()
+        .any(|suffix| lower.ends_with(suffix))
+}
+
+/// Reads a tar metadata record (GNU long name or PAX header) and returns the member name it
+/// sets, if any. tar's own reader would take such records whole into memory, whatever their
+/// size, so entries are read raw and these are read here, bounded.
+fn metadata_name(
+    entry: &mut dyn Read,
+    size: u64,
+    pax: bool,
+    archive: &str,
+    meter: &Meter,
+) -> Result<Option<Vec<u8>>, BundleError> {
+    if size > MAX_METADATA_BYTES {
+        return Err(BundleError::Invalid {
+            archive: archive.to_owned(),
+            member: "(tar metadata)".into(),
+            message: format!("a metadata record is larger than {MAX_METADATA_BYTES} bytes"),
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| meter.read_error(archive, e))?;
+    if !pax {
+        // A GNU long name is the name, NUL-terminated.
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        bytes.truncate(end);
+        return Ok(Some(bytes));
+    }
+    for record in tar::PaxExtensions::new(&bytes) {
+        let Ok(record) = record else {
+            return Err(BundleError::Invalid {
+                archive: archive.to_owned(),
+                member: "(tar metadata)".into(),
+                message: "a PAX header is malformed".into(),
+            });
+        };
+        if record.key_bytes() == b"path" {
+            return Ok(Some(record.value_bytes().to_vec()));
+        }
+    }
+    Ok(None)
+}
+
+/// Walks the members of one tar.gz, handing each plain file to `visit`. Every decompressed
+/// byte and every member counts against `meter`.
 fn walk<R: Read>(
     reader: R,
     archive: &str,
+    meter: &Meter,
     mut visit: impl FnMut(&str, &mut dyn Read, u64) -> Result<(), BundleError>,
-) -> Result<usize, BundleError> {
-    let corrupt = |e: io::Error| BundleError::Corrupt {
-        archive: archive.to_owned(),
-        message: e.to_string(),
-    };
-    let mut tar = Archive::new(GzDecoder::new(reader));
-    let mut count = 0;
-    for entry in tar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let raw = entry.path_bytes().into_owned();
+) -> Result<(), BundleError> {
+    let mut tar = Archive::new(Metered {
+        inner: GzDecoder::new(reader),
+        meter,
+    });
+    let entries = tar
+        .entries()
+        .map_err(|e| meter.read_error(archive, e))?
+        .raw(true);
+    let mut long_name: Option<Vec<u8>> = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| meter.read_error(archive, e))?;
+        meter.member(archive)?;
+        let size = entry.size();
+        match entry.header().entry_type() {
+            EntryType::GNULongName => {
+                long_name = metadata_name(&mut entry, size, false, archive, meter)?;
+                continue;
+            }
+            EntryType::XHeader => {
+                if let Some(name) = metadata_name(&mut entry, size, true, archive, meter)? {
+                    long_name = Some(name);
+                }
+                continue;
+            }
+            // Metadata that names no member (link targets, archive-wide PAX records); its
+            // bytes are skipped, and counted, like any other.
+            EntryType::XGlobalHeader | EntryType::GNULongLink => continue,
+            _ => {}
+        }
+        let raw = match long_name.take() {
+            Some(name) => name,
+            None => entry.path_bytes().into_owned(),
+        };
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let name = plain_name(&raw).ok_or_else(|| BundleError::UnsafeName {
             archive: archive.to_owned(),
@@ -451,8 +644,6 @@ fn walk<R: Read>(
         })?;
         match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous => {}
-            // Metadata records of GNU and PAX tar are not members.
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName => continue,
             _ => {
                 return Err(BundleError::NotAFile {
                     archive: archive.to_owned(),
@@ -460,11 +651,9 @@ fn walk<R: Read>(
                 });
             }
         }
-        let size = entry.size();
         visit(&name, &mut entry, size)?;
-        count += 1;
     }
-    Ok(count)
+    Ok(())
 }
 
 fn read_text(
@@ -472,22 +661,32 @@ fn read_text(
     size: u64,
     archive: &str,
     member: &str,
+    meter: &Meter,
 ) -> Result<String, BundleError> {
-    if size > MAX_TEXT_MEMBER {
+    let limit = meter.limits.max_member_bytes;
+    if size > limit {
         return Err(BundleError::TooLarge {
             archive: archive.to_owned(),
             member: member.to_owned(),
-            limit: MAX_TEXT_MEMBER,
+            limit,
         });
+    }
+    // Refused before anything is allocated for it: a header may claim what the data never
+    // delivers.
+    if size > meter.bytes_left.get() {
+        return Err(meter.too_much_data(archive));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     reader
-        .take(MAX_TEXT_MEMBER + 1)
+        .take(size)
         .read_to_end(&mut bytes)
-        .map_err(|e| BundleError::Corrupt {
+        .map_err(|e| meter.read_error(archive, e))?;
+    if bytes.len() as u64 != size {
+        return Err(BundleError::Corrupt {
             archive: archive.to_owned(),
-            message: e.to_string(),
-        })?;
+            message: format!("member '{member}' is cut short"),
+        });
+    }
     String::from_utf8(bytes).map_err(|_| BundleError::Invalid {
         archive: archive.to_owned(),
         member: member.to_owned(),
@@ -507,16 +706,23 @@ fn device_id(name: &str, prefix: &str) -> Option<String> {
 }
 
 /// Reads the `<prefix><id>_<ts>.txt` files of the inner archive `name` of `archive` into `out`;
-/// other members are ignored.
+/// other members are skipped, except archives, which the format never nests this deep.
 fn read_device_files(
     inner: &mut dyn Read,
     archive: &str,
     name: &str,
     prefix: &str,
+    meter: &Meter,
     out: &mut Vec<TextMember>,
 ) -> Result<(), BundleError> {
     let inner_name = format!("{archive}: {name}");
-    walk(inner, &inner_name, |member, data, size| {
+    walk(inner, &inner_name, meter, |member, data, size| {
+        if archive_name(member) {
+            return Err(BundleError::Nested {
+                archive: inner_name.clone(),
+                member: member.to_owned(),
+            });
+        }
         let Some(device_id) = device_id(member, prefix) else {
             return Ok(());
         };
@@ -524,26 +730,31 @@ fn read_device_files(
             archive: name.to_owned(),
             name: member.to_owned(),
             device_id,
-            text: read_text(data, size, &inner_name, member)?,
+            text: read_text(data, size, &inner_name, member, meter)?,
         });
         Ok(())
-    })?;
-    Ok(())
+    })
 }
 
-/// Reads an ACK bundle: every `ACK_dev_*.txt` inside every `ACK_UD_VA_*.tar.gz`. Other members
-/// are ignored. `archive` names the bundle in errors.
+/// Reads an ACK bundle within the default [`Limits`]: every `ACK_dev_*.txt` inside every
+/// `ACK_UD_VA_*.tar.gz`. Other members are ignored. `archive` names the bundle in errors.
 pub fn read_ack_bundle(reader: impl Read, archive: &str) -> Result<Vec<TextMember>, BundleError> {
+    read_ack_bundle_within(reader, archive, Limits::default())
+}
+
+/// [`read_ack_bundle`] within the caller's limits.
+pub fn read_ack_bundle_within(
+    reader: impl Read,
+    archive: &str,
+    limits: Limits,
+) -> Result<Vec<TextMember>, BundleError> {
+    let meter = Meter::new(limits);
     let mut acks = Vec::new();
-    let mut budget = Budget {
-        inner: reader,
-        left: MAX_TOTAL_BYTES,
-    };
-    walk(&mut budget, archive, |name, entry, _| {
+    walk(reader, archive, &meter, |name, entry, _| {
         if !(name.starts_with("ACK_UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        read_device_files(entry, archive, name, "ACK_dev_", &mut acks)
+        read_device_files(entry, archive, name, "ACK_dev_", &meter, &mut acks)
     })?;
     if acks.is_empty() {
         return Err(BundleError::Empty {
@@ -554,18 +765,31 @@ pub fn read_ack_bundle(reader: impl Read, archive: &str) -> Result<Vec<TextMembe
     Ok(acks)
 }
 
-/// Reads a usage bundle (CSSM simulator side).
+/// Reads a usage bundle within the default [`Limits`] (CSSM simulator side).
 pub fn read_usage_bundle(reader: impl Read, archive: &str) -> Result<UsageBundle, BundleError> {
+    read_usage_bundle_within(reader, archive, Limits::default())
+}
+
+/// [`read_usage_bundle`] within the caller's limits.
+pub fn read_usage_bundle_within(
+    reader: impl Read,
+    archive: &str,
+    limits: Limits,
+) -> Result<UsageBundle, BundleError> {
+    let meter = Meter::new(limits);
     let mut manifest = None;
     let mut device_files = Vec::new();
-    let mut budget = Budget {
-        inner: reader,
-        left: MAX_TOTAL_BYTES,
-    };
-    walk(&mut budget, archive, |name, entry, size| {
+    walk(reader, archive, &meter, |name, entry, size| {
         if name == MANIFEST {
+            if size > MAX_MANIFEST_BYTES {
+                return Err(BundleError::TooLarge {
+                    archive: archive.to_owned(),
+                    member: name.to_owned(),
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
             manifest = Some(Manifest::parse(
-                &read_text(entry, size, archive, name)?,
+                &read_text(entry, size, archive, name, &meter)?,
                 archive,
             )?);
             return Ok(());
@@ -573,7 +797,7 @@ pub fn read_usage_bundle(reader: impl Read, archive: &str) -> Result<UsageBundle
         if !(name.starts_with("UD_VA_") && name.ends_with(".tar.gz")) {
             return Ok(());
         }
-        read_device_files(entry, archive, name, "dev_", &mut device_files)
+        read_device_files(entry, archive, name, "dev_", &meter, &mut device_files)
     })?;
     let manifest = manifest.ok_or(BundleError::Empty {
         archive: archive.to_owned(),
@@ -705,6 +929,293 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "evil.tar.gz: member name '../evil' is not allowed (absolute, '..' or not a plain name)"
+        );
+    }
+
+    /// A reader that counts the bytes it hands out.
+    struct Counting<'a> {
+        data: &'a [u8],
+        handed_out: &'a Cell<usize>,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.read(buf)?;
+            self.handed_out.set(self.handed_out.get() + n);
+            Ok(n)
+        }
+    }
+
+    /// A tar header for a regular member.
+    fn tar_header(name: &str, size: u64) -> Vec<u8> {
+        let mut header = Header::new_gnu();
+        header.set_path(name).unwrap();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(EntryType::Regular);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    /// gzip of `prefix`, then 64 KiB and `zero_mib` MiB of zeros: a bomb of 1 GiB in about 1 MiB,
+    /// made in milliseconds. One MiB of zeros is compressed once, after 64 KiB of zeros, and its
+    /// deflate blocks (sync-flushed, so byte-aligned and not final) are repeated: they only
+    /// refer back to zeros, which is all the window ever holds there. Without `crc` the trailer
+    /// is left wrong; the readers under test stop long before it.
+    fn gzip_of_zeros(prefix: &[u8], zero_mib: usize, crc: bool) -> Vec<u8> {
+        use flate2::{Compress, FlushCompress};
+        let mut deflate = Compress::new(Compression::best(), false);
+        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        let mut squeeze = |input: &[u8], flush: FlushCompress| {
+            let mut chunk = Vec::with_capacity(input.len() + 1024);
+            deflate.compress_vec(input, &mut chunk, flush).unwrap();
+            chunk
+        };
+        out.extend(squeeze(prefix, FlushCompress::Sync));
+        let warm = vec![0u8; 64 * 1024];
+        out.extend(squeeze(&warm, FlushCompress::Sync));
+        let mib = squeeze(&vec![0u8; 1024 * 1024], FlushCompress::Sync);
+        for _ in 0..zero_mib {
+            out.extend_from_slice(&mib);
+        }
+        out.extend(squeeze(&[], FlushCompress::Finish));
+        let mut check = flate2::Crc::new();
+        if crc {
+            check.update(prefix);
+            check.update(&warm);
+            let zeros = vec![0u8; 1024 * 1024];
+            for _ in 0..zero_mib {
+                check.update(&zeros);
+            }
+        }
+        out.extend(check.sum().to_le_bytes());
+        let total = prefix.len() + warm.len() + zero_mib * 1024 * 1024;
+        out.extend(u32::try_from(total % (1 << 32)).unwrap().to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn the_bomb_builder_makes_valid_gzip() {
+        let gz = gzip_of_zeros(b"head", 3, true);
+        let mut content = Vec::new();
+        GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut content)
+            .unwrap();
+        assert_eq!(content.len(), 4 + 64 * 1024 + 3 * 1024 * 1024);
+        assert_eq!(&content[..4], b"head");
+        assert!(content[4..].iter().all(|&b| b == 0));
+    }
+
+    /// A tar.gz made by the tar crate with the given members.
+    fn tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (name, data) in members {
+            append(&mut builder, name, data.len() as u64, at(), *data).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_after_reading_at_most_the_limit() {
+        // 1 GiB of zeros in a member the reader skips, compressed to about 1 MiB.
+        let gib = 1024 * 1024 * 1024;
+        let bomb = gzip_of_zeros(&tar_header("junk.bin", gib + 64 * 1024), 1024, false);
+        assert!(bomb.len() < 2 * 1024 * 1024, "{} bytes", bomb.len());
+        let handed_out = Cell::new(0);
+        let limits = Limits {
+            max_decompressed_bytes: 32 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let reader = Counting {
+            data: &bomb,
+            handed_out: &handed_out,
+        };
+        let err = read_ack_bundle_within(reader, "bomb.tar.gz", limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bomb.tar.gz: the bundle decompresses to more than the 33554432 bytes accepted"
+        );
+        // 32 MiB of the 1,024 decompressed: about a 32nd of the compressed bytes were read.
+        let read = handed_out.get();
+        assert!(read < bomb.len() / 16, "{read} of {} bytes", bomb.len());
+
+        // The default limit holds too, and the usage reader the same way.
+        let err = read_usage_bundle(bomb.as_slice(), "bomb.tar.gz").unwrap_err();
+        assert!(matches!(err, BundleError::TooMuchData { limit, .. } if limit == 128 << 20));
+    }
+
+    #[test]
+    fn a_bomb_inside_an_inner_archive_counts_against_the_same_limit() {
+        let gib = 1024 * 1024 * 1024;
+        let inner = gzip_of_zeros(&tar_header("junk.bin", gib + 64 * 1024), 1024, false);
+        let outer = tar_gz(&[("ACK_UD_VA_x.tar.gz", &inner)]);
+        // The inner bomb's repeated blocks compress again: 1 GiB in under 64 KiB.
+        assert!(outer.len() < 64 * 1024, "{} bytes", outer.len());
+        let limits = Limits {
+            max_decompressed_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let err = read_ack_bundle_within(outer.as_slice(), "b.tar.gz", limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "b.tar.gz: ACK_UD_VA_x.tar.gz: the bundle decompresses to more than the 16777216 bytes accepted"
+        );
+        // A text member claiming more than a member may hold, or than the budget has left, is
+        // refused on its header, before anything is allocated or read for it.
+        for (size, limits, expected) in [
+            (
+                gib,
+                Limits::default(),
+                "ACK_dev_x_26Nov27_22_45_10_123.txt' is larger than the 16777216 bytes accepted",
+            ),
+            (
+                8 * 1024 * 1024,
+                Limits {
+                    max_decompressed_bytes: 4 * 1024 * 1024,
+                    ..Limits::default()
+                },
+                "decompresses to more than the 4194304 bytes accepted",
+            ),
+        ] {
+            let header = tar_header("ACK_dev_x_26Nov27_22_45_10_123.txt", size);
+            let inner = gzip_of_zeros(&header, 1, false);
+            let outer = tar_gz(&[("ACK_UD_VA_x.tar.gz", &inner)]);
+            let err = read_ack_bundle_within(outer.as_slice(), "b", limits).unwrap_err();
+            assert!(err.to_string().ends_with(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_decompressed_byte_is_counted_outer_and_inner() {
+        let bundle = write_ack_bundle(
+            Vec::new(),
+            &[(
+                String::new(),
+                vec![
+                    ("pi1".into(), "<ack/>".repeat(1000)),
+                    ("pi2".into(), "x".into()),
+                ],
+            )],
+            at(),
+        )
+        .unwrap();
+        let read_with = |max_decompressed_bytes| {
+            read_ack_bundle_within(
+                bundle.as_slice(),
+                "b",
+                Limits {
+                    max_decompressed_bytes,
+                    ..Limits::default()
+                },
+            )
+        };
+        // The smallest budget that reads the bundle: everything read, and not a byte more.
+        let (mut low, mut high) = (0u64, 1 << 20);
+        while low < high {
+            let mid = (low + high) / 2;
+            if read_with(mid).is_ok() {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        assert!(matches!(
+            read_with(low - 1),
+            Err(BundleError::TooMuchData { .. })
+        ));
+        let mut outer = Vec::new();
+        GzDecoder::new(bundle.as_slice())
+            .read_to_end(&mut outer)
+            .unwrap();
+        // The outer archive's bytes alone (up to its end marker) do not suffice: the inner
+        // archive's decompressed bytes, 6,000 of text among them, are counted too.
+        assert!(
+            low > outer.len() as u64 - 1024 + 6000,
+            "{low} vs {}",
+            outer.len()
+        );
+    }
+
+    #[test]
+    fn archives_nested_deeper_than_the_format_are_refused() {
+        let deepest = tar_gz(&[("ACK_dev_x_26Nov27_22_45_10_123.txt", b"<ack/>")]);
+        let deeper = tar_gz(&[("ACK_UD_VA_y.tar.gz", &deepest)]);
+        let outer = tar_gz(&[("ACK_UD_VA_x.tar.gz", &deeper)]);
+        let err = read_ack_bundle(outer.as_slice(), "n.tar.gz").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "n.tar.gz: ACK_UD_VA_x.tar.gz: member 'ACK_UD_VA_y.tar.gz' is an archive inside an inner archive, which the format never holds"
+        );
+    }
+
+    #[test]
+    fn members_are_counted_across_archives() {
+        let files = |id: &str| vec![(id.to_owned(), "<ack/>".to_owned())];
+        let bundle = write_ack_bundle(
+            Vec::new(),
+            &[
+                (String::new(), files("a")),
+                (String::new(), files("b")),
+                (String::new(), files("c")),
+            ],
+            at(),
+        )
+        .unwrap();
+        let read_with = |max_members| {
+            read_ack_bundle_within(
+                bundle.as_slice(),
+                "m",
+                Limits {
+                    max_members,
+                    ..Limits::default()
+                },
+            )
+        };
+        // Three inner archives and one file in each.
+        assert_eq!(read_with(6).unwrap().len(), 3);
+        let err = read_with(5).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("the bundle holds more than the 5 members accepted"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_larger_than_any_real_one_is_refused() {
+        let lines = "k: v\n".repeat(usize::try_from(MAX_MANIFEST_BYTES).unwrap() / 5 + 1);
+        let bundle = tar_gz(&[(MANIFEST, lines.as_bytes())]);
+        let err = read_usage_bundle(bundle.as_slice(), "u").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "u: member 'manifest.mf' is larger than the 1048576 bytes accepted"
+        );
+    }
+
+    #[test]
+    fn long_names_are_read_and_oversized_metadata_refused() {
+        // Over 100 bytes: the tar crate writes a GNU long name record before the member.
+        let id = "d".repeat(150);
+        let bundle = write_ack_bundle(
+            Vec::new(),
+            &[(String::new(), vec![(id.clone(), "<ack/>".into())])],
+            at(),
+        )
+        .unwrap();
+        let acks = read_ack_bundle(bundle.as_slice(), "l").unwrap();
+        assert_eq!(acks[0].device_id, id);
+
+        let mut long = Header::new_gnu();
+        long.set_entry_type(EntryType::GNULongName);
+        long.set_size(MAX_METADATA_BYTES + 1);
+        long.set_path("././@LongLink").unwrap();
+        long.set_cksum();
+        let gz = gzip_of_zeros(long.as_bytes(), 1, false);
+        let err = read_ack_bundle(gz.as_slice(), "l").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("a metadata record is larger than 4096 bytes"),
+            "{err}"
         );
     }
 }

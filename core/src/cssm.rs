@@ -402,10 +402,19 @@ impl SignedFile {
         verify: impl FnOnce(&T, &[u8], &[u8]) -> Result<(), CryptoError>,
     ) -> Result<T, SignedFileError> {
         let format = |message: String| SignedFileError::Format { expected, message };
+        // The data is read before its signature can be checked (a request carries its own key),
+        // and `flatten` buffers unknown fields whole: bound both documents first.
+        let mut census = crate::json::Census::default();
+        census
+            .check(text.as_bytes())
+            .map_err(|e| format(format!("the file holds {e}")))?;
         let file: SignedFile = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
         if file.kind != expected {
             return Err(format(format!("its type is '{}'", file.kind)));
         }
+        census
+            .check(file.data.as_bytes())
+            .map_err(|e| format(format!("data holds {e}")))?;
         let data: T = serde_json::from_str(&file.data).map_err(|e| format(format!("data: {e}")))?;
         let signature = STANDARD
             .decode(&file.signature)

@@ -15,6 +15,9 @@ pub const MAX_NONCE_LEN: usize = 128;
 pub const MAX_HOSTNAME_LEN: usize = 255;
 /// Longest free-text identifier (software version, tags, PI identifier).
 pub const MAX_FIELD_LEN: usize = crate::rum::MAX_TEXT_LEN;
+/// Most reports one `usage_report` (or one RUM file) may carry. A device sends what it holds
+/// since its last report, a few to a few hundred; the cap keeps one request's transaction sane.
+pub const MAX_REPORTS: usize = 10_000;
 
 /// The exchanges a device makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,8 +182,10 @@ pub struct Return {
 pub struct InvalidRequest(pub String);
 
 impl DeviceRequest {
-    /// Parses a JSON body; the error names the offending field and position.
+    /// Parses a JSON body; the error names the offending field and position. A body wider
+    /// than [`crate::json::MAX_VALUES`] is refused before anything is built from it.
     pub fn from_json(body: &[u8]) -> Result<Self, InvalidRequest> {
+        crate::json::check(body).map_err(|e| InvalidRequest(format!("the body holds {e}")))?;
         let mut de = serde_json::Deserializer::from_slice(body);
         let request: DeviceRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -251,6 +256,12 @@ impl DeviceRequest {
         if let Some(sudi) = &d.sudi {
             sudi.validate()
                 .map_err(|e| InvalidRequest(format!("data.sudi: {e}")))?;
+        }
+        if d.usage.len() > MAX_REPORTS {
+            return Err(InvalidRequest(format!(
+                "data.usage has {} reports; a request carries at most {MAX_REPORTS}",
+                d.usage.len()
+            )));
         }
         if d.ha_udi.len() > crate::udi::MAX_HA_MEMBERS {
             return Err(InvalidRequest(format!(
@@ -512,6 +523,26 @@ mod tests {
             err.0.starts_with("body is not a valid request"),
             "{}",
             err.0
+        );
+    }
+
+    #[test]
+    fn a_wide_body_or_too_many_reports_is_refused() {
+        // Values in a field Outpost keeps as JSON: `[0,0,...]` would cost ~32 bytes a value.
+        let wide = format!(
+            r#"{{"message_type":"usage_report","data":{{"trust_requests":[{}0]}}}}"#,
+            "0,".repeat(crate::json::MAX_VALUES)
+        );
+        let err = DeviceRequest::from_json(wide.as_bytes()).unwrap_err();
+        assert_eq!(err.0, "the body holds more than 200000 JSON values");
+
+        let report = r#"{"payload":"x","signature":{}}"#;
+        let reports = vec![report; MAX_REPORTS + 1].join(",");
+        let body = format!(r#"{{"message_type":"usage_report","data":{{"usage":[{reports}]}}}}"#);
+        let err = DeviceRequest::from_json(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.0,
+            "data.usage has 10001 reports; a request carries at most 10000"
         );
     }
 

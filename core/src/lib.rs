@@ -11,6 +11,7 @@ pub mod cssm;
 pub mod deadlines;
 pub mod device;
 pub mod device_rpc;
+pub mod json;
 pub mod net;
 pub mod offline_file;
 pub mod rum;

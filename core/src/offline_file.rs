@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::MAX_REPORTS;
+use crate::json;
 use crate::rum::{RumEnvelope, RumError};
 use crate::udi::Sudi;
 use crate::xml::{self, XmlError};
@@ -78,6 +80,9 @@ pub fn holds_no_reports(input: &str) -> bool {
 }
 
 /// Parses an offline RUM file. Every report's envelope must be JSON with a string payload.
+/// The XML is bounded by the reader's caps, and the JSON of the system info and of every
+/// envelope together by [`crate::json::MAX_VALUES`], so a file cannot grow past a few tens of
+/// MiB in memory whatever it holds.
 pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
     let root = xml::parse(input)?;
     let report_elements: Vec<&xml::Element> = match root.name.as_str() {
@@ -94,11 +99,20 @@ pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
             "the file holds no <RUMReport>".into(),
         ));
     }
+    if report_elements.len() > MAX_REPORTS {
+        return Err(OfflineFileError::Structure(format!(
+            "the file holds more than {MAX_REPORTS} reports"
+        )));
+    }
+    let mut census = json::Census::default();
 
     let system_info = match root.child("smartLicenseSystemInfo") {
         None => None,
         Some(info) => {
             let data = info.child("data").map(|d| d.text.trim()).unwrap_or("");
+            census.check(data.as_bytes()).map_err(|e| {
+                OfflineFileError::Structure(format!("smartLicenseSystemInfo data holds {e}"))
+            })?;
             let parsed = serde_json::from_str(data).map_err(|e| {
                 OfflineFileError::Structure(format!(
                     "smartLicenseSystemInfo data is not valid: {e}"
@@ -113,6 +127,12 @@ pub fn parse(input: &str) -> Result<OfflineRumFile, OfflineFileError> {
         .enumerate()
         .map(|(i, element)| {
             let index = i + 1;
+            census
+                .check(element.text.trim().as_bytes())
+                .map_err(|e| OfflineFileError::Report {
+                    index,
+                    message: format!("the file's reports hold {e}"),
+                })?;
             let envelope: RumEnvelope = serde_json::from_str(element.text.trim()).map_err(|e| {
                 OfflineFileError::Report {
                     index,
@@ -212,6 +232,34 @@ mod tests {
             file.reports[0]
                 .payload
                 .starts_with("{\"version\":\"2.0\",\"asset_identification\"")
+        );
+    }
+
+    #[test]
+    fn the_reports_of_a_file_share_one_json_allowance() {
+        // Each envelope alone is under the cap; together they are not.
+        let mut wide = envelope(1);
+        wide.header = Some(serde_json::Value::Array(vec![
+            0.into();
+            json::MAX_VALUES / 2
+        ]));
+        let half = serde_json::to_string(&wide).unwrap();
+        let text = format!(
+            "<smartLicense><RUMReport>{0}</RUMReport><RUMReport>{0}</RUMReport></smartLicense>",
+            xml::cdata(&half)
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "RUMReport 2: the file's reports hold more than 200000 JSON values"
+        );
+        let many = format!(
+            "<smartLicense>{}</smartLicense>",
+            "<RUMReport>{}</RUMReport>".repeat(MAX_REPORTS + 1)
+        );
+        assert_eq!(
+            parse(&many).unwrap_err().to_string(),
+            "the file holds more than 10000 reports"
         );
     }
 

@@ -55,6 +55,9 @@ pub enum RumError {
     /// The envelope itself is unusable.
     #[error("{0}")]
     Envelope(&'static str),
+    /// The payload is wider than any real one ([`crate::json::MAX_VALUES`]).
+    #[error("payload holds {0}")]
+    PayloadTooLarge(#[from] crate::json::TooManyValues),
 }
 
 /// One entitlement measurement of a report, reduced to what usage tracking needs.
@@ -122,6 +125,7 @@ impl RumEnvelope {
 
 /// Reads the facts of a payload string, accepting version 2.0 and older layouts.
 pub fn parse_payload(payload: &str) -> Result<RumFacts, RumError> {
+    crate::json::check(payload.as_bytes())?;
     let doc: Value =
         serde_json::from_str(payload).map_err(|e| RumError::PayloadNotJson(e.to_string()))?;
     if !doc.is_object() {
@@ -341,6 +345,18 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("is negative")
+        );
+    }
+
+    #[test]
+    fn a_wide_payload_is_refused_before_it_is_built() {
+        let wide = V2.replace(
+            "\"measurements\":[",
+            &format!("\"measurements\":[{}", "0,".repeat(crate::json::MAX_VALUES)),
+        );
+        assert_eq!(
+            parse_payload(&wide).unwrap_err().to_string(),
+            "payload holds more than 200000 JSON values"
         );
     }
 

@@ -6,6 +6,14 @@ use quick_xml::events::{BytesRef, Event};
 
 /// Deeper nesting than any Smart Licensing file has; a guard against hostile input.
 const MAX_DEPTH: usize = 32;
+/// More elements than any real document: a device file holds one `<RUMReport>` per report and a
+/// NETCONF hello one `<capability>` per module (a few thousand). Each element costs about 100
+/// bytes of tree however short its tags, so a wide document of `<a/>` would otherwise grow a
+/// tree twenty times its size.
+pub const MAX_ELEMENTS: usize = 100_000;
+/// Most character data (text, CDATA and resolved references, summed over the whole document)
+/// one document may produce: a device's RUM file of tens of thousands of reports fits.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a document was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,6 +35,12 @@ pub enum XmlError {
     /// Nesting deeper than any real file.
     #[error("elements nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// More elements than any real file ([`MAX_ELEMENTS`]).
+    #[error("more than {0} elements")]
+    TooManyElements(usize),
+    /// More character data than any real file ([`MAX_TEXT_BYTES`]).
+    #[error("more than {0} bytes of text")]
+    TooMuchText(usize),
     /// Well-formed, but not the expected document.
     #[error("{0}")]
     Structure(String),
@@ -57,6 +71,17 @@ impl Element {
 
 /// Parses a whole document and returns its root element.
 pub fn parse(input: &str) -> Result<Element, XmlError> {
+    parse_within(
+        input,
+        Budget {
+            max_elements: MAX_ELEMENTS,
+            max_text_bytes: MAX_TEXT_BYTES,
+            ..Budget::default()
+        },
+    )
+}
+
+fn parse_within(input: &str, mut budget: Budget) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(input);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
@@ -75,6 +100,7 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
+                budget.element()?;
                 if root.is_some() && stack.is_empty() {
                     return Err(XmlError::Structure("more than one root element".into()));
                 }
@@ -84,6 +110,7 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 });
             }
             Event::Empty(start) => {
+                budget.element()?;
                 let element = Element {
                     name: local_name(start.local_name().as_ref()),
                     ..Default::default()
@@ -98,13 +125,16 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
                 attach(&mut stack, &mut root, element)?;
             }
             Event::Text(text) => {
+                budget.text(text.len())?;
                 append_text(&mut stack, &text.xml10_content())?;
             }
             Event::CData(data) => {
+                budget.text(data.len())?;
                 append_text(&mut stack, &data.xml10_content())?;
             }
             Event::GeneralRef(reference) => {
                 let resolved = resolve_reference(&reference)?;
+                budget.text(resolved.len())?;
                 append_text(&mut stack, &resolved)?;
             }
             Event::Eof => break,
@@ -119,6 +149,34 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
         });
     }
     root.ok_or_else(|| XmlError::Structure("the document has no root element".into()))
+}
+
+/// What a document has produced so far, checked before each element or text is kept.
+#[derive(Default)]
+struct Budget {
+    max_elements: usize,
+    max_text_bytes: usize,
+    elements: usize,
+    text_bytes: usize,
+}
+
+impl Budget {
+    fn element(&mut self) -> Result<(), XmlError> {
+        self.elements += 1;
+        if self.elements > self.max_elements {
+            return Err(XmlError::TooManyElements(self.max_elements));
+        }
+        Ok(())
+    }
+
+    /// Counts raw bytes: decoding (line endings, references) never makes text longer.
+    fn text(&mut self, bytes: usize) -> Result<(), XmlError> {
+        self.text_bytes = self.text_bytes.saturating_add(bytes);
+        if self.text_bytes > self.max_text_bytes {
+            return Err(XmlError::TooMuchText(self.max_text_bytes));
+        }
+        Ok(())
+    }
 }
 
 fn local_name(raw: &str) -> String {
@@ -203,6 +261,43 @@ mod tests {
         assert!(matches!(parse(""), Err(XmlError::Structure(_))));
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert_eq!(parse(&deep), Err(XmlError::TooDeep));
+    }
+
+    #[test]
+    fn a_wide_document_is_refused_at_the_element_cap() {
+        // Four bytes an element: without the cap this grows a tree about 25 times the input.
+        let wide = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS));
+        assert_eq!(parse(&wide), Err(XmlError::TooManyElements(MAX_ELEMENTS)));
+        let just = format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS - 1));
+        assert_eq!(parse(&just).unwrap().children.len(), MAX_ELEMENTS - 1);
+        let err = parse_within(
+            "<a><b></b><c/><d/></a>",
+            Budget {
+                max_elements: 3,
+                max_text_bytes: 100,
+                ..Budget::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "more than 3 elements");
+    }
+
+    #[test]
+    fn text_is_counted_across_the_document() {
+        let limits = || Budget {
+            max_elements: 100,
+            max_text_bytes: 10,
+            ..Budget::default()
+        };
+        // Text, CDATA and references add up, wherever they sit.
+        assert!(parse_within("<a>12345<b>&amp;&#65;</b><![CDATA[678]]></a>", limits()).is_ok());
+        let err = parse_within("<a>12345<b>&amp;&#65;</b><![CDATA[6789]]></a>", limits());
+        assert_eq!(err, Err(XmlError::TooMuchText(10)));
+        assert_eq!(err.unwrap_err().to_string(), "more than 10 bytes of text");
+        assert!(matches!(
+            parse_within(&format!("<a>{}</a>", "x".repeat(11)), limits()),
+            Err(XmlError::TooMuchText(10))
+        ));
     }
 
     #[test]

@@ -139,9 +139,14 @@ async fn bench() {
 
     // The bundle is small because 100,000 near-identical reports compress well; read it back to
     // prove every report is in it, byte-exact in size.
-    let read = outpost_core::bundle::read_usage_bundle(
+    // 100,000 reports decompress to more than the readers' default limits allow.
+    let read = outpost_core::bundle::read_usage_bundle_within(
         std::fs::File::open(&bundle).unwrap(),
         "bench bundle",
+        outpost_core::bundle::Limits {
+            max_decompressed_bytes: 1 << 30,
+            ..Default::default()
+        },
     )
     .expect("read the bundle back");
     let mut bundled_reports = 0;
