@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
+pub mod load;
 pub mod server;
+pub mod sink;
 
 use outpost_core::device::{
     AuthorizationMode, AuthorizationScope, Confirmation, DeviceRequest, DeviceResponse, LicenseKey,
