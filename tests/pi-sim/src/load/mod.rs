@@ -13,7 +13,10 @@
 //!   for one instead). With `--rate` it is open-loop: slot `s` is due at `s / rate` seconds and
 //!   its latency counts from then, so a slow server cannot hide its queue (no coordinated
 //!   omission); without `--rate` it is closed-loop, each connection sending as soon as it is
-//!   answered (a throughput measurement). `OK_TRY_AGAIN` is recorded, not retried.
+//!   answered (a throughput measurement). `OK_TRY_AGAIN` is recorded, not retried, and the
+//!   connection that got it honours its `Retry-After` before it takes another slot (a device
+//!   told to come back later does not come back sooner; in open-loop the other connections
+//!   keep the schedule).
 //! - **Storm** mode: every device sends at once (as fast as the connections carry them); a
 //!   device told `OK_TRY_AGAIN` waits `Retry-After` times `1 + jitter × U(0,1)` and sends the
 //!   same reports again, until every device is answered `OK_POLL` or a bound is hit.
@@ -102,7 +105,8 @@ pub struct LoadArgs {
     /// Steady: requests per second offered (open-loop). Absent: closed-loop.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Storm: a device waits Retry-After × (1 + jitter × U(0,1)).
+    /// A device (storm) or connection (steady) told OK_TRY_AGAIN waits
+    /// Retry-After × (1 + jitter × U(0,1)).
     #[arg(long, default_value_t = 0.5)]
     pub jitter: f64,
     /// Time bound, seconds: no request is sent after it.
@@ -1089,6 +1093,16 @@ async fn steady_worker(shared: Arc<Shared>, group: Arc<Group>, client: reqwest::
                 latency,
             )
             .await;
+        if let Outcome::Answer(Status::OkTryAgain, _) = exchanged.outcome {
+            let u = unit(mix(shared.seed ^ mix(n ^ 0x57)));
+            let wait = Duration::from_secs(exchanged.retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
+                .mul_f64(1.0 + shared.jitter * u);
+            let until = (Instant::now() + wait).min(shared.deadline);
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                () = wait_for_stop(&shared, group.index) => return,
+            }
+        }
     }
 }
 
