@@ -10,8 +10,6 @@ use std::fmt::Write as _;
 
 use crate::{ENTITLEMENT_TAG, SOFTWARE_TAG, signature_value};
 
-/// A measurement written by [`Templates::payload`] is about this long.
-const MEASUREMENT_BYTES: usize = 215;
 /// A day: one report closes one day of usage, as on a real switch.
 const DAY: i64 = 86_400;
 
@@ -82,7 +80,7 @@ impl Templates {
         let h = mix(self.seed ^ mix(u64::from(device) << 32 ^ report_id as u64));
         let span = self.max_bytes.saturating_sub(self.min_bytes) as u64 + 1;
         let target = self.min_bytes + (h % span) as usize;
-        let mut out = String::with_capacity(target + 2 * MEASUREMENT_BYTES);
+        let mut out = String::with_capacity(target + 512);
         let _ = write!(
             out,
             r#"{{"asset_identification":{{"asset":{{"name":"{SOFTWARE_TAG}"}},"instance":{{"product_instance_identifier":"{}","sudi":"#,
@@ -98,23 +96,22 @@ impl Templates {
             r#"}],"software_version":"17.12.1","utility_enabled":false},"measurements":["#,
         );
         // Several measurements share the report's day; the count drifts as on a real switch.
+        // Their number is what brings the payload to the wanted size: a real one is measured
+        // (field widths vary by a few characters), not guessed.
         let tail = r#"],"signature":{"key":""#.len() + SOFTWARE_TAG.len() + 40;
-        let measurements = (target.saturating_sub(out.len() + tail) / MEASUREMENT_BYTES).max(1);
         let start = 1_700_000_000 + (report_id % 100_000) * DAY;
-        let step = DAY / measurements as i64;
         let base_count = 1 + (u64::from(device) % 48) as i64;
+        let mut sample = String::new();
+        write_measurement(&mut sample, start, start + 3600, 3600, base_count);
+        let measurements = (target.saturating_sub(out.len() + tail) / (sample.len() + 1)).max(1);
+        let step = DAY / measurements as i64;
         for i in 0..measurements {
             let from = start + i as i64 * step;
-            let to = from + step;
-            let count = base_count + ((h >> (i % 60)) & 1) as i64;
             if i > 0 {
                 out.push(',');
             }
-            let _ = write!(
-                out,
-                r#"{{"end_time":{to},"log_time":{to},"meta":{{"added_sudi_list":[],"removed_sudi_list":[]}},"metric_name":"ENTITLEMENT","num_samples":{},"sample_interval":{step},"start_time":{from},"value":{{"type":"COUNT","value":"{count}"}}}}"#,
-                step / 900
-            );
+            let count = base_count + ((h >> (i % 60)) & 1) as i64;
+            write_measurement(&mut out, from, from + step, step, count);
         }
         let _ = write!(
             out,
@@ -192,6 +189,15 @@ impl Templates {
     }
 }
 
+/// One entitlement measurement from `from` to `to`.
+fn write_measurement(out: &mut String, from: i64, to: i64, step: i64, count: i64) {
+    let _ = write!(
+        out,
+        r#"{{"end_time":{to},"log_time":{to},"meta":{{"added_sudi_list":[],"removed_sudi_list":[]}},"metric_name":"ENTITLEMENT","num_samples":{},"sample_interval":{step},"start_time":{from},"value":{{"type":"COUNT","value":"{count}"}}}}"#,
+        step / 900
+    );
+}
+
 /// The nonce text of request number `n`: 16 alphanumeric characters, unique within a run.
 pub fn nonce_text(n: u64) -> String {
     format!("{:016x}", mix(n))
@@ -255,8 +261,10 @@ mod tests {
             let t = templates(min, max, 1);
             for id in 0..200 {
                 let len = t.payload(3, "LOAD00000003", id).len();
+                // Within one measurement (about 220 bytes) below the wanted size, never far
+                // above it (one measurement is the least a report has: about 1,000 bytes).
                 assert!(
-                    len + MEASUREMENT_BYTES + 50 >= min && len <= max.max(1000) + 50,
+                    len + 250 >= min && len <= max.max(1000) + 20,
                     "{len} for {min}-{max}"
                 );
             }
