@@ -9,6 +9,7 @@
 )]
 
 mod admin_api;
+mod bench;
 mod cli;
 mod deadlines;
 mod device_errors;
