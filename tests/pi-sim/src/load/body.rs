@@ -103,7 +103,9 @@ impl Templates {
         let base_count = 1 + (u64::from(device) % 48) as i64;
         let mut sample = String::new();
         write_measurement(&mut sample, start, start + 3600, 3600, base_count);
-        let measurements = (target.saturating_sub(out.len() + tail) / (sample.len() + 1)).max(1);
+        // Rounded to the nearest count, so the mean size is the range's mean.
+        let per = sample.len() + 1;
+        let measurements = ((target.saturating_sub(out.len() + tail) + per / 2) / per).max(1);
         let step = DAY / measurements as i64;
         for i in 0..measurements {
             let from = start + i as i64 * step;
@@ -261,10 +263,10 @@ mod tests {
             let t = templates(min, max, 1);
             for id in 0..200 {
                 let len = t.payload(3, "LOAD00000003", id).len();
-                // Within one measurement (about 220 bytes) below the wanted size, never far
-                // above it (one measurement is the least a report has: about 1,000 bytes).
+                // Within half a measurement (about 110 bytes) of the wanted size, or one
+                // measurement when less is wanted (about 1,000 bytes).
                 assert!(
-                    len + 250 >= min && len <= max.max(1000) + 20,
+                    len + 125 >= min && len <= max.max(1000) + 125,
                     "{len} for {min}-{max}"
                 );
             }

@@ -13,10 +13,11 @@
 //!   for one instead). With `--rate` it is open-loop: slot `s` is due at `s / rate` seconds and
 //!   its latency counts from then, so a slow server cannot hide its queue (no coordinated
 //!   omission); without `--rate` it is closed-loop, each connection sending as soon as it is
-//!   answered (a throughput measurement). `OK_TRY_AGAIN` is recorded, not retried, and the
-//!   connection that got it honours its `Retry-After` before it takes another slot (a device
-//!   told to come back later does not come back sooner; in open-loop the other connections
-//!   keep the schedule).
+//!   answered (a throughput measurement). `OK_TRY_AGAIN` is recorded, not retried. Closed-loop,
+//!   the connection that got it honours its `Retry-After` before it takes another slot (a
+//!   device told to come back later does not come back sooner, and a refused connection must
+//!   not spin); open-loop, arrivals keep their schedule, and sends more than 10 ms late are
+//!   counted (the generator was short of connections or CPU).
 //! - **Storm** mode: every device sends at once (as fast as the connections carry them); a
 //!   device told `OK_TRY_AGAIN` waits `Retry-After` times `1 + jitter × U(0,1)` and sends the
 //!   same reports again, until every device is answered `OK_POLL` or a bound is hit.
@@ -42,7 +43,7 @@ use outpost_core::device::{MessageCode, Status};
 use serde::Deserialize;
 
 use self::body::{Templates, mix, nonce_text, unit};
-use self::stats::{Histogram, Outcome, TenantStats, code_name, status_name};
+use self::stats::{Histogram, NoAnswer, Outcome, TenantStats, code_name, status_name};
 
 /// Accepted reports remembered for duplicates and polls; older ones are forgotten.
 const RECENT: usize = 4096;
@@ -50,6 +51,8 @@ const RECENT: usize = 4096;
 const RESULTS_QUEUE: usize = 65_536;
 /// A device whose connection failed tries again after this long (times the jitter).
 const TRANSPORT_RETRY: Duration = Duration::from_secs(1);
+/// An open-loop request sent later than this after it was due counts as late.
+const LATE: Duration = Duration::from_millis(10);
 /// Used when an `OK_TRY_AGAIN` names no delay.
 const DEFAULT_RETRY_AFTER: u64 = 1;
 
@@ -149,8 +152,9 @@ pub struct LoadArgs {
     /// Devices of the quiet tenant.
     #[arg(long, default_value_t = 100)]
     pub quiet_devices: u32,
-    /// Connections of the quiet tenant.
-    #[arg(long, default_value_t = 2)]
+    /// Connections of the quiet tenant (enough that its schedule holds while the busy tenant
+    /// slows every answer down).
+    #[arg(long, default_value_t = 16)]
     pub quiet_connections: u32,
 }
 
@@ -220,7 +224,7 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "  requests: {} ({:.0}/s); OK {} OK_POLL {} OK_TRY_AGAIN {} ({:.1} %) FAILED {}; not protocol {}; no answer {}",
+            "  requests: {} ({:.0}/s); OK {} OK_POLL {} OK_TRY_AGAIN {} ({:.1} %) FAILED {}; not protocol {}; no answer {} ({} timed out, {} without a connection)",
             t.requests,
             per_second(t.requests, secs),
             t.ok,
@@ -229,8 +233,17 @@ impl Summary {
             t.try_again_share() * 100.0,
             t.failed,
             t.not_protocol,
-            t.transport_errors
+            t.transport_errors,
+            t.timeouts,
+            t.connect_errors
         );
+        if t.late_sends > 0 {
+            let _ = writeln!(
+                out,
+                "  {} sends were more than 10 ms late (their latency counts it): more --connections, or a less busy machine",
+                t.late_sends
+            );
+        }
         let mut codes = t.codes.clone();
         codes.sort_by_key(|c| Reverse(c.1));
         let codes: Vec<String> = codes
@@ -250,6 +263,14 @@ impl Summary {
             t.polls
         );
         let _ = writeln!(out, "  latency ms: {}", latency_text(&t.latency));
+        if t.try_again > 0 {
+            let _ = writeln!(
+                out,
+                "    of OK/OK_POLL: {}\n    of OK_TRY_AGAIN: {}",
+                latency_text(&t.latency_ok),
+                latency_text(&t.latency_try_again)
+            );
+        }
         if t.nonce_not_echoed > 0 {
             let _ = writeln!(
                 out,
@@ -273,10 +294,11 @@ impl Summary {
             for (label, stats) in self.tenants.iter().take(16) {
                 let _ = writeln!(
                     out,
-                    "  tenant {label}: {} requests, {} reports accepted, OK_TRY_AGAIN {:.1} %, latency ms {}",
+                    "  tenant {label}: {} requests, {} reports accepted, OK_TRY_AGAIN {:.1} %, {} sent late, latency ms {}",
                     stats.requests,
                     stats.reports_accepted,
                     stats.try_again_share() * 100.0,
+                    stats.late_sends,
                     latency_text(&stats.latency)
                 );
             }
@@ -310,6 +332,8 @@ impl Summary {
         let _ = writeln!(out, "failed={}", t.failed);
         let _ = writeln!(out, "not_protocol={}", t.not_protocol);
         let _ = writeln!(out, "no_answer={}", t.transport_errors);
+        let _ = writeln!(out, "timeouts={}", t.timeouts);
+        let _ = writeln!(out, "late_sends={}", t.late_sends);
         let _ = writeln!(out, "try_again_share={:.6}", t.try_again_share());
         let _ = writeln!(out, "reports_sent={}", t.reports_sent);
         let _ = writeln!(
@@ -324,6 +348,18 @@ impl Summary {
         let _ = writeln!(out, "p95_ms={}", ms(t.latency.percentile_ms(0.95)));
         let _ = writeln!(out, "p99_ms={}", ms(t.latency.percentile_ms(0.99)));
         let _ = writeln!(out, "max_ms={}", ms(t.latency.max_ms()));
+        let _ = writeln!(out, "ok_p50_ms={}", ms(t.latency_ok.percentile_ms(0.50)));
+        let _ = writeln!(out, "ok_p99_ms={}", ms(t.latency_ok.percentile_ms(0.99)));
+        let _ = writeln!(
+            out,
+            "try_again_p50_ms={}",
+            ms(t.latency_try_again.percentile_ms(0.50))
+        );
+        let _ = writeln!(
+            out,
+            "try_again_p99_ms={}",
+            ms(t.latency_try_again.percentile_ms(0.99))
+        );
         let _ = writeln!(out, "nonce_not_echoed={}", t.nonce_not_echoed);
         if let Some(storm) = &self.storm {
             let _ = writeln!(out, "storm_devices={}", storm.devices);
@@ -814,6 +850,16 @@ struct Exchanged {
     poll_id: Option<String>,
 }
 
+fn no_answer(error: &reqwest::Error) -> NoAnswer {
+    if error.is_timeout() {
+        NoAnswer::Timeout
+    } else if error.is_connect() {
+        NoAnswer::Connect
+    } else {
+        NoAnswer::Broken
+    }
+}
+
 async fn send(client: &reqwest::Client, url: &str, body: String, nonce: &str) -> (Exchanged, bool) {
     let response = client
         .post(url)
@@ -823,11 +869,11 @@ async fn send(client: &reqwest::Client, url: &str, body: String, nonce: &str) ->
         .await;
     let response = match response {
         Ok(r) => r,
-        Err(_) => {
+        Err(e) => {
             return (
                 Exchanged {
                     http: 0,
-                    outcome: Outcome::Transport,
+                    outcome: Outcome::Transport(no_answer(&e)),
                     retry_after: None,
                     poll_id: None,
                 },
@@ -843,11 +889,11 @@ async fn send(client: &reqwest::Client, url: &str, body: String, nonce: &str) ->
         .and_then(|v| v.trim().parse::<u64>().ok());
     let bytes = match response.bytes().await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) => {
             return (
                 Exchanged {
                     http,
-                    outcome: Outcome::Transport,
+                    outcome: Outcome::Transport(no_answer(&e)),
                     retry_after: None,
                     poll_id: None,
                 },
@@ -906,14 +952,12 @@ impl Shared {
             u64::try_from(now.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        let tenant = group.first_tenant + (device as usize % group.urls.len());
+        let tenant = group.tenant(device);
         let reports = u64::from(group.templates.reports_per_request);
         {
             let mut stats = lock(&self.stats[tenant]);
             stats.count(exchanged.outcome);
-            if exchanged.outcome != Outcome::Transport {
-                stats.latency.record(latency);
-            }
+            stats.record_latency(exchanged.outcome, latency);
             if !echoed {
                 stats.nonce_not_echoed += 1;
             }
@@ -1007,6 +1051,11 @@ impl Group {
         });
     }
 
+    /// Index of the tenant of `device` in the stats.
+    fn tenant(&self, device: u32) -> usize {
+        self.first_tenant + device as usize % self.urls.len()
+    }
+
     fn url(&self, device: u32) -> &str {
         &self.urls[device as usize % self.urls.len()]
     }
@@ -1032,16 +1081,16 @@ async fn steady_worker(shared: Arc<Shared>, group: Arc<Group>, client: reqwest::
         if due.is_some_and(|d| d >= shared.deadline) || now >= shared.deadline {
             return;
         }
-        let from = match due {
+        let (from, late) = match due {
             Some(due) if due > now => {
                 tokio::select! {
                     () = tokio::time::sleep_until(due.into()) => {}
                     () = wait_for_stop(&shared, group.index) => return,
                 }
-                Instant::now()
+                (Instant::now(), false)
             }
-            Some(due) => due,
-            None => now,
+            Some(due) => (due, now.duration_since(due) > LATE),
+            None => (now, false),
         };
         let Some(n) = shared.take_request() else {
             return;
@@ -1093,7 +1142,10 @@ async fn steady_worker(shared: Arc<Shared>, group: Arc<Group>, client: reqwest::
                 latency,
             )
             .await;
-        if let Outcome::Answer(Status::OkTryAgain, _) = exchanged.outcome {
+        if late {
+            lock(&shared.stats[group.tenant(device)]).late_sends += 1;
+        }
+        if let (Outcome::Answer(Status::OkTryAgain, _), None) = (exchanged.outcome, group.rate) {
             let u = unit(mix(shared.seed ^ mix(n ^ 0x57)));
             let wait = Duration::from_secs(exchanged.retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
                 .mul_f64(1.0 + shared.jitter * u);
@@ -1202,7 +1254,7 @@ async fn storm_worker(shared: Arc<Shared>, group: Arc<Group>, client: reqwest::C
                     attempt + 1,
                 )));
             }
-            Outcome::Transport => {
+            Outcome::Transport(_) => {
                 let wait = TRANSPORT_RETRY.mul_f64(1.0 + shared.jitter * unit(mix(n)));
                 lock(&storm.waiting).push(Reverse((
                     Instant::now() + wait,
@@ -1270,7 +1322,7 @@ fn write_results(
         let (status, code) = match r.outcome {
             Outcome::Answer(status, code) => (status_name(status).to_owned(), code_name(code)),
             Outcome::NotProtocol => ("NOT_PROTOCOL".to_owned(), String::new()),
-            Outcome::Transport => ("NO_ANSWER".to_owned(), String::new()),
+            Outcome::Transport(why) => ("NO_ANSWER".to_owned(), why.name().to_owned()),
         };
         let _ = writeln!(
             line,

@@ -113,8 +113,30 @@ pub enum Outcome {
     Answer(Status, MessageCode),
     /// The body was not a protocol answer (HTTP status kept).
     NotProtocol,
-    /// No answer: connection refused or reset, or the request timed out.
-    Transport,
+    /// No answer.
+    Transport(NoAnswer),
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// Not within `--timeout`.
+    Timeout,
+    /// The connection could not be made.
+    Connect,
+    /// The connection broke (reset, closed mid-answer).
+    Broken,
+}
+
+impl NoAnswer {
+    /// How the results file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoAnswer::Timeout => "TIMEOUT",
+            NoAnswer::Connect => "CONNECT",
+            NoAnswer::Broken => "BROKEN",
+        }
+    }
 }
 
 /// What was sent and answered for one tenant.
@@ -134,6 +156,10 @@ pub struct TenantStats {
     pub not_protocol: u64,
     /// Requests with no answer at all.
     pub transport_errors: u64,
+    /// Of those, timed out.
+    pub timeouts: u64,
+    /// Of those, no connection could be made.
+    pub connect_errors: u64,
     /// Answers per message code.
     pub codes: Vec<(MessageCode, u64)>,
     /// Reports in `usage_report`s answered `OK_POLL` (duplicates included).
@@ -146,12 +172,19 @@ pub struct TenantStats {
     pub polls: u64,
     /// Protocol answers (not `FAILED`) that did not echo the request's nonce.
     pub nonce_not_echoed: u64,
+    /// Open-loop requests sent more than 10 ms after they were due: the generator was short of
+    /// connections (or of CPU), and latencies count that wait.
+    pub late_sends: u64,
     /// Payload bytes of the reports sent.
     pub payload_bytes: u64,
     /// Reports sent.
     pub reports_sent: u64,
     /// Latency of every answered request (open-loop: from the intended send time).
     pub latency: Histogram,
+    /// Of those, the `OK_POLL` and `OK` answers.
+    pub latency_ok: Histogram,
+    /// Of those, the `OK_TRY_AGAIN` answers.
+    pub latency_try_again: Histogram,
 }
 
 impl TenantStats {
@@ -172,7 +205,14 @@ impl TenantStats {
                 }
             }
             Outcome::NotProtocol => self.not_protocol += 1,
-            Outcome::Transport => self.transport_errors += 1,
+            Outcome::Transport(why) => {
+                self.transport_errors += 1;
+                match why {
+                    NoAnswer::Timeout => self.timeouts += 1,
+                    NoAnswer::Connect => self.connect_errors += 1,
+                    NoAnswer::Broken => {}
+                }
+            }
         }
     }
 
@@ -185,6 +225,8 @@ impl TenantStats {
         self.failed += other.failed;
         self.not_protocol += other.not_protocol;
         self.transport_errors += other.transport_errors;
+        self.timeouts += other.timeouts;
+        self.connect_errors += other.connect_errors;
         for (code, n) in &other.codes {
             match self.codes.iter_mut().find(|(c, _)| c == code) {
                 Some((_, m)) => *m += n,
@@ -196,9 +238,23 @@ impl TenantStats {
         self.duplicate_reports_accepted += other.duplicate_reports_accepted;
         self.polls += other.polls;
         self.nonce_not_echoed += other.nonce_not_echoed;
+        self.late_sends += other.late_sends;
         self.payload_bytes += other.payload_bytes;
         self.reports_sent += other.reports_sent;
         self.latency.merge(&other.latency);
+        self.latency_ok.merge(&other.latency_ok);
+        self.latency_try_again.merge(&other.latency_try_again);
+    }
+
+    /// Counts the latency of an answer.
+    pub fn record_latency(&mut self, outcome: Outcome, latency: Duration) {
+        match outcome {
+            Outcome::Transport(_) => return,
+            Outcome::Answer(Status::Ok | Status::OkPoll, _) => self.latency_ok.record(latency),
+            Outcome::Answer(Status::OkTryAgain, _) => self.latency_try_again.record(latency),
+            Outcome::Answer(Status::Failed, _) | Outcome::NotProtocol => {}
+        }
+        self.latency.record(latency);
     }
 
     /// Share of answers that were `OK_TRY_AGAIN` (0 when nothing was answered).
