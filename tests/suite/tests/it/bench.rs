@@ -267,6 +267,7 @@ async fn bench_push_quick_prints_every_figure() {
         "| Outpost peak RSS (MiB) |",
         "| DB statements (round trips) per report",
         "| DB commits per report",
+        "| rum_reports rows added / new reports accepted |",
     ] {
         let line = stdout
             .lines()
