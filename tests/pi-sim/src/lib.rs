@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use outpost_core::Sudi;
+pub mod load;
 pub mod server;
+pub mod sink;
 
 use outpost_core::device::{
     AuthorizationMode, AuthorizationScope, Confirmation, DeviceRequest, DeviceResponse, LicenseKey,
@@ -178,8 +180,7 @@ impl Device {
         if report_id % 3 == 0 {
             self.license_count += 1;
         }
-        // A stand-in for the device's own signature, which only Cisco can check.
-        let value = STANDARD.encode(Sha256::digest(payload.as_bytes()));
+        let value = signature_value(&payload);
         RumEnvelope {
             payload,
             header: Some(json!({ "type": "rum" })),
@@ -396,6 +397,13 @@ impl Device {
         ids.dedup();
         ids
     }
+}
+
+/// The `value` of a simulated report's signature over `payload`: base64 of its SHA-256, a
+/// stand-in for the device's own signature, which only Cisco can check. [`Device::next_report`]
+/// and the load generator sign the same way.
+pub fn signature_value(payload: &str) -> String {
+    STANDARD.encode(Sha256::digest(payload.as_bytes()))
 }
 
 fn default_entitlement() -> String {

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outpost_core::device::{AuthorizationMode, AuthorizationScope, DeviceRequest};
 use outpost_core::offline_file;
+use outpost_pi_sim::load::LoadArgs;
 use outpost_pi_sim::server::{DeviceFarm, FarmDevice};
+use outpost_pi_sim::sink::Sink;
 use outpost_pi_sim::{Device, PiClient};
 
 /// A simulated product instance (Catalyst switch) for Outpost.
@@ -37,6 +39,16 @@ enum Command {
     /// on loopback ports it prints, and prints every call it answers. `--ca-file` is the Outpost
     /// CA the devices trust when they reach Outpost's one-time URLs.
     Serve(ServeArgs),
+    /// Many devices at once, to measure Outpost's push path: steady (a fixed offered rate, or
+    /// closed-loop) or storm (every device at once, honouring Retry-After).
+    ///
+    /// Prints a summary (answers by status, reports/s, p50/p95/p99, OK_TRY_AGAIN share);
+    /// --results writes every request (device UDI, report ids, answer, latency) as JSON lines.
+    /// Tenants: --tenant-url (repeat), --base-url with --tenant-pattern, or the global --url;
+    /// HTTPS trusts --ca-file.
+    Load(Box<LoadArgs>),
+    /// Answer every push at once with OK_POLL and store nothing (measures `load` itself).
+    Sink(SinkArgs),
     #[command(flatten)]
     Device(DeviceCommand),
 }
@@ -59,6 +71,26 @@ struct ServeArgs {
     /// Its password.
     #[arg(long, default_value = "S3cret!")]
     password: String,
+}
+
+/// What `sink` serves.
+#[derive(clap::Args)]
+struct SinkArgs {
+    /// Address to listen on (port 0: any; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Serve HTTPS with a fresh CA, written to this file (trust it with `load --ca-file`).
+    #[arg(long)]
+    tls_ca_out: Option<PathBuf>,
+    /// Server threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Share of requests answered OK_TRY_AGAIN (429 with Retry-After).
+    #[arg(long, default_value_t = 0.0)]
+    try_again_share: f64,
+    /// Retry-After of those answers, seconds.
+    #[arg(long, default_value_t = 1)]
+    retry_after: u64,
 }
 
 /// What one simulated device does against its transport URL.
@@ -182,10 +214,61 @@ async fn serve(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs a sink until Ctrl-C.
+async fn sink(args: SinkArgs) -> anyhow::Result<()> {
+    let sink = Sink::start(
+        args.listen,
+        args.workers,
+        args.tls_ca_out.is_some(),
+        args.try_again_share,
+        args.retry_after,
+    )
+    .await?;
+    if let (Some(path), Some(pem)) = (&args.tls_ca_out, &sink.ca_pem) {
+        std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let scheme = if sink.ca_pem.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!(
+        "pi-sim sink listening on {scheme}://{}/cslu/v1/pi/<tenant>",
+        sink.addr
+    );
+    tokio::signal::ctrl_c().await?;
+    sink.stop().await;
+    Ok(())
+}
+
+fn read_ca(path: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    })
+    .transpose()
+}
+
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The load generator sizes its own runtime (--threads); everything else runs on one with a
+    // thread per core.
+    if let Command::Load(load) = args.command {
+        let ca = read_ca(args.ca_file.as_ref())?;
+        let summary = outpost_pi_sim::load::run_blocking(*load, args.url.as_deref(), ca)?;
+        print!("{}", summary.text());
+        return Ok(());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let command = match args.command {
+        // `main` runs it before any runtime exists.
+        Command::Load(_) => anyhow::bail!("`load` runs on a runtime of its own"),
+        Command::Sink(sink_args) => return sink(sink_args).await,
         Command::Device(command) => command,
         Command::Serve(ServeArgs {
             devices,

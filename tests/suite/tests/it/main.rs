@@ -9,6 +9,7 @@
 )]
 
 mod admin_api;
+mod bench;
 mod cli;
 mod db_tls;
 mod deadlines;
