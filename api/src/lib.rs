@@ -174,6 +174,7 @@ impl Application {
         let state = web::Data::new(AppState {
             credentials: Arc::new(credentials),
             login_limiter: Arc::new(admin::auth::LoginLimiter::default()),
+            login_slots: Arc::new(Semaphore::new(settings.auth.login_concurrency)),
             cssm_verifier,
             pool,
             settings: settings.clone(),

@@ -32,4 +32,6 @@ pub struct AppState {
     pub credentials: Arc<CredentialKey>,
     /// Slows down password guessing on `POST /auth/login`.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Turns of the password checks of `POST /auth/login` (`auth.login_concurrency`).
+    pub login_slots: Arc<Semaphore>,
 }

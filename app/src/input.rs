@@ -2,6 +2,8 @@
 //! naming the field at fault.
 
 use outpost_core::schedule::Schedule;
+use std::io::{BufRead, BufReader, Read};
+
 use serde::de::DeserializeOwned;
 
 use crate::error::{AppError, AppResult};
@@ -12,17 +14,24 @@ pub type CsvRow<T> = (usize, Result<T, String>);
 
 /// Reads a CSV upload into rows of `T`: a UTF-8 byte order mark is skipped, cells are trimmed,
 /// every row must have the header's columns. `check_header` accepts or refuses the header
-/// row; a file of more than `max_rows` rows is refused whole (split it).
+/// row; a file of more than `max_rows` rows is refused whole (split it). The file is read as
+/// it goes: only the rows are kept.
 pub fn csv_rows<T: DeserializeOwned>(
-    text: &str,
+    reader: impl Read,
     max_rows: usize,
     check_header: impl FnOnce(&csv::StringRecord) -> AppResult<()>,
 ) -> AppResult<Vec<CsvRow<T>>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = BufReader::new(reader);
+    let start = reader
+        .fill_buf()
+        .map_err(|e| AppError::internal(format!("reading the upload: {e}")))?;
+    if start.starts_with("\u{feff}".as_bytes()) {
+        reader.consume("\u{feff}".len());
+    }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
-        .from_reader(text.as_bytes());
+        .from_reader(reader);
     let headers = reader
         .headers()
         .map_err(|e| AppError::invalid(format!("the CSV header cannot be read: {e}")))?

@@ -3,6 +3,8 @@
 //! of a description and is pure; [`add`] and [`import_csv`] resolve the LVA, seal the
 //! credentials and apply it (a CSV file all or nothing, every bad row named).
 
+use std::io::Read;
+
 use chrono::{DateTime, Utc};
 use outpost_core::secrets::{CredentialKey, Credentials};
 use outpost_core::udi::Sudi;
@@ -434,8 +436,8 @@ impl CsvRow {
 
 /// Reads an inventory CSV file into descriptions, one per row with its line number. Refused
 /// when the header has unknown columns or the file more than [`MAX_IMPORT_ROWS`] rows.
-pub fn read_csv(text: &str) -> AppResult<Vec<CsvLine<PiInput>>> {
-    let rows = csv_rows::<CsvRow>(text, MAX_IMPORT_ROWS, |headers| {
+pub fn read_csv(file: impl Read) -> AppResult<Vec<CsvLine<PiInput>>> {
+    let rows = csv_rows::<CsvRow>(file, MAX_IMPORT_ROWS, |headers| {
         let unknown: Vec<&str> = headers
             .iter()
             .filter(|h| !CSV_COLUMNS.contains(h) && !CSV_INFORMATIONAL.contains(h))
@@ -463,14 +465,14 @@ pub async fn import_csv(
     conn: &mut AsyncPgConnection,
     key: &CredentialKey,
     account: AccountId,
-    text: &str,
+    file: impl Read,
     actor: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Applied> {
     let lvas = accounts::list_lvas(conn, account).await?;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (line, input) in read_csv(text)? {
+    for (line, input) in read_csv(file)? {
         let checked = input
             .and_then(|input| NewPi::parse(&input))
             .and_then(|pi| pi.into_managed(line, &lvas, key, account));
@@ -579,7 +581,7 @@ mod tests {
     #[test]
     fn csv_rows_are_read_with_their_line_numbers() {
         let text = "\u{feff}udi_pid,udi_serial_number,port,behind_nat\nC9300,S1,22,yes\nC9300,S2,x,\nC9300,S3,,maybe\n";
-        let rows = read_csv(text).unwrap();
+        let rows = read_csv(text.as_bytes()).unwrap();
         assert_eq!(rows.len(), 3);
         let first = rows[0].1.as_ref().unwrap();
         assert_eq!(
@@ -591,7 +593,9 @@ mod tests {
             rows[2].1.as_ref().unwrap_err(),
             "behind_nat 'maybe' is not true or false"
         );
-        let unknown = read_csv("udi_pid,colour\n").unwrap_err().to_string();
+        let unknown = read_csv("udi_pid,colour\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(
             unknown.starts_with("unknown CSV column(s) colour;"),
             "{unknown}"

@@ -5,6 +5,8 @@
 //! count, and must fit its LVA's pool; one bad row and nothing is imported. An imported code
 //! waits for its device and is handed over with the device's next answer.
 
+use std::io::Read;
+
 use chrono::{DateTime, Utc};
 use outpost_core::crypto::SignatureVerifier;
 use outpost_core::signed_file::{AuthorizationData, BoundFile, verify_authorization};
@@ -97,11 +99,11 @@ type CheckedRow = (SlacRow, u32, String);
 /// Reads the file's rows; a row that cannot be read or whose code does not check is an error
 /// naming its line.
 fn read_rows(
-    text: &str,
+    file: impl Read,
     verifier: &SignatureVerifier,
     now: DateTime<Utc>,
 ) -> AppResult<Vec<CsvRow<CheckedRow>>> {
-    let rows = csv_rows::<SlacRow>(text, MAX_ROWS, |headers| {
+    let rows = csv_rows::<SlacRow>(file, MAX_ROWS, |headers| {
         if headers.iter().collect::<Vec<_>>() == SLAC_COLUMNS {
             return Ok(());
         }
@@ -129,7 +131,7 @@ pub async fn import_csv(
     verifier: &SignatureVerifier,
     account: AccountId,
     default_lva: i32,
-    text: &str,
+    file: impl Read,
     actor: &str,
     now: DateTime<Utc>,
 ) -> AppResult<SlacImported> {
@@ -145,7 +147,7 @@ pub async fn import_csv(
     };
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for (line, row) in read_rows(text, verifier, now)? {
+    for (line, row) in read_rows(file, verifier, now)? {
         match row {
             Ok(row) => rows.push(import_row(conn, account.id, &lvas, fallback, line, row).await?),
             Err(reason) => errors.push(RowError { line, reason }),

@@ -11,7 +11,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outpost_app::offline::{device_files, export, import};
 use outpost_app::{accounts, registration};
 use outpost_core::settings::Settings;
-use outpost_db::exports::Selection;
 use outpost_db::{ProductInstanceId, product_instances};
 
 use crate::admin::actor;
@@ -124,11 +123,7 @@ pub async fn run(
             output,
         } => {
             let account = account_of(account).await?;
-            let selection = match days {
-                None => Selection::Unsent,
-                Some(0) => bail!("--days must be at least 1"),
-                Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
-            };
+            let selection = export::selection(days, now)?;
             let path = target(output, &export::file_name(now));
             if path.exists() && !path.is_file() {
                 bail!("{}: neither a directory nor a regular file", path.display());
@@ -204,6 +199,7 @@ pub async fn run(
                 dry_run,
                 now,
                 actor: &actor,
+                limits: settings.admin.bundle_limits(),
             };
             let mut conn = db.pool.get().await?;
             let result = import::import_ack_bundle(

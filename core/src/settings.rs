@@ -200,8 +200,18 @@ pub struct DeviceSettings {
 pub struct AdminSettings {
     /// HTTPS address of the admin API, web UI and health endpoints.
     pub https_listen: SocketAddr,
-    /// Largest file accepted by an upload (ACK bundle, RUM file), in bytes.
+    /// Largest file an upload that is spooled to disk accepts (ACK bundle, CSV file), in bytes.
     pub max_upload_bytes: u64,
+    /// Largest upload read whole into memory (a device's RUM file, a registration response),
+    /// in bytes.
+    pub max_text_upload_bytes: u64,
+    /// Seconds an upload may take to arrive; a slower one is refused (a trickling sender
+    /// cannot hold a request open for ever).
+    pub upload_timeout_secs: u64,
+    /// Decompressed bytes an ACK bundle may hold, outer and inner archives together.
+    pub max_bundle_bytes: u64,
+    /// Files an ACK bundle may hold, across its archives.
+    pub max_bundle_members: u64,
 }
 
 /// TLS material.
@@ -229,9 +239,15 @@ pub struct AuthSettings {
     /// Password of the first admin, created when no user exists; empty: generated and
     /// printed once.
     pub initial_admin_password: Secret,
-    /// File holding the key that seals device credentials; empty: `<data_dir>/credentials.key`,
+    /// File holding the key that seals the secrets kept in the database (device credentials,
+    /// CSSM client secrets, webhook secrets, the token key); empty: `<data_dir>/credentials.key`,
     /// created on first start. Every node of a cluster needs the same file.
     pub credentials_key_file: String,
+    /// Password checks (argon2, slow and memory-hungry on purpose) run at once per API
+    /// process; more logins wait their turn.
+    pub login_concurrency: usize,
+    /// Milliseconds a login waits for its turn before it is told to try again (503).
+    pub login_wait_ms: u64,
 }
 
 /// CSSM connection.
@@ -351,6 +367,10 @@ impl Default for AdminSettings {
         Self {
             https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             max_upload_bytes: 512 * 1024 * 1024,
+            max_text_upload_bytes: 16 * 1024 * 1024,
+            upload_timeout_secs: 300,
+            max_bundle_bytes: 128 * 1024 * 1024,
+            max_bundle_members: 100_000,
         }
     }
 }
@@ -365,6 +385,17 @@ impl Default for TlsSettings {
     }
 }
 
+impl AdminSettings {
+    /// What an uploaded ACK bundle may hold.
+    pub fn bundle_limits(&self) -> crate::bundle::Limits {
+        crate::bundle::Limits {
+            max_decompressed_bytes: self.max_bundle_bytes,
+            max_members: self.max_bundle_members,
+            ..crate::bundle::Limits::default()
+        }
+    }
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
@@ -372,6 +403,8 @@ impl Default for AuthSettings {
             token_lifetime_secs: 900,
             initial_admin_password: Secret::default(),
             credentials_key_file: String::new(),
+            login_concurrency: 1,
+            login_wait_ms: 2000,
         }
     }
 }
@@ -495,6 +528,12 @@ impl Settings {
         }
         if self.device.max_in_flight == 0 {
             return invalid("device.max_in_flight", "must be at least 1");
+        }
+        if self.auth.login_concurrency == 0 {
+            return invalid("auth.login_concurrency", "must be at least 1");
+        }
+        if self.admin.upload_timeout_secs == 0 {
+            return invalid("admin.upload_timeout_secs", "must be at least 1");
         }
         // Port 0 (pick a free port) may repeat; fixed addresses may not.
         let clash = |a: SocketAddr, b: SocketAddr| a == b && a.port() != 0;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod openapi;
 mod routes;
+pub mod uploads;
 
 use actix_web::web;
 

@@ -78,6 +78,14 @@ pub async fn find_tenant(
             ));
         }
     };
+    // No tenant id has control characters (a NUL would not even reach the database) or is
+    // longer than a name, a dash and a number.
+    if tenant_id.len() > 256 || tenant_id.chars().any(char::is_control) {
+        return Err(AppError::refused(
+            Code::UnknownTenant,
+            "the tenant id in the URL is not valid",
+        ));
+    }
     let Some(tenant) = accounts::find_tenant(conn, tenant_id).await? else {
         return Err(AppError::refused(
             Code::UnknownTenant,

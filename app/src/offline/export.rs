@@ -51,6 +51,23 @@ pub fn file_name(now: DateTime<Utc>) -> String {
     format!("UD_SA_{}.tar.gz", bundle::timestamp(now))
 }
 
+/// Most days an export may reach back (a hundred years: every report there is).
+pub const MAX_DAYS: u32 = 36_500;
+
+/// What an export takes: the unsent reports, or (`days`) every report received in the last
+/// `days` days, 1 to [`MAX_DAYS`].
+pub fn selection(days: Option<u32>, now: DateTime<Utc>) -> AppResult<Selection> {
+    match days {
+        None => Ok(Selection::Unsent),
+        Some(days @ 1..=MAX_DAYS) => Ok(Selection::Since(
+            now - chrono::Duration::days(i64::from(days)),
+        )),
+        Some(days) => Err(AppError::invalid(format!(
+            "days must be 1 to {MAX_DAYS}, not {days}"
+        ))),
+    }
+}
+
 /// What to export, when and for whom.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportRequest<'a> {

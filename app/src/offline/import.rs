@@ -61,6 +61,8 @@ pub struct ImportRequest<'a> {
     pub now: DateTime<Utc>,
     /// Who asked, for the audit trail.
     pub actor: &'a str,
+    /// What the bundle may hold (decompressed bytes, files).
+    pub limits: bundle::Limits,
 }
 
 /// Imports an ACK bundle read from `reader`. `progress(done, total)` follows the ACK files as
@@ -77,9 +79,10 @@ pub async fn import_ack_bundle<R: Read + Send + 'static>(
         .or_not_found("account")?;
     require_registered(&account)?;
     let name = request.file_name.to_owned();
+    let limits = request.limits;
     let (members, bytes, sha256) = tokio::task::spawn_blocking(move || {
         let mut hashing = Hashing::new(reader);
-        let members = bundle::read_ack_bundle(&mut hashing, &name);
+        let members = bundle::read_ack_bundle_within(&mut hashing, &name, limits);
         // Drain what follows the archive so the hash covers the whole file.
         let _rest = std::io::copy(&mut hashing, &mut std::io::sink());
         let (_, bytes, sha256) = hashing.finish();

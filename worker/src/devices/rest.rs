@@ -318,9 +318,19 @@ impl RestDevice {
         let text = self
             .call(reqwest::Method::GET, "/smartlic-service/all-reports", None)
             .await?;
+        // Bounded by what it builds, not only by its size: a wide document is refused first.
+        outpost_core::json::check(text.as_bytes())
+            .map_err(|e| PullError::BadResponse(format!("all-reports: {e}")))?;
         let all: AllReports = serde_json::from_str(&text).map_err(|e| {
             PullError::BadResponse(format!("all-reports is not the usage list: {e}"))
         })?;
+        if all.usage.len() > outpost_core::device::MAX_REPORTS {
+            return Err(PullError::BadResponse(format!(
+                "all-reports holds {} reports, more than {} at once",
+                all.usage.len(),
+                outpost_core::device::MAX_REPORTS
+            )));
+        }
         Ok(all.usage)
     }
 
@@ -340,6 +350,8 @@ impl RestDevice {
         if text.trim().is_empty() {
             return Ok(());
         }
+        outpost_core::json::check(text.as_bytes())
+            .map_err(|e| PullError::BadResponse(format!("{} answered: {e}", rpc.name())))?;
         let answer: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| PullError::BadResponse(format!("{} answered no JSON: {e}", rpc.name())))?;
         match answer[format!("{}:output", device_rpc::MODULE)]["return-code"].as_str() {

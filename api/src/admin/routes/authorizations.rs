@@ -12,9 +12,10 @@ use outpost_db::AccountId;
 use outpost_db::authorizations::{self, Authorization};
 use serde::Deserialize;
 
-use super::offline_files::{spool_text, verifier};
+use super::offline_files::verifier;
 use super::{Items, Limit, operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::uploads::spool_file;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -59,7 +60,7 @@ pub async fn import_authorizations(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
-    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
+    let file = spool_file(payload, &state).await?;
     let mut conn = state.pool.get().await?;
     let lva = query.lva.unwrap_or(1);
     let imported: SlacImported = slac::import_csv(
@@ -67,7 +68,7 @@ pub async fn import_authorizations(
         verifier,
         account.id,
         lva,
-        &text,
+        file,
         &principal.actor(),
         state.clock.now(),
     )

@@ -31,6 +31,9 @@ pub struct AccessToken {
     pub expires_in: i64,
 }
 
+/// Longest password a user can have (`POST /users` refuses longer ones).
+const MAX_PASSWORD: usize = 1024;
+
 /// A hash of a random password, made once, checked against for unknown users.
 async fn dummy_hash() -> Result<String, ApiError> {
     static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
@@ -53,6 +56,11 @@ pub async fn create_login(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
+    // A name or password no user can have is refused at once: nothing is looked up or hashed
+    // (PostgreSQL refuses NUL in text; argon2 is what a flood would make Outpost spend).
+    if super::check_text("username", &username, 128).is_err() || password.len() > MAX_PASSWORD {
+        return Err(failed(&state, &address, &username).await);
+    }
     if let Err(secs) = state.login_limiter.begin(&address, &username) {
         return Err(ApiError::too_many_requests(
             format!(
@@ -61,12 +69,20 @@ pub async fn create_login(
             secs,
         ));
     }
-    // A name no user can have is not looked up (PostgreSQL refuses NUL in text).
-    let user = if super::check_text("username", &username, 128).is_ok() {
+    // Password checks take their turn: a flood of logins costs a few argon2 checks at a time,
+    // not one each (each takes about 19 MiB and a core for tens of milliseconds).
+    let wait = std::time::Duration::from_millis(state.settings.auth.login_wait_ms);
+    let Ok(Ok(_turn)) = tokio::time::timeout(wait, state.login_slots.clone().acquire_owned()).await
+    else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many sign-ins at once; try again in a few seconds",
+        ));
+    };
+    let user = {
         let mut conn = state.pool.get().await?;
         users::find_by_username(&mut conn, &username).await?
-    } else {
-        None
     };
     // An unknown user costs the same argon2 check as a wrong password, so the answer's timing
     // does not tell which user names exist.
@@ -95,7 +111,8 @@ async fn failed(state: &AppState, address: &str, username: &str) -> ApiError {
         actor: format!("address:{address}"),
         action: "auth.login".into(),
         result: EventResult::Rejected,
-        detail: json!({ "username": username }),
+        // Bounded: what an anonymous caller sends must not grow the event log at will.
+        detail: json!({ "username": username.chars().take(128).collect::<String>() }),
         created_at: state.clock.now(),
     };
     if let Ok(mut conn) = state.pool.get().await {

@@ -1,17 +1,15 @@
 //! The file operations of air-gapped sites (`outpost_app::offline` and `registration`): usage
 //! export download, ACK bundle upload, offline registration files, device RUM and ACK files.
 
-use std::io::{Seek, Write};
+use std::io::Seek;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpResponse, web};
-use futures_util::StreamExt;
 use outpost_app::offline::import::ImportSummary;
 use outpost_app::offline::{self, device_files, export, import};
 use outpost_app::registration;
 use outpost_core::device::DeviceResponse;
-use outpost_db::exports::Selection;
 use outpost_db::{AccountId, ProductInstanceId};
 use serde::Deserialize;
 
@@ -19,38 +17,9 @@ use super::accounts::AccountView;
 use super::device_answer::DeviceAnswer;
 use super::operable_account;
 use crate::admin::auth::Principal;
+use crate::admin::uploads::{spool_file, spool_text};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Reads a request body into an anonymous temporary file, up to `admin.max_upload_bytes`.
-async fn spool(mut payload: web::Payload, limit: u64) -> Result<std::fs::File, ApiError> {
-    let mut file = tempfile::tempfile().map_err(ApiError::internal)?;
-    let mut size = 0u64;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("the upload could not be read: {e}")))?;
-        size += chunk.len() as u64;
-        if size > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the upload is larger than {limit} bytes (admin.max_upload_bytes)"),
-            ));
-        }
-        file.write_all(&chunk).map_err(ApiError::internal)?;
-    }
-    file.rewind().map_err(ApiError::internal)?;
-    Ok(file)
-}
-
-/// A text upload (a RUM file, a registration response).
-pub(crate) async fn spool_text(payload: web::Payload, limit: u64) -> Result<String, ApiError> {
-    let mut file = spool(payload, limit).await?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut file, &mut text)
-        .map_err(|_| ApiError::bad_request("the upload is not UTF-8 text"))?;
-    Ok(text)
-}
 
 fn attachment(name: &str) -> ContentDisposition {
     ContentDisposition {
@@ -87,11 +56,7 @@ pub async fn get_usage_export(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let now = state.clock.now();
-    let selection = match query.days {
-        None => Selection::Unsent,
-        Some(0) => return Err(ApiError::invalid("days must be at least 1")),
-        Some(days) => Selection::Since(now - chrono::Duration::days(days.into())),
-    };
+    let selection = export::selection(query.days, now)?;
     let file = tempfile::tempfile().map_err(ApiError::internal)?;
     let actor = principal.actor();
     let request = export::ExportRequest {
@@ -136,7 +101,7 @@ pub async fn create_ack_import(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
-    let file = spool(payload, state.settings.admin.max_upload_bytes).await?;
+    let file = spool_file(payload, &state).await?;
     let name = query
         .file_name
         .clone()
@@ -149,6 +114,7 @@ pub async fn create_ack_import(
         dry_run: query.dry_run,
         now: state.clock.now(),
         actor: &actor,
+        limits: state.settings.admin.bundle_limits(),
     };
     let mut conn = state.pool.get().await?;
     let summary: ImportSummary =
@@ -189,7 +155,7 @@ pub async fn create_registration_response(
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let verifier = verifier(&state)?;
-    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
+    let text = spool_text(payload, &state).await?;
     let mut conn = state.pool.get().await?;
     let account = registration::response_file(
         &mut conn,
@@ -220,7 +186,7 @@ pub async fn create_usage_file(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
+    let text = spool_text(payload, &state).await?;
     let mut conn = state.pool.get().await?;
     let response: DeviceResponse = device_files::upload_usage_file(
         &mut conn,

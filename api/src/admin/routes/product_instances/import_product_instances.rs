@@ -8,10 +8,10 @@ use outpost_db::AccountId;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::super::offline_files::spool_text;
 use super::super::{operable_account, visible_account};
 use super::attachment;
 use crate::admin::auth::Principal;
+use crate::admin::uploads::spool_file;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -38,13 +38,13 @@ pub async fn import_product_instances(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    let text = spool_text(payload, state.settings.admin.max_upload_bytes).await?;
+    let file = spool_file(payload, &state).await?;
     let mut conn = state.pool.get().await?;
     let applied = inventory::import_csv(
         &mut conn,
         &state.credentials,
         account.id,
-        &text,
+        file,
         &principal.actor(),
         state.clock.now(),
     )
