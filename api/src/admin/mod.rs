@@ -1,6 +1,7 @@
 //! The admin listener: `/api/v1` (JSON, bearer tokens), `/ui` (web UI) and health endpoints.
 
 pub mod auth;
+pub mod body;
 pub mod openapi;
 mod routes;
 pub mod uploads;

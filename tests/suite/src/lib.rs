@@ -165,6 +165,24 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
     }
 
+    /// A fingerprint of every table's content but `except`'s: equal before and after means a
+    /// call changed nothing.
+    pub async fn fingerprint(&self, except: &[&str]) -> Vec<String> {
+        let tables = self
+            .count_rows("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE '%diesel%' ORDER BY 1")
+            .await;
+        let mut prints = Vec::new();
+        for table in tables.iter().filter(|t| !except.contains(&t.as_str())) {
+            let rows = self
+                .count_rows(&format!(
+                    "SELECT '{table}:' || count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} t"
+                ))
+                .await;
+            prints.extend(rows);
+        }
+        prints
+    }
+
     /// Runs every runnable job, one at a time, until none is left.
     pub async fn run_jobs(&self) -> Vec<(JobId, JobState)> {
         self.runner.run_until_idle().await.expect("run jobs")

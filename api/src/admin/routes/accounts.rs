@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::{ADMINS, Items, OPERATORS, operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -148,7 +149,7 @@ pub struct AccountRequestBody {
 pub async fn create_account(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<AccountRequestBody>,
+    body: Body<AccountRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewAccount {
@@ -187,7 +188,7 @@ pub async fn update_account(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<AccountPatch>,
+    body: Body<AccountPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let body = body.into_inner();
@@ -257,7 +258,7 @@ pub async fn deactivate_account(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<DeactivateBody>,
+    body: Body<DeactivateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     principal.require(OPERATORS)?;

@@ -31,7 +31,7 @@ pub async fn list_authorizations(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
-    let items = authorizations::list(&mut conn, account.id, None, limit.value()).await?;
+    let items = authorizations::list(&mut conn, account.id, None, limit.value()?).await?;
     Ok(HttpResponse::Ok().json(Items { items }))
 }
 

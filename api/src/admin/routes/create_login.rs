@@ -7,6 +7,7 @@ use outpost_db::users;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 use outpost_app::users::{hash_password, verify_password};
@@ -49,7 +50,7 @@ async fn dummy_hash() -> Result<String, ApiError> {
 pub async fn create_login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<Login>,
+    body: Body<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { username, password } = body.into_inner();
     let address = req

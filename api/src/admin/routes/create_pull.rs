@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::operable_account;
 use crate::admin::auth::Principal;
+use crate::admin::body::OptionalBody;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -32,10 +33,10 @@ pub async fn create_pull(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: Option<web::Json<PullRequest>>,
+    body: OptionalBody<PullRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let body = body.into_inner();
     let delay = match body.delay_secs {
         Some(secs) if secs > 3600 => {
             return Err(ApiError::invalid("delay_secs must be between 0 and 3600"));

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::virtual_accounts::find_lva;
 use super::{Items, audit, check_text, licensing_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -59,7 +60,7 @@ pub async fn transfer_licenses(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<LicenseTransfer>,
+    body: Body<LicenseTransfer>,
 ) -> Result<HttpResponse, ApiError> {
     let account = licensing_account(&state, &principal, *id).await?;
     check_text("entitlement_tag", &body.entitlement_tag, 200).map_err(ApiError::invalid)?;

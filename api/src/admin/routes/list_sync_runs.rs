@@ -19,6 +19,6 @@ pub async fn list_sync_runs(
 ) -> Result<HttpResponse, ApiError> {
     let account = visible_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;
-    let items = sync_runs::list(&mut conn, account.id, limit.value()).await?;
+    let items = sync_runs::list(&mut conn, account.id, limit.value()?).await?;
     Ok(HttpResponse::Ok().json(Items { items }))
 }

@@ -133,8 +133,13 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// The limit, 1 to 1000, default 100.
-    pub fn value(&self) -> i64 {
-        self.limit.unwrap_or(100).clamp(1, 1000)
+    /// The limit, 1 to 1000, default 100; anything else is refused.
+    pub fn value(&self) -> Result<i64, ApiError> {
+        match self.limit.unwrap_or(100) {
+            limit @ 1..=1000 => Ok(limit),
+            other => Err(ApiError::invalid(format!(
+                "limit must be 1 to 1000, not {other}"
+            ))),
+        }
     }
 }

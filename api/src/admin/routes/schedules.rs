@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::{operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -128,7 +129,7 @@ pub async fn put_cssm_schedule(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<PutSchedule>,
+    body: Body<PutSchedule>,
 ) -> Result<HttpResponse, ApiError> {
     put_schedule(&state, &principal, *id, kinds::CSSM_SYNC, &body).await
 }
@@ -149,7 +150,7 @@ pub async fn put_device_pull_schedule(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<PutSchedule>,
+    body: Body<PutSchedule>,
 ) -> Result<HttpResponse, ApiError> {
     put_schedule(&state, &principal, *id, kinds::DEVICE_PULL, &body).await
 }

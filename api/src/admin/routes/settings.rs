@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::{ADMINS, READERS, audit, operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -42,7 +43,7 @@ pub struct SettingsBody {
 pub async fn put_settings(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<SettingsBody>,
+    body: Body<SettingsBody>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(ADMINS)?;
     let mut conn = state.pool.get().await?;
@@ -117,7 +118,7 @@ pub async fn put_account_settings(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<AccountSettingsBody>,
+    body: Body<AccountSettingsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let now = state.clock.now();

@@ -15,6 +15,7 @@ use super::{ADMINS, Items};
 use outpost_app::users::hash_password;
 
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -160,7 +161,7 @@ async fn grants_of(
 pub async fn create_user(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<UserBody>,
+    body: Body<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(ADMINS)?;
     let body = body.into_inner();
@@ -225,7 +226,7 @@ pub async fn put_user_roles(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<UserId>,
-    body: web::Json<RolesBody>,
+    body: Body<RolesBody>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(ADMINS)?;
     let mut conn = state.pool.get().await?;

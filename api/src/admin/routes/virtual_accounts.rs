@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::{Items, audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -149,7 +150,7 @@ pub async fn create_virtual_account(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<LvaBody>,
+    body: Body<LvaBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let name = body
@@ -182,7 +183,7 @@ pub async fn update_virtual_account(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<(AccountId, i32)>,
-    body: web::Json<LvaBody>,
+    body: Body<LvaBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
     let account = operable_account(&state, &principal, id).await?;

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::{Items, Limit, audit, check_text, operable_account, visible_account};
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,7 +95,7 @@ pub async fn create_webhook(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<NewWebhook>,
+    body: Body<NewWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     check_url(&body.url, state.settings.webhooks.allow_private_addresses)?;
@@ -177,6 +178,6 @@ pub async fn list_webhook_deliveries(
     {
         return Err(ApiError::not_found("webhook"));
     }
-    let items = webhooks::delivery_log(&mut conn, account.id, webhook, limit.value()).await?;
+    let items = webhooks::delivery_log(&mut conn, account.id, webhook, limit.value()?).await?;
     Ok(HttpResponse::Ok().json(Items { items }))
 }

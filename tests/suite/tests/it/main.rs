@@ -16,6 +16,7 @@ mod deadlines;
 mod deploy;
 mod device_errors;
 mod ha_sets;
+mod hostile;
 mod inventory;
 mod isolation;
 mod lifecycle;

@@ -14,6 +14,7 @@ use super::super::virtual_accounts::find_lva;
 use super::super::{audit, operable_account};
 use super::find_pi;
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -73,7 +74,7 @@ pub async fn transfer_product_instances(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<BulkBody>,
+    body: Body<BulkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let ids = bulk_ids(&body)?;
@@ -164,7 +165,7 @@ pub async fn remove_product_instances(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<BulkBody>,
+    body: Body<BulkBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let ids = bulk_ids(&body)?;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::super::operable_account;
 use crate::admin::auth::Principal;
+use crate::admin::body::Body;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -29,7 +30,7 @@ pub async fn create_product_instance(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<AccountId>,
-    body: web::Json<PiInput>,
+    body: Body<PiInput>,
 ) -> Result<HttpResponse, ApiError> {
     let account = operable_account(&state, &principal, *id).await?;
     let mut conn = state.pool.get().await?;

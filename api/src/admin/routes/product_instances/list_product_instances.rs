@@ -51,6 +51,20 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// `last_contact_older_than_days` as a time: 0 to 36,500 days (a hundred years).
+    fn contact_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        match self.last_contact_older_than_days {
+            None => Ok(None),
+            Some(days @ 0..=36_500) => Ok(Some(now - Duration::days(i64::from(days)))),
+            Some(days) => Err(ApiError::invalid(format!(
+                "last_contact_older_than_days must be 0 to 36500, not {days}"
+            ))),
+        }
+    }
+
     fn to_query(
         &self,
         lva: Option<&LocalVirtualAccount>,
@@ -105,18 +119,16 @@ impl ListQuery {
             .map(parse_method)
             .transpose()
             .map_err(ApiError::invalid)?;
-        let search = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-        if search.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
-            return Err(ApiError::invalid("q must be at most 100 characters"));
+        if let Some(q) = &self.q {
+            check_text("q", q, 100).map_err(ApiError::invalid)?;
         }
+        let search = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
         Ok(InventoryQuery {
             lva: lva.map(|l| l.id),
             search: search.map(str::to_owned),
             alert,
             connect_method,
-            contact_before: self
-                .last_contact_older_than_days
-                .map(|d| now - Duration::days(i64::from(d.min(36_500)))),
+            contact_before: self.contact_before(now)?,
             sort,
             descending,
             cursor,
