@@ -123,6 +123,9 @@ fn admin_listener(
             .configure(admin::configure)
     })
     .workers(workers())
+    // Each open connection holds TLS and HTTP buffers: a flood of them (a thousand logins at
+    // once) waits in the kernel's accept queue instead of in memory.
+    .max_connections(settings.admin.max_connections)
     .disable_signals()
     .tcp_nodelay(true)
     .bind_rustls_0_23(settings.admin.https_listen, server_tls)

@@ -212,6 +212,9 @@ pub struct AdminSettings {
     pub max_bundle_bytes: u64,
     /// Files an ACK bundle may hold, across its archives.
     pub max_bundle_members: u64,
+    /// Connections the admin listener serves at once per worker thread; more wait to be
+    /// accepted (each open one holds TLS and HTTP buffers).
+    pub max_connections: usize,
 }
 
 /// TLS material.
@@ -371,6 +374,7 @@ impl Default for AdminSettings {
             upload_timeout_secs: 300,
             max_bundle_bytes: 128 * 1024 * 1024,
             max_bundle_members: 100_000,
+            max_connections: 256,
         }
     }
 }
@@ -531,6 +535,9 @@ impl Settings {
         }
         if self.auth.login_concurrency == 0 {
             return invalid("auth.login_concurrency", "must be at least 1");
+        }
+        if self.admin.max_connections == 0 {
+            return invalid("admin.max_connections", "must be at least 1");
         }
         if self.admin.upload_timeout_secs == 0 {
             return invalid("admin.upload_timeout_secs", "must be at least 1");

@@ -733,6 +733,36 @@ impl OutpostProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`), as MiB.
+    fn status_mib(&self, field: &str) -> f64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in {status}"));
+        kib / 1024.0
+    }
+
+    /// Its resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS")
+    }
+
+    /// The most resident memory it had since it started or since [`reset_peak`]
+    /// (Self::reset_peak), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM")
+    }
+
+    /// Starts counting the peak resident memory afresh (`/proc/<pid>/clear_refs`).
+    pub fn reset_peak(&self) {
+        let pid = self.child.id().expect("running");
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+    }
 }
 
 /// Waits until `probe` returns true, checking every 100 ms, for at most `seconds`.

@@ -8,6 +8,7 @@
     reason = "helpers of the tests abort the test on a failed step, as the tests themselves do"
 )]
 
+mod abuse;
 mod admin_api;
 mod bench;
 mod cli;
